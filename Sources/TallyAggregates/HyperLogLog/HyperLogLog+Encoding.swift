@@ -1,0 +1,103 @@
+extension HyperLogLog: VersionedEncoding {
+    public static let encodingTag = EncodingTag.hyperLogLog
+    public static let encodingVersion: UInt8 = 1
+    public static let encodingName = "HyperLogLog"
+
+    /// Body (version 1):
+    /// ```
+    /// precision: u8   form: u8 (0 sparse, 1 dense)
+    /// sparse: entries: varint, stream bytes: varint, then a bit stream (LSB first, zero-padded to a
+    ///         byte, no spare byte): per entry in
+    ///         index order, the gap to the previous index minus one as a Golomb-Rice code with
+    ///         k = max(0, p - bitWidth(entries)), then rank - 1 in unary.
+    /// dense:  2^p registers of 6 bits each, LSB first.
+    /// ```
+    /// Rice codes suit the gaps, which are close to geometric with mean 2^p / entries, and unary
+    /// suits the ranks, which are geometric with ratio 1/2: about one byte per distinct value.
+    public func encode(to writer: inout ByteWriter) {
+        writer.writeUInt8(UInt8(self.precision))
+        if self.dense.isEmpty {
+            writer.writeUInt8(0)
+            writer.writeVarint(self.sparse.count)
+            let k = Self.riceParameter(precision: self.precision, entries: self.sparse.count)
+            var bits = BitWriter(capacity: self.sparse.count + 8)
+            var previous = -1
+            for entry in self.sparse {
+                let index = Int(entry >> 6)
+                bits.writeRice(UInt64(index - previous - 1), k: k)
+                bits.writeUnary(Int(entry & 0x3F) - 1)
+                previous = index
+            }
+            let stream = bits.finish()
+            writer.writeVarint(stream.count)
+            writer.writeBytes(stream)
+        } else {
+            writer.writeUInt8(1)
+            var bits = BitWriter(capacity: self.dense.count * 6 / 8)
+            for register in self.dense { bits.write(UInt64(register), width: 6) }
+            writer.writeBytes(bits.finish())
+        }
+    }
+
+    static func riceParameter(precision: Int, entries: Int) -> Int {
+        max(0, precision - (Int.bitWidth - entries.leadingZeroBitCount))
+    }
+
+    public init(from reader: inout ByteReader) throws(DecodeError) {
+        let precision = Int(try reader.readUInt8("HyperLogLog precision"))
+        guard Self.precisionRange.contains(precision) else {
+            throw .invalidValue(field: "HyperLogLog precision", value: "\(precision)")
+        }
+        self.init(precision: precision)
+        let registerCount = 1 << precision
+        let rankMax = self.rankMax
+        switch try reader.readUInt8("HyperLogLog form") {
+        case 0:
+            let entries = try reader.readCount("HyperLogLog sparse entries", max: self.sparseEntriesMax)
+            let k = Self.riceParameter(precision: precision, entries: entries)
+            // Each entry takes at least two bits: the Rice code's terminator and the rank's.
+            let byteCount = try reader.readCount("HyperLogLog sparse byte count", max: reader.remaining)
+            guard byteCount * 8 >= entries * 2 else {
+                throw .truncated(field: "HyperLogLog sparse bits", offset: reader.offset)
+            }
+            var bits = BitReader(try reader.readBytes("HyperLogLog sparse bits", count: byteCount),
+                                 field: "HyperLogLog sparse entries")
+            var sparse: [UInt32] = []
+            sparse.reserveCapacity(entries)
+            var previous = -1
+            for _ in 0..<entries {
+                let gap = try bits.readRice(k: k, quotientMax: registerCount >> k)
+                let index = previous + 1 + Int(gap)
+                guard index < registerCount else {
+                    throw .invalidValue(field: "HyperLogLog sparse index", value: "\(index)")
+                }
+                let rank = try bits.readUnary(max: rankMax - 1) + 1
+                sparse.append(UInt32(index) << 6 | UInt32(rank))
+                previous = index
+            }
+            try bits.expectZeroPadding()
+            self.sparse = sparse
+        case 1:
+            let byteCount = (registerCount * 6 + 7) / 8
+            var bits = BitReader(try reader.readBytes("HyperLogLog registers", count: byteCount),
+                                 field: "HyperLogLog registers")
+            var dense = [UInt8](repeating: 0, count: registerCount)
+            var nonZero = 0
+            for index in 0..<registerCount {
+                let rank = try bits.read(width: 6)
+                guard rank <= UInt64(rankMax) else {
+                    throw .invalidValue(field: "HyperLogLog register \(index)", value: "\(rank)")
+                }
+                if rank > 0 { nonZero += 1 }
+                dense[index] = UInt8(rank)
+            }
+            try bits.expectZeroPadding()
+            guard nonZero > self.sparseEntriesMax else {
+                throw .nonCanonical(field: "HyperLogLog dense form with \(nonZero) non-zero registers")
+            }
+            self.dense = dense
+        case let form:
+            throw .invalidValue(field: "HyperLogLog form", value: "\(form)")
+        }
+    }
+}

@@ -1,0 +1,288 @@
+/// A distinct-count sketch: HyperLogLog with 2^p registers, a sparse form for small cardinalities,
+/// and Ertl's improved estimator.
+///
+/// Follows Flajolet, Fusy, Gandouet and Meunier, "HyperLogLog" (2007) for the registers, with a
+/// 64-bit hash (XXH64, stable across processes and releases), and Otmar Ertl, "New cardinality
+/// estimation algorithms for HyperLogLog sketches" (arXiv:1702.01284, 2017), §3 "improved raw
+/// estimator", which is unbiased over the whole range with no empirical bias tables (unlike
+/// HyperLogLog++). Standard error is about `1.04 / sqrt(2^p)`: 0.81% at the default p = 14.
+///
+/// Deviations: the sparse form keeps (index, rank) pairs at the sketch's own precision (HyperLogLog++
+/// uses a higher one); it is exact as a register set and turns dense when it would stop saving
+/// memory (more than `m / 8` non-zero registers). The form is a function of the registers alone,
+/// never of history, so equal sketches have equal bytes. Merge is register-wise max; sketches of
+/// different precisions merge by folding the finer one down (register-wise max stays exact).
+public struct HyperLogLog: Lattice {
+    public static let precisionRange = 4...18
+    public static let defaultPrecision = 14
+
+    /// log2 of the number of registers.
+    public private(set) var precision: Int
+    /// Sorted `index << 6 | rank` entries of the non-zero registers, while sparse; empty when dense.
+    @usableFromInline var sparse: [UInt32]
+    /// One byte per register once dense; empty while sparse.
+    @usableFromInline var dense: [UInt8]
+
+    /// What one `add` changed: register `index` now holds at least `rank`.
+    public struct Delta: Sendable, Hashable {
+        public let precision: Int
+        public let index: Int
+        public let rank: UInt8
+
+        @usableFromInline
+        init(precision: Int, index: Int, rank: UInt8) {
+            self.precision = precision
+            self.index = index
+            self.rank = rank
+        }
+    }
+
+    /// An empty sketch.
+    ///
+    /// - Precondition: `precision` is in `precisionRange`; configuration is validated before here.
+    public init(precision: Int = HyperLogLog.defaultPrecision) {
+        precondition(Self.precisionRange.contains(precision), "HyperLogLog precision \(precision) not in 4...18")
+        self.precision = precision
+        self.sparse = []
+        self.dense = []
+    }
+
+    public init(delta: Delta) {
+        self.init(precision: delta.precision)
+        if delta.rank > 0 { self.sparse = [UInt32(delta.index) << 6 | UInt32(delta.rank)] }
+    }
+
+    /// Number of registers.
+    public var registerCount: Int { 1 << self.precision }
+    public var isSparse: Bool { self.dense.isEmpty }
+    /// Largest register value: the hash bits left after the index, plus one.
+    var rankMax: Int { 64 - self.precision + 1 }
+    /// Most non-zero registers the sparse form holds.
+    var sparseEntriesMax: Int { self.registerCount / 8 }
+
+    // MARK: - Adding
+
+    /// Adds a value by its UTF-8 bytes.
+    @inlinable
+    @discardableResult
+    public mutating func add(_ value: String) -> Delta {
+        self.add(hash: XXH64.hash(value))
+    }
+
+    /// Adds a value by its stable 64-bit hash (XXH64 of its bytes, for values from outside).
+    @inlinable
+    @discardableResult
+    public mutating func add(hash: UInt64) -> Delta {
+        let precision = self.precision
+        let index = Int(truncatingIfNeeded: hash >> UInt64(64 - precision))
+        let remainder = hash << UInt64(precision)
+        let rank = UInt8(truncatingIfNeeded: min(remainder.leadingZeroBitCount, 64 - precision) + 1)
+        if !self.dense.isEmpty {
+            self.dense.withUnsafeMutableBufferPointer { registers in
+                if registers[index] < rank { registers[index] = rank }
+            }
+        } else {
+            self.insertSparse(index: index, rank: rank)
+        }
+        return Delta(precision: precision, index: index, rank: rank)
+    }
+
+    @usableFromInline
+    mutating func insertSparse(index: Int, rank: UInt8) {
+        let key = UInt32(index) << 6
+        var low = 0
+        var high = self.sparse.count
+        while low < high {
+            let mid = (low + high) / 2
+            if self.sparse[mid] & ~0x3F < key { low = mid + 1 } else { high = mid }
+        }
+        if low < self.sparse.count && self.sparse[low] & ~0x3F == key {
+            if self.sparse[low] & 0x3F < UInt32(rank) { self.sparse[low] = key | UInt32(rank) }
+            return
+        }
+        self.sparse.insert(key | UInt32(rank), at: low)
+        if self.sparse.count > self.sparseEntriesMax { self.densify() }
+    }
+
+    mutating func densify() {
+        var registers = [UInt8](repeating: 0, count: self.registerCount)
+        for entry in self.sparse {
+            registers[Int(entry >> 6)] = UInt8(entry & 0x3F)
+        }
+        self.dense = registers
+        self.sparse = []
+    }
+
+    // MARK: - Merging
+
+    public mutating func merge(delta: Delta) {
+        if delta.precision == self.precision {
+            guard delta.rank > 0 else { return }
+            if self.dense.isEmpty {
+                self.insertSparse(index: delta.index, rank: delta.rank)
+            } else if self.dense[delta.index] < delta.rank {
+                self.dense[delta.index] = delta.rank
+            }
+        } else {
+            self.merge(HyperLogLog(delta: delta))
+        }
+    }
+
+    public mutating func merge(_ other: HyperLogLog) {
+        var other = other
+        if other.precision > self.precision { other.fold(to: self.precision) }
+        if self.precision > other.precision { self.fold(to: other.precision) }
+        switch (self.dense.isEmpty, other.dense.isEmpty) {
+        case (false, false):
+            self.dense.withUnsafeMutableBufferPointer { mine in
+                other.dense.withUnsafeBufferPointer { theirs in
+                    for index in 0..<mine.count where mine[index] < theirs[index] {
+                        mine[index] = theirs[index]
+                    }
+                }
+            }
+        case (false, true):
+            for entry in other.sparse {
+                let index = Int(entry >> 6)
+                self.dense[index] = max(self.dense[index], UInt8(entry & 0x3F))
+            }
+        case (true, false):
+            var registers = other.dense
+            for entry in self.sparse {
+                let index = Int(entry >> 6)
+                registers[index] = max(registers[index], UInt8(entry & 0x3F))
+            }
+            self.dense = registers
+            self.sparse = []
+        case (true, true):
+            self.sparse = Self.mergeSparse(self.sparse, other.sparse)
+            if self.sparse.count > self.sparseEntriesMax { self.densify() }
+        }
+    }
+
+    /// Union of two sorted entry lists, keeping the larger rank per index.
+    static func mergeSparse(_ left: [UInt32], _ right: [UInt32]) -> [UInt32] {
+        var merged: [UInt32] = []
+        merged.reserveCapacity(left.count + right.count)
+        var l = 0
+        var r = 0
+        while l < left.count && r < right.count {
+            let leftKey = left[l] >> 6
+            let rightKey = right[r] >> 6
+            if leftKey == rightKey {
+                merged.append(max(left[l], right[r]))
+                l += 1
+                r += 1
+            } else if leftKey < rightKey {
+                merged.append(left[l])
+                l += 1
+            } else {
+                merged.append(right[r])
+                r += 1
+            }
+        }
+        merged.append(contentsOf: left[l...])
+        merged.append(contentsOf: right[r...])
+        return merged
+    }
+
+    /// Re-expresses the registers at a lower precision, as if every value had been added there.
+    ///
+    /// Index `i` at precision p becomes `i >> d` at p - d; the `d` bits dropped from the index become
+    /// the first bits of the rank's bit string: a non-zero register gets rank `lz + 1` when those bits
+    /// are not all zero (`lz` their leading zeros), and `d + rank` when they are.
+    public mutating func fold(to precision: Int) {
+        precondition(
+            precision <= self.precision && Self.precisionRange.contains(precision),
+            "fold from precision \(self.precision) to \(precision)")
+        let steps = self.precision - precision
+        guard steps > 0 else { return }
+        func folded(index: Int, rank: UInt8) -> (Int, UInt8) {
+            let low = index & ((1 << steps) - 1)
+            if low == 0 { return (index >> steps, UInt8(steps) + rank) }
+            let leadingZeros = steps - (Int.bitWidth - low.leadingZeroBitCount)
+            return (index >> steps, UInt8(leadingZeros + 1))
+        }
+        var registers = [UInt8](repeating: 0, count: 1 << precision)
+        if self.dense.isEmpty {
+            for entry in self.sparse {
+                let (index, rank) = folded(index: Int(entry >> 6), rank: UInt8(entry & 0x3F))
+                registers[index] = max(registers[index], rank)
+            }
+        } else {
+            for (index, rank) in self.dense.enumerated() where rank > 0 {
+                let (newIndex, newRank) = folded(index: index, rank: rank)
+                registers[newIndex] = max(registers[newIndex], newRank)
+            }
+        }
+        self.precision = precision
+        self.dense = []
+        self.sparse = []
+        for (index, rank) in registers.enumerated() where rank > 0 {
+            self.sparse.append(UInt32(index) << 6 | UInt32(rank))
+        }
+        if self.sparse.count > self.sparseEntriesMax { self.densify() }
+    }
+
+    // MARK: - Estimating
+
+    /// Number of registers holding each value 0...rankMax.
+    func registerHistogram() -> [Int] {
+        var histogram = [Int](repeating: 0, count: self.rankMax + 1)
+        if self.dense.isEmpty {
+            histogram[0] = self.registerCount - self.sparse.count
+            for entry in self.sparse { histogram[Int(entry & 0x3F)] += 1 }
+        } else {
+            for rank in self.dense { histogram[Int(rank)] += 1 }
+        }
+        return histogram
+    }
+
+    /// The estimated number of distinct values added (Ertl 2017, Algorithm 6).
+    public var cardinality: Double {
+        let histogram = self.registerHistogram()
+        let m = Double(self.registerCount)
+        let q = self.rankMax - 1
+        if histogram[0] == self.registerCount { return 0 }
+        var z = m * Self.tau((m - Double(histogram[q + 1])) / m)
+        for k in stride(from: q, through: 1, by: -1) {
+            z = 0.5 * (z + Double(histogram[k]))
+        }
+        z += m * Self.sigma(Double(histogram[0]) / m)
+        let alphaInfinity = 0.5 / Math.log(2)
+        return alphaInfinity * m * m / z
+    }
+
+    /// Ertl's σ(x) = x + Σ_{k≥1} x^(2^k) 2^(k-1), for x in [0, 1).
+    static func sigma(_ x: Double) -> Double {
+        var x = x
+        var y = 1.0
+        var z = x
+        while true {
+            x *= x
+            let previous = z
+            z += x * y
+            y += y
+            if z == previous { return z }
+        }
+    }
+
+    /// Ertl's τ(x) = (1 - x - Σ_{k≥1} (1 - x^(2^-k))^2 2^-k) / 3, for x in [0, 1].
+    static func tau(_ x: Double) -> Double {
+        if x == 0 || x == 1 { return 0 }
+        var x = x
+        var y = 1.0
+        var z = 1 - x
+        while true {
+            x = x.squareRoot()
+            let previous = z
+            y *= 0.5
+            z -= (1 - x) * (1 - x) * y
+            if z == previous { return z / 3 }
+        }
+    }
+
+    /// The relative standard error of `cardinality`: 1.04 / sqrt(m).
+    public var standardError: Double { 1.04 / Double(self.registerCount).squareRoot() }
+}
+

@@ -1,0 +1,232 @@
+/// A mergeable latency distribution with a relative-error guarantee on every quantile.
+///
+/// Buckets are OpenTelemetry exponential-histogram buckets (`ExponentialBuckets`): at the default
+/// scale 6 every quantile is within 0.55% relative error, and the buckets export losslessly to OTLP
+/// and to Prometheus native histograms. Count and zero count are exact; sum, min and max are exact
+/// up to floating-point rounding.
+///
+/// It follows DDSketch (Masson, Rim and Lee, VLDB 2019) for the relative-error guarantee and the
+/// collapse of the lowest buckets under a bucket bound, with OpenTelemetry's base-2 bucket layout so
+/// that downscaling (halving the resolution) is an exact index shift and sketches of different
+/// scales merge.
+///
+/// Why counts are kept per origin replica: DDSketch and OpenTelemetry merge histograms by adding
+/// bucket counts. Addition is not idempotent: when gossip delivers the same state twice, or a delta
+/// arrives again after a reconnect, or two peers relay the same region's state, a sum counts those
+/// events twice, and replicas that saw different redeliveries never agree. Here each origin's
+/// histogram is written only by that origin and only grows, so the join is a bucket-wise max per
+/// origin, which is commutative, associative and idempotent: redelivery changes nothing. The totals
+/// a query sees add up the origins, each counted once.
+///
+/// Deviations from the papers: per-origin slots (above); the collapse floor is part of the state
+/// and joins by max (see `OriginHistogram`); quantiles whose rank falls in a collapsed bucket are
+/// flagged as such instead of silently returning the floor.
+public struct LatencySketch: Lattice {
+    public static let defaultScale = 6
+    /// 2,048 buckets at scale 6 span a factor of 2^32: from 1 µs to over an hour.
+    public static let defaultBucketsMax = 2_048
+    public static let bucketsMaxRange = 16...65_536
+
+    /// The bucket resolution; the join takes the coarser of two scales.
+    public internal(set) var scale: Int
+    /// Most buckets per origin before the lowest collapse; the join takes the smaller bound.
+    public internal(set) var bucketsMax: Int
+    /// One histogram per origin that recorded anything, sorted by origin.
+    @usableFromInline
+    internal var histograms: [OriginHistogram]
+
+    /// What one `record` changed: the origin's new totals and the new count of one bucket.
+    ///
+    /// Only `record` makes one, so a delta always holds at least one value.
+    public struct Delta: Sendable, Equatable {
+        public let origin: ReplicaID
+        public let scale: Int
+        public let bucketsMax: Int
+        public let floorIndex: Int32?
+        /// The bucket the value went to and its count now; nil when it went to the zero bucket.
+        public let bucket: Bucket?
+        public let zeroCount: UInt64
+        public let sum: Double
+        public let minimum: Double
+        public let maximum: Double
+
+        @usableFromInline
+        init(origin: ReplicaID, scale: Int, bucketsMax: Int, floorIndex: Int32?, bucket: Bucket?,
+             zeroCount: UInt64, sum: Double, minimum: Double, maximum: Double)
+        {
+            self.origin = origin
+            self.scale = scale
+            self.bucketsMax = bucketsMax
+            self.floorIndex = floorIndex
+            self.bucket = bucket
+            self.zeroCount = zeroCount
+            self.sum = sum
+            self.minimum = minimum
+            self.maximum = maximum
+        }
+    }
+
+    public struct Bucket: Sendable, Hashable {
+        public var index: Int32
+        public var count: UInt64
+
+        @inlinable
+        public init(index: Int32, count: UInt64) {
+            self.index = index
+            self.count = count
+        }
+    }
+
+    /// An empty sketch.
+    ///
+    /// - Precondition: `scale` is in `ExponentialBuckets.scaleMin...scaleMax` and `bucketsMax` in
+    ///   `bucketsMaxRange`; configuration is validated before it reaches here.
+    public init(scale: Int = LatencySketch.defaultScale, bucketsMax: Int = LatencySketch.defaultBucketsMax) {
+        precondition(
+            (ExponentialBuckets.scaleMin...ExponentialBuckets.scaleMax).contains(scale),
+            "sketch scale \(scale) outside \(ExponentialBuckets.scaleMin)...\(ExponentialBuckets.scaleMax)")
+        precondition(Self.bucketsMaxRange.contains(bucketsMax), "sketch bucketsMax \(bucketsMax) out of range")
+        self.scale = scale
+        self.bucketsMax = bucketsMax
+        self.histograms = []
+    }
+
+    public init(delta: Delta) {
+        self.init(scale: delta.scale, bucketsMax: delta.bucketsMax)
+        var histogram = OriginHistogram(origin: delta.origin)
+        histogram.floorIndex = delta.floorIndex ?? OriginHistogram.noFloor
+        histogram.zeroCount = delta.zeroCount
+        histogram.sum = delta.sum
+        histogram.minimum = delta.minimum
+        histogram.maximum = delta.maximum
+        if let bucket = delta.bucket, bucket.count > 0 {
+            histogram.offset = bucket.index
+            histogram.counts = [bucket.count]
+        }
+        histogram.recount()
+        self.histograms = [histogram]
+    }
+
+    // MARK: - Recording
+
+    /// Records one latency observed at `origin`.
+    ///
+    /// MUST be called only by the replica that `origin` names (each origin's histogram has one
+    /// writer). `value` MUST be finite and non-negative: the ingest layer rejects anything else with
+    /// a reason before it reaches an aggregate.
+    @inlinable
+    @discardableResult
+    public mutating func record(_ value: Double, at origin: ReplicaID) -> Delta {
+        precondition(value >= 0 && value.isFinite, "latency \(value) reached the sketch unvalidated")
+        let slot = self.slot(for: origin)
+        let scale = self.scale
+        let bucketsMax = self.bucketsMax
+        let bucketIndex = self.histograms[slot].record(value, scale: scale, bucketsMax: bucketsMax)
+        return self.histograms[slot].delta(bucket: bucketIndex, scale: scale, bucketsMax: bucketsMax)
+    }
+
+    /// The position of `origin`'s histogram, inserting an empty one if needed.
+    @inlinable
+    mutating func slot(for origin: ReplicaID) -> Int {
+        var position = 0
+        let count = self.histograms.count
+        while position < count {
+            let slotOrigin = self.histograms[position].origin
+            if slotOrigin == origin { return position }
+            if slotOrigin > origin { break }
+            position += 1
+        }
+        self.histograms.insert(OriginHistogram(origin: origin), at: position)
+        return position
+    }
+
+    // MARK: - Merging
+
+    public mutating func merge(_ other: LatencySketch) {
+        let scale = min(self.scale, other.scale)
+        let bucketsMax = min(self.bucketsMax, other.bucketsMax)
+        var other = other
+        self.conform(scale: scale, bucketsMax: bucketsMax)
+        other.conform(scale: scale, bucketsMax: bucketsMax)
+        if self.histograms.isEmpty {
+            self.histograms = other.histograms
+            return
+        }
+        var merged: [OriginHistogram] = []
+        merged.reserveCapacity(self.histograms.count + other.histograms.count)
+        var left = 0
+        var right = 0
+        while left < self.histograms.count || right < other.histograms.count {
+            if right == other.histograms.count
+                || (left < self.histograms.count && self.histograms[left].origin < other.histograms[right].origin)
+            {
+                merged.append(self.histograms[left])
+                left += 1
+            } else if left == self.histograms.count
+                || other.histograms[right].origin < self.histograms[left].origin
+            {
+                merged.append(other.histograms[right])
+                right += 1
+            } else {
+                var histogram = self.histograms[left]
+                histogram.merge(other.histograms[right], bucketsMax: bucketsMax)
+                merged.append(histogram)
+                left += 1
+                right += 1
+            }
+        }
+        self.histograms = merged
+    }
+
+    public mutating func merge(delta: Delta) {
+        guard delta.scale == self.scale, delta.bucketsMax == self.bucketsMax else {
+            self.merge(LatencySketch(delta: delta))
+            return
+        }
+        let slot = self.slot(for: delta.origin)
+        var deltaHistogram = LatencySketch(delta: delta).histograms[0]
+        deltaHistogram.origin = delta.origin
+        self.histograms[slot].merge(deltaHistogram, bucketsMax: self.bucketsMax)
+    }
+
+    /// Brings every histogram to a coarser scale and a smaller bucket bound.
+    mutating func conform(scale: Int, bucketsMax: Int) {
+        precondition(scale <= self.scale && bucketsMax <= self.bucketsMax, "conform only coarsens")
+        guard scale != self.scale || bucketsMax != self.bucketsMax else { return }
+        let steps = self.scale - scale
+        for position in self.histograms.indices {
+            self.histograms[position].downscale(by: steps)
+            self.histograms[position].normalize(bucketsMax: bucketsMax)
+        }
+        self.scale = scale
+        self.bucketsMax = bucketsMax
+    }
+
+    /// This sketch at a coarser scale (downscaling is exact: buckets nest).
+    public func downscaled(to scale: Int) -> LatencySketch {
+        var copy = self
+        copy.conform(scale: min(scale, self.scale), bucketsMax: self.bucketsMax)
+        return copy
+    }
+
+    /// The part of this sketch written by `origin`, as a sketch (what replication ships).
+    public func projection(of origin: ReplicaID) -> LatencySketch {
+        var copy = LatencySketch(scale: self.scale, bucketsMax: self.bucketsMax)
+        copy.histograms = self.histograms.filter { $0.origin == origin }
+        return copy
+    }
+}
+
+extension OriginHistogram {
+    @inlinable
+    func delta(bucket: Int32?, scale: Int, bucketsMax: Int) -> LatencySketch.Delta {
+        var bucketCount: LatencySketch.Bucket?
+        if let bucket {
+            bucketCount = LatencySketch.Bucket(index: bucket, count: self.counts[Int(bucket - self.offset)])
+        }
+        return LatencySketch.Delta(
+            origin: self.origin, scale: scale, bucketsMax: bucketsMax,
+            floorIndex: self.hasFloor ? self.floorIndex : nil, bucket: bucketCount,
+            zeroCount: self.zeroCount, sum: self.sum, minimum: self.minimum, maximum: self.maximum)
+    }
+}
