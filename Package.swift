@@ -5,6 +5,10 @@ import PackageDescription
 //   tally (CLI)  ->  TallyAggregates
 //   tally-bench  ->  TallyAggregates (+ benchmark-only dependencies, kept out of the product)
 // TallyAggregates depends on the standard library only.
+// The aggregates are called from other modules on the hottest paths (ingest, merge): let the
+// optimizer inline and specialize them across the module boundary.
+let crossModuleOptimization: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"])]
+
 let package = Package(
     name: "tally",
     products: [
@@ -18,7 +22,7 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
     ],
     targets: [
-        .target(name: "TallyAggregates"),
+        .target(name: "TallyAggregates", swiftSettings: crossModuleOptimization),
         .executableTarget(
             name: "tally",
             dependencies: [

@@ -51,7 +51,7 @@ public struct ReplicaID: RawRepresentable, Hashable, Comparable, Sendable, Custo
         bytes.append(contentsOf: node.utf8)
         bytes.append(0)
         withUnsafeBytes(of: incarnation.littleEndian) { bytes.append(contentsOf: $0) }
-        self.rawValue = XXH64.hash(bytes)
+        self.rawValue = XXH3.hash(bytes)
     }
 
     public static func < (lhs: ReplicaID, rhs: ReplicaID) -> Bool { lhs.rawValue < rhs.rawValue }

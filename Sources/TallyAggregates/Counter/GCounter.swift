@@ -66,24 +66,30 @@ public struct GCounter: Lattice, Hashable {
     ///
     /// MUST be called only by the replica that `origin` names: two writers of one slot would make
     /// the max-merge lose updates.
-    @inlinable
+    @inlinable @inline(__always)
     @discardableResult
     public mutating func increment(by amount: UInt64 = 1, at origin: ReplicaID) -> Delta {
-        var index = 0
+        // A replica's counters hold a slot per region: a short linear scan beats a binary search.
         let count = self.slots.count
+        var index = 0
         while index < count {
-            let slotOrigin = self.slots[index].origin
-            if slotOrigin == origin {
+            if self.slots[index].origin == origin {
                 // Overflow would need 2^64 events from one origin: a bug, not input.
                 self.slots[index].value += amount
                 return Delta(origin: origin, value: self.slots[index].value)
             }
-            if slotOrigin > origin { break }
             index += 1
         }
-        if amount == 0 { return Delta(origin: origin, value: 0) }
-        self.slots.insert(Slot(origin: origin, value: amount), at: index)
-        return Delta(origin: origin, value: amount)
+        return self.insertSlot(origin: origin, value: amount)
+    }
+
+    /// The slow path of `increment`: the origin's first update.
+    @usableFromInline
+    mutating func insertSlot(origin: ReplicaID, value: UInt64) -> Delta {
+        if value > 0, case .insertAt(let index) = self.search(origin) {
+            self.slots.insert(Slot(origin: origin, value: value), at: index)
+        }
+        return Delta(origin: origin, value: value)
     }
 
     public mutating func merge(delta: Delta) {

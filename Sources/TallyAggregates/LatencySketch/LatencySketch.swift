@@ -114,7 +114,7 @@ public struct LatencySketch: Lattice {
     /// MUST be called only by the replica that `origin` names (each origin's histogram has one
     /// writer). `value` MUST be finite and non-negative: the ingest layer rejects anything else with
     /// a reason before it reaches an aggregate.
-    @inlinable
+    @inlinable @inline(__always)
     @discardableResult
     public mutating func record(_ value: Double, at origin: ReplicaID) -> Delta {
         precondition(value >= 0 && value.isFinite, "latency \(value) reached the sketch unvalidated")
@@ -126,16 +126,20 @@ public struct LatencySketch: Lattice {
     }
 
     /// The position of `origin`'s histogram, inserting an empty one if needed.
-    @inlinable
+    @inlinable @inline(__always)
     mutating func slot(for origin: ReplicaID) -> Int {
-        var position = 0
         let count = self.histograms.count
+        var position = 0
         while position < count {
-            let slotOrigin = self.histograms[position].origin
-            if slotOrigin == origin { return position }
-            if slotOrigin > origin { break }
+            if self.histograms[position].origin == origin { return position }
             position += 1
         }
+        return self.insertHistogram(for: origin)
+    }
+
+    @usableFromInline
+    mutating func insertHistogram(for origin: ReplicaID) -> Int {
+        let position = self.histograms.firstIndex { $0.origin > origin } ?? self.histograms.count
         self.histograms.insert(OriginHistogram(origin: origin), at: position)
         return position
     }
@@ -145,37 +149,30 @@ public struct LatencySketch: Lattice {
     public mutating func merge(_ other: LatencySketch) {
         let scale = min(self.scale, other.scale)
         let bucketsMax = min(self.bucketsMax, other.bucketsMax)
-        var other = other
         self.conform(scale: scale, bucketsMax: bucketsMax)
-        other.conform(scale: scale, bucketsMax: bucketsMax)
+        if other.scale == scale && other.bucketsMax == bucketsMax {
+            self.mergeHistograms(of: other)
+        } else {
+            var other = other
+            other.conform(scale: scale, bucketsMax: bucketsMax)
+            self.mergeHistograms(of: other)
+        }
+    }
+
+    /// Joins each of `other`'s histograms into this sketch's, in place; both at the same scale and bound.
+    private mutating func mergeHistograms(of other: LatencySketch) {
         if self.histograms.isEmpty {
             self.histograms = other.histograms
             return
         }
-        var merged: [OriginHistogram] = []
-        merged.reserveCapacity(self.histograms.count + other.histograms.count)
-        var left = 0
-        var right = 0
-        while left < self.histograms.count || right < other.histograms.count {
-            if right == other.histograms.count
-                || (left < self.histograms.count && self.histograms[left].origin < other.histograms[right].origin)
-            {
-                merged.append(self.histograms[left])
-                left += 1
-            } else if left == self.histograms.count
-                || other.histograms[right].origin < self.histograms[left].origin
-            {
-                merged.append(other.histograms[right])
-                right += 1
+        for histogram in other.histograms {
+            let slot = self.slot(for: histogram.origin)
+            if self.histograms[slot].count == 0 && !self.histograms[slot].hasFloor {
+                self.histograms[slot] = histogram
             } else {
-                var histogram = self.histograms[left]
-                histogram.merge(other.histograms[right], bucketsMax: bucketsMax)
-                merged.append(histogram)
-                left += 1
-                right += 1
+                self.histograms[slot].merge(histogram, bucketsMax: self.bucketsMax)
             }
         }
-        self.histograms = merged
     }
 
     public mutating func merge(delta: Delta) {

@@ -47,7 +47,7 @@ struct OriginHistogram: Sendable, Equatable {
     @usableFromInline var top: Int32 { self.offset + Int32(self.counts.count) - 1 }
 
     /// Counts one value. Returns the index of the bucket it went to, or nil for the zero bucket.
-    @inlinable
+    @inlinable @inline(__always)
     mutating func record(_ value: Double, scale: Int, bucketsMax: Int) -> Int32? {
         self.count += 1
         self.sum += value

@@ -1,0 +1,82 @@
+import Testing
+@testable import TallyAggregates
+
+@Suite struct HyperLogLogTests {
+    /// Values are hashed integers: one stream of distinct values per test, no strings to build.
+    static func hash(_ value: Int, stream: UInt64) -> UInt64 {
+        XXH3.hash(UInt64(value), seed: stream)
+    }
+
+    @Test func estimateWithinThreeStandardErrorsAtEveryDecade() {
+        var cardinality = 1
+        while cardinality <= 10_000_000 {
+            var hll = HyperLogLog()
+            for value in 0..<cardinality { hll.add(hash: Self.hash(value, stream: 1)) }
+            let error = abs(hll.cardinality - Double(cardinality)) / Double(cardinality)
+            #expect(error <= 3 * hll.standardError,
+                    "n = \(cardinality): estimate \(hll.cardinality), error \(error), sparse \(hll.isSparse)")
+            cardinality *= 10
+        }
+    }
+
+    @Test func standardErrorAtDefaultPrecision() {
+        #expect(abs(HyperLogLog().standardError - 0.008125) < 1e-6)
+    }
+
+    @Test func mergeOfAThousandPartialsEqualsTheWhole() {
+        let total = 1_000_000
+        var whole = HyperLogLog()
+        var partials = (0..<1_000).map { _ in HyperLogLog() }
+        for value in 0..<total {
+            let hash = Self.hash(value, stream: 2)
+            whole.add(hash: hash)
+            partials[value % 1_000].add(hash: hash)
+        }
+        let allSparse = partials.allSatisfy(\.isSparse)
+        #expect(allSparse, "each partial of 1,000 values stays sparse")
+        var random = SeededRandom(seed: 4)
+        partials.shuffle(using: &random)
+        var merged = HyperLogLog()
+        for partial in partials { merged.merge(partial) }
+        #expect(merged == whole)
+        let error = abs(merged.cardinality - Double(total)) / Double(total)
+        #expect(error <= 3 * merged.standardError, "estimate \(merged.cardinality)")
+    }
+
+    @Test(arguments: [100, 1_000, 5_000, 50_000])
+    func foldEqualsSketchBuiltAtLowerPrecision(cardinality: Int) {
+        var fine = HyperLogLog(precision: 14)
+        var coarse = HyperLogLog(precision: 9)
+        for value in 0..<cardinality {
+            let hash = Self.hash(value, stream: 3)
+            fine.add(hash: hash)
+            coarse.add(hash: hash)
+        }
+        var folded = fine
+        folded.fold(to: 9)
+        #expect(folded == coarse)
+        #expect(fine.merging(coarse) == coarse)
+    }
+
+    @Test func sparseTurnsDenseAtAnEighthOfTheRegisters() {
+        var hll = HyperLogLog(precision: 10)
+        var value = 0
+        while hll.isSparse {
+            hll.add(hash: Self.hash(value, stream: 5))
+            value += 1
+        }
+        let nonZero = hll.dense.filter { $0 > 0 }.count
+        #expect(nonZero == 1_024 / 8 + 1)
+    }
+
+    @Test func duplicatesDoNotCount() {
+        var hll = HyperLogLog()
+        for _ in 0..<1_000 { hll.add("same user") }
+        #expect(abs(hll.cardinality - 1) < 0.01)
+    }
+
+    @Test func emptyEstimatesZero() {
+        #expect(HyperLogLog().cardinality == 0)
+        #expect(HyperLogLog(precision: 4).cardinality == 0)
+    }
+}

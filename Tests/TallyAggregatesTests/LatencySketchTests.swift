@@ -1,0 +1,156 @@
+import Testing
+@testable import TallyAggregates
+
+@Suite struct LatencySketchTests {
+    static let origin = ReplicaID(region: "us-east", node: "a", incarnation: 1)
+
+    // MARK: - Bucket layout
+
+    @Test func indexMatchesOpenTelemetryBoundaries() {
+        var random = SeededRandom(seed: 11)
+        for scale in ExponentialBuckets.scaleMin...ExponentialBuckets.scaleMax {
+            for _ in 0..<5_000 {
+                let value = Math.exp2(Double.random(in: -60...60, using: &random))
+                let index = ExponentialBuckets.index(of: value, scale: scale)
+                let lower = ExponentialBuckets.lowerBound(of: index, scale: scale)
+                let upper = ExponentialBuckets.lowerBound(of: index + 1, scale: scale)
+                // (lower, upper], up to the rounding of the bounds themselves.
+                #expect(lower < value * (1 + 1e-12) && value <= upper * (1 + 1e-12),
+                        "value \(value) at scale \(scale) mapped to \(index): (\(lower), \(upper)]")
+            }
+        }
+    }
+
+    @Test func exactPowersOfTwoAreUpperBounds() {
+        for scale in ExponentialBuckets.scaleMin...ExponentialBuckets.scaleMax {
+            for exponent in -20...40 {
+                let value = Math.exp2(Double(exponent))
+                let expected = Int32((exponent << 8) - 1) >> Int32(8 - scale)
+                #expect(ExponentialBuckets.index(of: value, scale: scale) == expected, "2^\(exponent) at scale \(scale)")
+            }
+        }
+        #expect(ExponentialBuckets.index(of: 1, scale: 0) == -1)
+        #expect(ExponentialBuckets.index(of: 1.5, scale: 0) == 0)
+        #expect(ExponentialBuckets.index(of: 2, scale: 0) == 0)
+    }
+
+    @Test func defaultRelativeErrorIsUnderHalfAPercentAndAHalf() {
+        #expect(ExponentialBuckets.relativeError(scale: 6) < 0.0055)
+        #expect(ExponentialBuckets.relativeError(scale: 6) > 0.0054)
+    }
+
+    // MARK: - Accuracy
+
+    static let quantiles = [0.0, 0.5, 0.9, 0.99, 0.999, 1.0]
+
+    @Test(arguments: Distribution.allCases)
+    func quantilesWithinRelativeError(distribution: Distribution) throws {
+        let values = distribution.values(count: 1_000_000, seed: 7)
+        var sketch = LatencySketch()
+        for value in values { sketch.record(value, at: Self.origin) }
+        let sorted = values.sorted()
+        let bound = sketch.relativeError * (1 + 1e-9)
+        #expect(sketch.count == UInt64(values.count))
+        let estimates = try #require(sketch.quantiles(Self.quantiles))
+        for (q, estimate) in zip(Self.quantiles, estimates) {
+            let exact = sorted[Int(LatencySketch.nearestRank(q, count: UInt64(sorted.count))) - 1]
+            let error = abs(estimate.value - exact) / exact
+            #expect(!estimate.isCollapsed)
+            #expect(error <= bound, "\(distribution) p\(q * 100): \(estimate.value) vs exact \(exact), error \(error)")
+        }
+        #expect(sketch.minimum == sorted.first && sketch.maximum == sorted.last)
+    }
+
+    /// Any split of the data over origins, merged in any order, gives the same buckets as one sketch.
+    @Test(arguments: Distribution.allCases)
+    func mergeOfAnySplitEqualsWhole(distribution: Distribution) {
+        let values = distribution.values(count: 1_000_000, seed: 8)
+        var whole = LatencySketch()
+        for value in values { whole.record(value, at: Self.origin) }
+        var random = SeededRandom(seed: 9)
+        for trial in 0..<3 {
+            let parts = Int.random(in: 2...12, using: &random)
+            var sketches = (0..<parts).map { _ in LatencySketch() }
+            for value in values {
+                let part = Int.random(in: 0..<parts, using: &random)
+                sketches[part].record(value, at: ReplicaID(UInt64(part)))
+            }
+            sketches.shuffle(using: &random)
+            var merged = LatencySketch()
+            for sketch in sketches { merged.merge(sketch) }
+            // Redelivery in a different order changes nothing.
+            for sketch in sketches.shuffled(using: &random).prefix(3) { merged.merge(sketch) }
+            #expect(merged.combinedBuckets == whole.combinedBuckets, "trial \(trial), \(parts) parts")
+            #expect(merged.count == whole.count)
+            #expect(merged.minimum == whole.minimum && merged.maximum == whole.maximum)
+            #expect(abs(merged.sum - whole.sum) <= whole.sum * 1e-12)
+        }
+    }
+
+    @Test func downscaledSketchEqualsSketchRecordedAtThatScale() {
+        let values = Distribution.pareto.values(count: 20_000, seed: 3)
+        var fine = LatencySketch(scale: 6)
+        var coarse = LatencySketch(scale: 2)
+        for value in values {
+            fine.record(value, at: Self.origin)
+            coarse.record(value, at: Self.origin)
+        }
+        #expect(fine.downscaled(to: 2) == coarse)
+        // Merging sketches of different scales lands at the coarser one, losing nothing.
+        var other = LatencySketch(scale: 4)
+        other.record(123, at: ReplicaID(99))
+        let merged = fine.merging(other)
+        #expect(merged.scale == 4 && merged.count == fine.count + 1)
+    }
+
+    // MARK: - Collapsing
+
+    @Test func collapsesLowestBucketsAndFlagsTheirQuantiles() throws {
+        var sketch = LatencySketch(scale: 6, bucketsMax: 64)
+        // 1,000 values from 1 to 1e6 µs: 20 octaves, far more than 64 buckets.
+        var values: [Double] = []
+        for step in 0..<1_000 { values.append(Math.exp2(Double(step) * 20 / 1_000)) }
+        for value in values { sketch.record(value, at: Self.origin) }
+        let buckets = sketch.combinedBuckets
+        #expect(buckets.counts.count <= 64)
+        #expect(buckets.floorIndex != nil)
+        #expect(sketch.count == 1_000)
+        let low = try #require(sketch.quantile(0.5))
+        #expect(low.isCollapsed, "the median fell into the collapsed floor: \(low)")
+        let high = try #require(sketch.quantile(0.999))
+        #expect(!high.isCollapsed)
+        let exact = values.sorted()[Int(LatencySketch.nearestRank(0.999, count: 1_000)) - 1]
+        #expect(abs(high.value - exact) / exact <= sketch.relativeError * (1 + 1e-9))
+        // The flagged estimate is an upper bound of the true value.
+        #expect(low.value >= values.sorted()[499])
+    }
+
+    // MARK: - Deltas
+
+    @Test func recordReturnsTheDeltaThatReproducesIt() {
+        var sketch = LatencySketch()
+        var replica = LatencySketch()
+        var random = SeededRandom(seed: 5)
+        for _ in 0..<1_000 {
+            let delta = sketch.record(Distribution.bimodal.sample(&random), at: Self.origin)
+            replica.merge(delta: delta)
+        }
+        #expect(replica == sketch)
+    }
+
+    @Test func emptySketchHasNoQuantiles() {
+        let sketch = LatencySketch()
+        #expect(sketch.quantile(0.5) == nil)
+        #expect(sketch.count == 0 && sketch.mean == nil && sketch.minimum == nil)
+    }
+
+    @Test func zeroLatenciesGoToTheZeroBucket() throws {
+        var sketch = LatencySketch()
+        for _ in 0..<10 { sketch.record(0, at: Self.origin) }
+        sketch.record(5, at: Self.origin)
+        let median = try #require(sketch.quantile(0.5))
+        let top = try #require(sketch.quantile(1))
+        #expect(median.value == 0 && top.value == 5)
+        #expect(sketch.combinedBuckets.zeroCount == 10)
+    }
+}
