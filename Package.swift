@@ -5,10 +5,6 @@ import PackageDescription
 //   tally (CLI)  ->  TallyAggregates
 //   tally-bench  ->  TallyAggregates (+ benchmark-only dependencies, kept out of the product)
 // TallyAggregates depends on the standard library only.
-// The aggregates are called from other modules on the hottest paths (ingest, merge): let the
-// optimizer inline and specialize them across the module boundary.
-let crossModuleOptimization: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"])]
-
 let package = Package(
     name: "tally",
     products: [
@@ -22,7 +18,7 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
     ],
     targets: [
-        .target(name: "TallyAggregates", swiftSettings: crossModuleOptimization),
+        .target(name: "TallyAggregates"),
         .executableTarget(
             name: "tally",
             dependencies: [

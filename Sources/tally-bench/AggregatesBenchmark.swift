@@ -18,10 +18,13 @@ struct AggregatesBenchmark: ParsableCommand {
     @Option(help: "Operations per run for the per-value benchmarks.")
     var operations = 4_000_000
 
+    @Option(help: "Run only the benchmarks whose name contains this text.")
+    var filter: String?
+
     mutating func run() throws {
-        let harness = Harness(runs: self.runs)
+        let harness = Harness(runs: self.runs, filter: self.filter)
         let operations = self.operations
-        var results: [Measurement] = []
+        var results: [Measurement?] = []
         let origins = (0..<3).map { ReplicaID(region: "region-\($0)", node: "node-1", incarnation: 1) }
         let local = origins[1]
 
@@ -40,19 +43,19 @@ struct AggregatesBenchmark: ParsableCommand {
         })
         blackHole(counter)
 
-        // Sketch record against hdrhistogram-swift's record, same values.
+        // Sketch record against hdrhistogram-swift's record, same values, alternating runs.
         var sketch = LatencySketch()
         for value in latencies { sketch.record(value, at: local) }
-        results.append(harness.measure("sketch record", operations: operations) {
-            for index in 0..<operations { sketch.record(latencies[index & latencyMask], at: local) }
-        })
-        blackHole(sketch)
         let integerLatencies = latencies.map { UInt64($0.rounded()) }
         var hdr = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
         for value in integerLatencies { _ = hdr.record(value) }
-        results.append(harness.measure("hdrhistogram record (3 digits)", operations: operations) {
+        let recordPair = harness.compare("sketch record", "hdrhistogram record (3 digits)", operations: operations) {
+            for index in 0..<operations { sketch.record(latencies[index & latencyMask], at: local) }
+        } _: {
             for index in 0..<operations { _ = hdr.record(integerLatencies[index & latencyMask]) }
-        })
+        }
+        results += [recordPair?.a, recordPair?.b]
+        blackHole(sketch)
         blackHole(hdr)
 
         // HyperLogLog add of a user id string, XXH64 included, into a dense p = 14 sketch.
@@ -91,9 +94,16 @@ struct AggregatesBenchmark: ParsableCommand {
         var hdrNewer = hdrOlder
         for value in latencies.prefix(50_000) { _ = hdrOlder.record(UInt64(value)) }
         for value in latencies.prefix(60_000) { _ = hdrNewer.record(UInt64(value)) }
-        results.append(harness.measure("hdrhistogram add (merge)", operations: mergeRounds) {
+        var mergeTarget = older
+        let mergePair = harness.compare(
+            "sketch merge, 500 buckets, same origin (again)", "hdrhistogram add (merge)", operations: mergeRounds
+        ) {
+            for _ in 0..<mergeRounds { mergeTarget.merge(newer) }
+        } _: {
             for _ in 0..<mergeRounds { hdrOlder.add(hdrNewer) }
-        })
+        }
+        results.append(mergePair?.b)
+        blackHole(mergeTarget)
         blackHole(hdrOlder)
 
         // Dense HyperLogLog merge at p = 14.
@@ -143,7 +153,8 @@ struct AggregatesBenchmark: ParsableCommand {
             for _ in 0..<(codecRounds * 100) { blackHole(try? GCounter(encoded: counterBytes)) }
         })
 
-        self.report(results, harness: harness, sizes: [
+        self.report(results.compactMap { $0 }, harness: harness, recordRatio: recordPair?.ratio,
+                    mergeRatio: mergePair?.ratio, sizes: [
             ("sketch of 10^6 log-normal latencies", millionBytes.count, 2_048,
              "\(million.combinedBuckets.counts.count) buckets"),
             ("sparse HLL of 1,000 distinct values", sparseBytes.count, 2_000,
@@ -153,7 +164,10 @@ struct AggregatesBenchmark: ParsableCommand {
         ])
     }
 
-    func report(_ results: [Measurement], harness: Harness, sizes: [(String, Int, Int?, String)]) {
+    func report(
+        _ results: [Measurement], harness: Harness, recordRatio: Double?, mergeRatio: Double?,
+        sizes: [(String, Int, Int?, String)]
+    ) {
         let targets: [String: Double] = [
             "counter increment": 5, "sketch record": 10, "HLL add (hash included)": 12,
             "sketch merge, 500 buckets, same origin": 2_000, "HLL merge, dense, p = 14": 5_000,
@@ -176,10 +190,9 @@ struct AggregatesBenchmark: ParsableCommand {
         print("tally-bench aggregates: release build, one thread, median of \(harness.runs) runs")
         print(table(["operation", "ns/op", "best", "allocs/op", "target"], rows))
         print()
-        func nanos(_ name: String) -> Double { results.first { $0.name == name }?.nanosMedian ?? .nan }
-        let recordRatio = nanos("sketch record") / nanos("hdrhistogram record (3 digits)")
-        let mergeRatio = nanos("sketch merge, 500 buckets, same origin") / nanos("hdrhistogram add (merge)")
-        print(table(["ratio (same run)", "value", "target"], [
+        let recordRatio = recordRatio ?? .nan
+        let mergeRatio = mergeRatio ?? .nan
+        print(table(["ratio (alternating runs, median)", "value", "target"], [
             ["sketch record / hdrhistogram record", format(recordRatio, digits: 2),
              recordRatio <= 1 ? "ok (<= 1)" : "MISSED (<= 1)"],
             ["sketch merge / hdrhistogram add", format(mergeRatio, digits: 2), ""],

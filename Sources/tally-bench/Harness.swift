@@ -28,10 +28,12 @@ struct Measurement {
 /// across runs.
 struct Harness {
     var runs: Int
+    var filter: String?
     var allocationCountingWorks: Bool
 
-    init(runs: Int) {
+    init(runs: Int, filter: String? = nil) {
         self.runs = runs
+        self.filter = filter
         MallocInterposerSwift.initialize()
         MallocInterposerSwift.hook()
         blackHole([UInt8](repeating: 1, count: Int.random(in: 100...200)))
@@ -39,17 +41,49 @@ struct Harness {
         self.allocationCountingWorks = MallocInterposerSwift.getStatistics().mallocCount > 0
     }
 
-    func measure(_ name: String, operations: Int, _ body: () -> Void) -> Measurement {
+    /// Runs `body` (which performs `operations` operations) and times it; nil when filtered out.
+    func measure(_ name: String, operations: Int, _ body: () -> Void) -> Measurement? {
+        if let filter = self.filter, !name.contains(filter) { return nil }
         body()
         var samples: [Double] = []
+        for _ in 0..<self.runs { samples.append(Self.time(body) / Double(operations)) }
+        return self.measurement(name, samples: samples, operations: operations, body)
+    }
+
+    /// Times two bodies in alternating runs (A, B, A, B, ...), so that both see the same machine:
+    /// this machine is shared, and its speed drifts between runs. Also returns the median of the
+    /// per-round ratios A/B, the figure to compare against a target ratio.
+    func compare(
+        _ nameA: String, _ nameB: String, operations: Int, _ bodyA: () -> Void, _ bodyB: () -> Void
+    ) -> (a: Measurement, b: Measurement, ratio: Double)? {
+        if let filter = self.filter, !nameA.contains(filter) && !nameB.contains(filter) { return nil }
+        bodyA()
+        bodyB()
+        var samplesA: [Double] = []
+        var samplesB: [Double] = []
+        var ratios: [Double] = []
         for _ in 0..<self.runs {
-            let start = ContinuousClock.now
-            body()
-            let elapsed = ContinuousClock.now - start
-            let nanos = Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
-            samples.append(nanos / Double(operations))
+            samplesA.append(Self.time(bodyA) / Double(operations))
+            samplesB.append(Self.time(bodyB) / Double(operations))
+            ratios.append(samplesA[samplesA.count - 1] / samplesB[samplesB.count - 1])
         }
-        samples.sort()
+        ratios.sort()
+        return (
+            self.measurement(nameA, samples: samplesA, operations: operations, bodyA),
+            self.measurement(nameB, samples: samplesB, operations: operations, bodyB),
+            ratios[ratios.count / 2]
+        )
+    }
+
+    private static func time(_ body: () -> Void) -> Double {
+        let start = ContinuousClock.now
+        body()
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
+    }
+
+    private func measurement(_ name: String, samples: [Double], operations: Int, _ body: () -> Void) -> Measurement {
+        let samples = samples.sorted()
         var allocations: Double?
         if self.allocationCountingWorks {
             MallocInterposerSwift.reset()
@@ -99,6 +133,7 @@ func table(_ header: [String], _ rows: [[String]]) -> String {
 }
 
 func format(_ value: Double, digits: Int = 1) -> String {
+    guard value.isFinite else { return "n/a" }
     var text = String(Int((value * pow(10, Double(digits))).rounded()))
     if digits > 0 {
         while text.count <= digits { text = "0" + text }

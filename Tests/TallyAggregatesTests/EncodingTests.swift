@@ -18,7 +18,7 @@ import Testing
         Universe<LatencySketch>(
             seed: seed, replicas: 3, steps: 300,
             make: { replica in LatencySketch(scale: [6, 3, 6][replica], bucketsMax: [32, 64, 2_048][replica]) },
-            mutate: { sketch, origin, random in sketch.record(LatticeLawTests.latency(&random), at: origin) }
+            mutate: { sketch, origin, random in sketch.recordReturningDelta(LatticeLawTests.latency(&random), at: origin) }
         ).states
     }
 

@@ -21,6 +21,23 @@ import Testing
         }
     }
 
+    /// The lookup tables implement exactly the boundaries 2^(k/256): for every k, the smallest
+    /// mantissa in sub-bucket k (found by bisection through the lookup) is the mantissa of the
+    /// double nearest 2^(k/256).
+    @Test func subBucketBoundariesAreThePowersOfTwoToTheKOver256() {
+        for k in 0..<256 {
+            var low: UInt64 = 0
+            var high: UInt64 = 1 << 52
+            while low < high {
+                let mid = (low + high) / 2
+                if ExponentialBuckets.subBucket(of: mid) >= k { high = mid } else { low = mid + 1 }
+            }
+            let expected = Math.exp2(Double(k) / 256).bitPattern & 0x000F_FFFF_FFFF_FFFF
+            #expect(low == expected, "boundary \(k): \(low) vs \(expected)")
+        }
+        #expect(ExponentialBuckets.subBucket(of: (1 << 52) - 1) == 255)
+    }
+
     @Test func exactPowersOfTwoAreUpperBounds() {
         for scale in ExponentialBuckets.scaleMin...ExponentialBuckets.scaleMax {
             for exponent in -20...40 {
@@ -29,6 +46,8 @@ import Testing
                 #expect(ExponentialBuckets.index(of: value, scale: scale) == expected, "2^\(exponent) at scale \(scale)")
             }
         }
+        #expect(ExponentialBuckets.index(of: Double.leastNormalMagnitude, scale: 8) == -1_022 * 256 - 1)
+        #expect(ExponentialBuckets.index(of: Double.greatestFiniteMagnitude, scale: 8) == 1_024 * 256 - 1)
         #expect(ExponentialBuckets.index(of: 1, scale: 0) == -1)
         #expect(ExponentialBuckets.index(of: 1.5, scale: 0) == 0)
         #expect(ExponentialBuckets.index(of: 2, scale: 0) == 0)
@@ -132,7 +151,7 @@ import Testing
         var replica = LatencySketch()
         var random = SeededRandom(seed: 5)
         for _ in 0..<1_000 {
-            let delta = sketch.record(Distribution.bimodal.sample(&random), at: Self.origin)
+            let delta = sketch.recordReturningDelta(Distribution.bimodal.sample(&random), at: Self.origin)
             replica.merge(delta: delta)
         }
         #expect(replica == sketch)

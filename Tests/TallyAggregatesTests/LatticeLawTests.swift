@@ -25,7 +25,7 @@ import Testing
             seed: seed, replicas: 4, steps: 600,
             make: { replica in LatencySketch(scale: [6, 6, 4, 2][replica], bucketsMax: [32, 64, 32, 16][replica]) },
             mutate: { sketch, origin, random in
-                sketch.record(Self.latency(&random), at: origin)
+                sketch.recordReturningDelta(Self.latency(&random), at: origin)
             })
         func observed(_ sketch: LatencySketch) -> [Double] {
             [Double(sketch.count), sketch.sum, sketch.maximum ?? 0]
@@ -77,7 +77,7 @@ import Testing
             mutate: { map, origin, random in
                 let key = "series-\(Int.random(in: 0..<4, using: &random))"
                 let value = Self.latency(&random)
-                return map.update(key, orInsert: { LatencySketch(bucketsMax: 32) }) { $0.record(value, at: origin) }
+                return map.update(key, orInsert: { LatencySketch(bucketsMax: 32) }) { $0.recordReturningDelta(value, at: origin) }
             })
         func observed(_ map: AggregateMap<String, LatencySketch>) -> [Double] {
             (0..<4).map { Double(map["series-\($0)"]?.count ?? 0) }

@@ -63,14 +63,14 @@ public struct HyperLogLog: Lattice {
     // MARK: - Adding
 
     /// Adds a value by its UTF-8 bytes.
-    @inlinable @inline(__always)
+    @inline(__always)
     @discardableResult
     public mutating func add(_ value: String) -> Delta {
         self.add(hash: XXH3.hash(value))
     }
 
     /// Adds a value by its stable 64-bit hash (XXH3-64 of its bytes, for values from outside).
-    @inlinable @inline(__always)
+    @inline(__always)
     @discardableResult
     public mutating func add(hash: UInt64) -> Delta {
         let precision = self.precision

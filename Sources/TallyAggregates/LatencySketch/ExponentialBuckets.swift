@@ -13,46 +13,58 @@
 /// Otmar Ertl's DynaHist `OpenTelemetryExponentialBucketsLayout`, written afresh.
 public enum ExponentialBuckets {
     /// The finest scale the index tables support.
-    public static let scaleMax = 8
+    public static var scaleMax: Int { 8 }
     /// The coarsest scale: at -10 one bucket spans a factor of 2^1024, all doubles in a few buckets.
-    public static let scaleMin = -10
+    public static var scaleMin: Int { -10 }
 
     /// Smallest positive value that gets a bucket; smaller values (subnormals) count as zero.
-    public static let valueMin = Double.leastNormalMagnitude
+    public static var valueMin: Double { Double.leastNormalMagnitude }
 
     /// The index of the bucket holding `value` at `scale`.
     ///
     /// - Precondition: `value` is finite and at least `valueMin`; `scale` is in `scaleMin...scaleMax`.
-    @inlinable
     public static func index(of value: Double, scale: Int) -> Int32 {
-        let bits = value.bitPattern
-        let exponent = Int((bits >> 52) & 0x7FF) - 1023
-        let mantissa = bits & 0x000F_FFFF_FFFF_FFFF
-        let finest: Int
-        if mantissa == 0 {
-            // An exact power of two is the inclusive upper bound of the bucket below it.
-            finest = (exponent << 8) - 1
-        } else {
-            finest = (exponent << 8) + Self.subBucket(of: mantissa)
-        }
-        return Int32(truncatingIfNeeded: finest >> (Self.scaleMax - scale))
+        precondition(value >= Self.valueMin && value.isFinite, "no bucket for \(value)")
+        return Self.index(ofPositiveNormalBits: value.bitPattern, scale: scale)
     }
 
-    /// The sub-bucket (0...255) of a non-zero mantissa at scale 8.
-    @inlinable @inline(__always)
+    /// `index(of:scale:)` on the bit pattern of a positive, normal, finite double.
+    ///
+    /// Buckets are upper-inclusive, `(γ^i, γ^(i+1)]`; the lookup below finds lower-inclusive ones,
+    /// `[γ^i, γ^(i+1))`, so it is applied to the next double below the value (`bits - 1`): the two
+    /// agree everywhere, exact powers of two included, with no special case. For the smallest
+    /// normal double, `bits - 1` is the largest subnormal, whose exponent field 0 still reads as
+    /// 2^-1023 with an all-ones mantissa: the right answer again.
+    @inline(__always)
+    static func index(ofPositiveNormalBits bits: UInt64, scale: Int) -> Int32 {
+        let below = bits &- 1
+        let exponent = Int(below >> 52) &- 1023
+        let finest = (exponent << 8) &+ Self.subBucket(of: below & 0x000F_FFFF_FFFF_FFFF)
+        // scale <= scaleMax, so the shift is 0...18: a plain arithmetic shift.
+        return Int32(truncatingIfNeeded: finest &>> (Self.scaleMax &- scale))
+    }
+
+    /// The sub-bucket (0...255) of a mantissa at scale 8: the largest k with `2^(k/256) <= 1.mantissa`.
+    ///
+    /// Not inlinable: the tables are statically initialized globals, which code in this module
+    /// reads directly but code inlined into another module would read through a lazy-initialization
+    /// check on every call.
+    @inline(__always)
     static func subBucket(of mantissa: UInt64) -> Int {
-        // mantissa < 2^52, so mantissa >> 43 < 512, and sub + 1 <= 255: both reads are in bounds.
+        // mantissa < 2^52, so mantissa >> 43 < 512, and sub + 1 <= 256: both reads are in bounds.
         Self.subBucketOfChunk.withUnsafeBufferPointer { chunks in
             Self.boundaryMantissas.withUnsafeBufferPointer { boundaries in
-                var sub = Int(chunks[Int(mantissa >> 43)])
-                if sub < 255 && mantissa > boundaries[sub + 1] { sub += 1 }
-                return sub
+                let sub = Int(chunks[Int(mantissa >> 43)])
+                return mantissa >= boundaries[sub &+ 1] ? sub &+ 1 : sub
             }
         }
     }
 
-    /// The first sub-bucket (at scale 8) of each of the 512 mantissa chunks of width 2^43.
-    @usableFromInline
+    /// The sub-bucket of the start of each of the 512 mantissa chunks of width 2^43. A chunk is
+    /// narrower than the gap between two boundaries, so it holds at most one: one comparison.
+    ///
+    /// The tables are literals rather than computed at start-up, so that no replica's bucketing
+    /// depends on its platform's `exp2`; `LatencySketchTests` recomputes every boundary.
     static let subBucketOfChunk: [UInt8] = [
         0, 0, 1, 2, 2, 3, 4, 5, 5, 6, 7, 7, 8, 9, 9, 10,
         11, 12, 12, 13, 14, 14, 15, 16, 16, 17, 18, 18, 19, 20, 21, 21,
@@ -88,12 +100,7 @@ public enum ExponentialBuckets {
         250, 250, 250, 251, 251, 252, 252, 252, 253, 253, 253, 254, 254, 254, 255, 255,
     ]
 
-    /// The 52 mantissa bits of `2^(k/256)` for k in 0..<256: the sub-bucket boundaries at scale 8.
-    ///
-    /// Literals rather than computed at start-up, so that no replica's bucketing depends on its
-    /// platform's `exp2` and the optimizer can lay the tables out statically (no lazy-init check on
-    /// the hot path). `ExponentialBucketsTests` recomputes them and checks every entry.
-    @usableFromInline
+    /// The 52 mantissa bits of 2^(k/256) for k in 0..<256, and a sentinel no mantissa reaches.
     static let boundaryMantissas: [UInt64] = [
         0x0000000000000, 0x00B1AFA5ABCBF, 0x0163DA9FB3335, 0x02168143B0281,
         0x02C9A3E778061, 0x037D42E11BBCC, 0x04315E86E7F85, 0x04E5F72F654B1,
@@ -159,6 +166,7 @@ public enum ExponentialBuckets {
         0xEFA1BEE615A27, 0xF0F9C1CB6412A, 0xF252B376BBA97, 0xF3AC948DD7274,
         0xF50765B6E4540, 0xF6632798844F8, 0xF7BFDAD9CBE14, 0xF91D802243C89,
         0xFA7C1819E90D8, 0xFBDBA3692D514, 0xFD3C22B8F71F1, 0xFE9D96B2A23D9,
+        .max,
     ]
 
     /// The exclusive lower bound of bucket `index` at `scale`: `2^(index · 2^-scale)`.

@@ -105,12 +105,10 @@ extension LatencySketch: VersionedEncoding {
                     throw .nonCanonical(field: "LatencySketch buckets (zero at an end)")
                 }
                 histogram.counts = counts
-                histogram.count = total
             } else {
                 guard offset == 0 else { throw .nonCanonical(field: "LatencySketch offset of no buckets") }
-                histogram.count = histogram.zeroCount
             }
-            guard histogram.count > 0 else {
+            guard !histogram.isEmpty else {
                 throw .nonCanonical(field: "LatencySketch origin with no values")
             }
             histograms.append(histogram)

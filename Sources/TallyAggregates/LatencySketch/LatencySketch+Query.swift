@@ -18,7 +18,7 @@ extension LatencySketch {
     /// Number of values recorded, over all origins.
     public var count: UInt64 {
         var total: UInt64 = 0
-        for histogram in self.histograms { total += histogram.count }
+        self.forEachHistogram { total += $0.count }
         return total
     }
 
@@ -26,7 +26,7 @@ extension LatencySketch {
     /// computes the same bits).
     public var sum: Double {
         var total = 0.0
-        for histogram in self.histograms { total += histogram.sum }
+        for histogram in self.histograms { total += histogram.sum }  // in origin order
         return total
     }
 

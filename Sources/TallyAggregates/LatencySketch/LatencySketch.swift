@@ -31,9 +31,11 @@ public struct LatencySketch: Lattice {
     public internal(set) var scale: Int
     /// Most buckets per origin before the lowest collapse; the join takes the smaller bound.
     public internal(set) var bucketsMax: Int
-    /// One histogram per origin that recorded anything, sorted by origin.
-    @usableFromInline
-    internal var histograms: [OriginHistogram]
+    /// The histogram of the origin that records into this sketch, held inline: a record then
+    /// touches one heap buffer (its bucket counts), not two. Nil until an origin records.
+    @usableFromInline var primary: OriginHistogram?
+    /// Every other origin's histogram, sorted by origin.
+    var others: [OriginHistogram]
 
     /// What one `record` changed: the origin's new totals and the new count of one bucket.
     ///
@@ -88,7 +90,8 @@ public struct LatencySketch: Lattice {
         precondition(Self.bucketsMaxRange.contains(bucketsMax), "sketch bucketsMax \(bucketsMax) out of range")
         self.scale = scale
         self.bucketsMax = bucketsMax
-        self.histograms = []
+        self.primary = nil
+        self.others = []
     }
 
     public init(delta: Delta) {
@@ -103,8 +106,7 @@ public struct LatencySketch: Lattice {
             histogram.offset = bucket.index
             histogram.counts = [bucket.count]
         }
-        histogram.recount()
-        self.histograms = [histogram]
+        self.others = [histogram]
     }
 
     // MARK: - Recording
@@ -114,34 +116,80 @@ public struct LatencySketch: Lattice {
     /// MUST be called only by the replica that `origin` names (each origin's histogram has one
     /// writer). `value` MUST be finite and non-negative: the ingest layer rejects anything else with
     /// a reason before it reaches an aggregate.
-    @inlinable @inline(__always)
-    @discardableResult
-    public mutating func record(_ value: Double, at origin: ReplicaID) -> Delta {
-        precondition(value >= 0 && value.isFinite, "latency \(value) reached the sketch unvalidated")
-        let slot = self.slot(for: origin)
-        let scale = self.scale
-        let bucketsMax = self.bucketsMax
-        let bucketIndex = self.histograms[slot].record(value, scale: scale, bucketsMax: bucketsMax)
-        return self.histograms[slot].delta(bucket: bucketIndex, scale: scale, bucketsMax: bucketsMax)
+    public mutating func record(_ value: Double, at origin: ReplicaID) {
+        _ = self.recordInPrimary(value, at: origin)
     }
 
-    /// The position of `origin`'s histogram, inserting an empty one if needed.
-    @inlinable @inline(__always)
-    mutating func slot(for origin: ReplicaID) -> Int {
-        let count = self.histograms.count
-        var position = 0
-        while position < count {
-            if self.histograms[position].origin == origin { return position }
-            position += 1
+    /// Records one latency and returns the delta: what changed, as a value that merges like a state.
+    /// Same contract as `record(_:at:)`, which is cheaper when the delta is not needed.
+    public mutating func recordReturningDelta(_ value: Double, at origin: ReplicaID) -> Delta {
+        let bucket = self.recordInPrimary(value, at: origin)
+        // recordInPrimary made `origin`'s histogram the primary one.
+        return self.primary!.delta(bucket: bucket, scale: self.scale, bucketsMax: self.bucketsMax)
+    }
+
+    @inline(__always)
+    mutating func recordInPrimary(_ value: Double, at origin: ReplicaID) -> Bucket? {
+        var value = value
+        // One comparison rejects negatives, infinities and NaN: their bit patterns are all larger.
+        if value.bitPattern >= 0x7FF0_0000_0000_0000 {
+            precondition(value == 0, "latency \(value) reached the sketch unvalidated")
+            value = 0  // -0.0
         }
-        return self.insertHistogram(for: origin)
+        if self.primary?.origin != origin { self.makePrimary(origin) }
+        // makePrimary guarantees a primary histogram of `origin`.
+        return self.primary!.record(value, scale: self.scale, bucketsMax: self.bucketsMax)
     }
 
+    /// Moves `origin`'s histogram (a new one if absent) inline, and the current primary to `others`.
     @usableFromInline
-    mutating func insertHistogram(for origin: ReplicaID) -> Int {
-        let position = self.histograms.firstIndex { $0.origin > origin } ?? self.histograms.count
-        self.histograms.insert(OriginHistogram(origin: origin), at: position)
-        return position
+    mutating func makePrimary(_ origin: ReplicaID) {
+        if let current = self.primary { self.insertOther(current) }
+        if let position = self.others.firstIndex(where: { $0.origin == origin }) {
+            self.primary = self.others.remove(at: position)
+        } else {
+            self.primary = OriginHistogram(origin: origin)
+        }
+    }
+
+    private mutating func insertOther(_ histogram: OriginHistogram) {
+        let position = self.others.firstIndex { $0.origin > histogram.origin } ?? self.others.count
+        self.others.insert(histogram, at: position)
+    }
+
+    /// Every origin's histogram in origin order (allocates: for merges, queries and encoding).
+    var histograms: [OriginHistogram] {
+        get {
+            guard let primary = self.primary, !primary.isEmpty else {
+                return self.others
+            }
+            var all = self.others
+            let position = all.firstIndex { $0.origin > primary.origin } ?? all.count
+            all.insert(primary, at: position)
+            return all
+        }
+        set {
+            precondition(zip(newValue, newValue.dropFirst()).allSatisfy { $0.origin < $1.origin }, "histograms unsorted")
+            // Keep the recording origin inline, if it is still there.
+            if let origin = self.primary?.origin, let position = newValue.firstIndex(where: { $0.origin == origin }) {
+                var rest = newValue
+                self.primary = rest.remove(at: position)
+                self.others = rest
+            } else {
+                self.primary = nil
+                self.others = newValue
+            }
+        }
+    }
+
+    /// Calls `body` on every origin's histogram, without allocating.
+    func forEachHistogram(_ body: (OriginHistogram) -> Void) {
+        if let primary = self.primary, !primary.isEmpty { body(primary) }
+        for histogram in self.others { body(histogram) }
+    }
+
+    public static func == (lhs: LatencySketch, rhs: LatencySketch) -> Bool {
+        lhs.scale == rhs.scale && lhs.bucketsMax == rhs.bucketsMax && lhs.histograms == rhs.histograms
     }
 
     // MARK: - Merging
@@ -161,29 +209,19 @@ public struct LatencySketch: Lattice {
 
     /// Joins each of `other`'s histograms into this sketch's, in place; both at the same scale and bound.
     private mutating func mergeHistograms(of other: LatencySketch) {
-        if self.histograms.isEmpty {
-            self.histograms = other.histograms
-            return
-        }
-        for histogram in other.histograms {
-            let slot = self.slot(for: histogram.origin)
-            if self.histograms[slot].count == 0 && !self.histograms[slot].hasFloor {
-                self.histograms[slot] = histogram
+        other.forEachHistogram { histogram in
+            if self.primary?.origin == histogram.origin {
+                self.primary!.merge(histogram, bucketsMax: self.bucketsMax)  // checked just above
+            } else if let position = self.others.firstIndex(where: { $0.origin == histogram.origin }) {
+                self.others[position].merge(histogram, bucketsMax: self.bucketsMax)
             } else {
-                self.histograms[slot].merge(histogram, bucketsMax: self.bucketsMax)
+                self.insertOther(histogram)
             }
         }
     }
 
     public mutating func merge(delta: Delta) {
-        guard delta.scale == self.scale, delta.bucketsMax == self.bucketsMax else {
-            self.merge(LatencySketch(delta: delta))
-            return
-        }
-        let slot = self.slot(for: delta.origin)
-        var deltaHistogram = LatencySketch(delta: delta).histograms[0]
-        deltaHistogram.origin = delta.origin
-        self.histograms[slot].merge(deltaHistogram, bucketsMax: self.bucketsMax)
+        self.merge(LatencySketch(delta: delta))
     }
 
     /// Brings every histogram to a coarser scale and a smaller bucket bound.
@@ -191,10 +229,12 @@ public struct LatencySketch: Lattice {
         precondition(scale <= self.scale && bucketsMax <= self.bucketsMax, "conform only coarsens")
         guard scale != self.scale || bucketsMax != self.bucketsMax else { return }
         let steps = self.scale - scale
-        for position in self.histograms.indices {
-            self.histograms[position].downscale(by: steps)
-            self.histograms[position].normalize(bucketsMax: bucketsMax)
+        func coarsen(_ histogram: inout OriginHistogram) {
+            histogram.downscale(by: steps)
+            histogram.normalize(bucketsMax: bucketsMax)
         }
+        if self.primary != nil { coarsen(&self.primary!) }  // checked just before
+        for position in self.others.indices { coarsen(&self.others[position]) }
         self.scale = scale
         self.bucketsMax = bucketsMax
     }
@@ -209,21 +249,16 @@ public struct LatencySketch: Lattice {
     /// The part of this sketch written by `origin`, as a sketch (what replication ships).
     public func projection(of origin: ReplicaID) -> LatencySketch {
         var copy = LatencySketch(scale: self.scale, bucketsMax: self.bucketsMax)
-        copy.histograms = self.histograms.filter { $0.origin == origin }
+        copy.others = self.histograms.filter { $0.origin == origin }
         return copy
     }
 }
 
 extension OriginHistogram {
-    @inlinable
-    func delta(bucket: Int32?, scale: Int, bucketsMax: Int) -> LatencySketch.Delta {
-        var bucketCount: LatencySketch.Bucket?
-        if let bucket {
-            bucketCount = LatencySketch.Bucket(index: bucket, count: self.counts[Int(bucket - self.offset)])
-        }
-        return LatencySketch.Delta(
+    func delta(bucket: LatencySketch.Bucket?, scale: Int, bucketsMax: Int) -> LatencySketch.Delta {
+        LatencySketch.Delta(
             origin: self.origin, scale: scale, bucketsMax: bucketsMax,
-            floorIndex: self.hasFloor ? self.floorIndex : nil, bucket: bucketCount,
+            floorIndex: self.hasFloor ? self.floorIndex : nil, bucket: bucket,
             zeroCount: self.zeroCount, sum: self.sum, minimum: self.minimum, maximum: self.maximum)
     }
 }

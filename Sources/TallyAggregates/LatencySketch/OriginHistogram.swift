@@ -23,10 +23,18 @@ struct OriginHistogram: Sendable, Equatable {
     @usableFromInline var sum: Double
     @usableFromInline var minimum: Double
     @usableFromInline var maximum: Double
-    /// `zeroCount + counts.sum()`, kept up to date.
-    @usableFromInline var count: UInt64
 
-    @usableFromInline static let noFloor = Int32.min
+    /// Number of values recorded: derived, so the record path does not maintain it.
+    var count: UInt64 {
+        var total = self.zeroCount
+        for count in self.counts { total &+= count }
+        return total
+    }
+
+    /// True when no value was recorded (a histogram is only stored once one is).
+    var isEmpty: Bool { self.zeroCount == 0 && self.counts.isEmpty }
+
+    static var noFloor: Int32 { Int32.min }
 
     @usableFromInline
     init(origin: ReplicaID) {
@@ -38,7 +46,6 @@ struct OriginHistogram: Sendable, Equatable {
         self.sum = 0
         self.minimum = .infinity
         self.maximum = -.infinity
-        self.count = 0
     }
 
     @usableFromInline var hasFloor: Bool { self.floorIndex != Self.noFloor }
@@ -46,34 +53,42 @@ struct OriginHistogram: Sendable, Equatable {
     /// Index of the highest bucket; only meaningful when `counts` is not empty.
     @usableFromInline var top: Int32 { self.offset + Int32(self.counts.count) - 1 }
 
-    /// Counts one value. Returns the index of the bucket it went to, or nil for the zero bucket.
-    @inlinable @inline(__always)
-    mutating func record(_ value: Double, scale: Int, bucketsMax: Int) -> Int32? {
-        self.count += 1
+    /// Counts one value. Returns the bucket it went to with its new count, or nil for the zero bucket.
+    ///
+    /// - Precondition: `value` is finite and its sign bit is clear (`LatencySketch` checks).
+    @inline(__always)
+    mutating func record(_ value: Double, scale: Int, bucketsMax: Int) -> LatencySketch.Bucket? {
         self.sum += value
         if value < self.minimum { self.minimum = value }
         if value > self.maximum { self.maximum = value }
-        guard value >= ExponentialBuckets.valueMin else {
-            self.zeroCount += 1
+        let bits = value.bitPattern
+        guard bits >> 52 != 0 else {
+            // Zero, or subnormal: below ExponentialBuckets.valueMin.
+            self.zeroCount &+= 1
             return nil
         }
-        var index = ExponentialBuckets.index(of: value, scale: scale)
+        var index = ExponentialBuckets.index(ofPositiveNormalBits: bits, scale: scale)
         if index < self.floorIndex { index = self.floorIndex }
-        let position = Int(index) - Int(self.offset)
+        let position = Int(index) &- Int(self.offset)
         if position >= 0 && position < self.counts.count {
-            self.counts[position] += 1
-            return index
+            let count = self.counts.withUnsafeMutableBufferPointer { counts in
+                // position is in bounds: checked just above.
+                counts[position] &+= 1
+                return counts[position]
+            }
+            return LatencySketch.Bucket(index: index, count: count)
         }
         return self.recordOutsideRange(index, bucketsMax: bucketsMax)
     }
 
     /// The slow path of `record`: the bucket is outside the current range.
     @usableFromInline
-    mutating func recordOutsideRange(_ index: Int32, bucketsMax: Int) -> Int32 {
+    mutating func recordOutsideRange(_ index: Int32, bucketsMax: Int) -> LatencySketch.Bucket {
+        let first = LatencySketch.Bucket(index: index, count: 1)
         if self.counts.isEmpty {
             self.offset = index
             self.counts = [1]
-            return index
+            return first
         }
         if index > self.top {
             if Int(index) - Int(self.offset) + 1 > bucketsMax {
@@ -86,7 +101,7 @@ struct OriginHistogram: Sendable, Equatable {
                 self.counts.append(contentsOf: repeatElement(0, count: Int(index - self.top)))
                 self.counts[self.counts.count - 1] = 1
             }
-            return index
+            return first
         }
         // index < offset: extend downwards, or into the floor if that would exceed the bound.
         let top = self.top
@@ -98,12 +113,12 @@ struct OriginHistogram: Sendable, Equatable {
                 self.offset = floor
             }
             self.counts[Int(floor - self.offset)] += 1
-            return floor
+            return LatencySketch.Bucket(index: floor, count: self.counts[Int(floor - self.offset)])
         }
         self.counts.insert(contentsOf: repeatElement(0, count: Int(self.offset - index)), at: 0)
         self.offset = index
         self.counts[0] = 1
-        return index
+        return first
     }
 
     /// Folds every bucket below `floor` into the bucket at `floor` and records the new floor.
@@ -204,13 +219,5 @@ struct OriginHistogram: Sendable, Equatable {
             }
         }
         self.normalize(bucketsMax: bucketsMax)
-        self.recount()
-    }
-
-    @usableFromInline
-    mutating func recount() {
-        var total = self.zeroCount
-        for count in self.counts { total += count }
-        self.count = total
     }
 }

@@ -8,16 +8,16 @@
 /// times faster than XXH64's rounds. Checked against the reference library's outputs for every
 /// length class (0, 1-3, 4-8, 9-16, 17-128, 129-240 and long inputs), with and without a seed.
 public enum XXH3 {
-    @usableFromInline static let prime32_1: UInt64 = 0x9E37_79B1
-    @usableFromInline static let prime32_2: UInt64 = 0x85EB_CA77
-    @usableFromInline static let prime32_3: UInt64 = 0xC2B2_AE3D
-    @usableFromInline static let prime64_1: UInt64 = 0x9E37_79B1_85EB_CA87
-    @usableFromInline static let prime64_2: UInt64 = 0xC2B2_AE3D_27D4_EB4F
-    @usableFromInline static let prime64_3: UInt64 = 0x1656_67B1_9E37_79F9
-    @usableFromInline static let prime64_4: UInt64 = 0x85EB_CA77_C2B2_AE63
-    @usableFromInline static let prime64_5: UInt64 = 0x27D4_EB2F_1656_67C5
-    @usableFromInline static let primeMX1: UInt64 = 0x1656_6791_9E37_79F9
-    @usableFromInline static let primeMX2: UInt64 = 0x9FB2_1C65_1E98_DF25
+    static var prime32_1: UInt64 { 0x9E37_79B1 }
+    static var prime32_2: UInt64 { 0x85EB_CA77 }
+    static var prime32_3: UInt64 { 0xC2B2_AE3D }
+    static var prime64_1: UInt64 { 0x9E37_79B1_85EB_CA87 }
+    static var prime64_2: UInt64 { 0xC2B2_AE3D_27D4_EB4F }
+    static var prime64_3: UInt64 { 0x1656_67B1_9E37_79F9 }
+    static var prime64_4: UInt64 { 0x85EB_CA77_C2B2_AE63 }
+    static var prime64_5: UInt64 { 0x27D4_EB2F_1656_67C5 }
+    static var primeMX1: UInt64 { 0x1656_6791_9E37_79F9 }
+    static var primeMX2: UInt64 { 0x9FB2_1C65_1E98_DF25 }
 
     /// The default secret, `XXH3_kSecret` (192 bytes).
     @usableFromInline
@@ -37,7 +37,7 @@ public enum XXH3 {
     ]
 
     /// The hash of a string's UTF-8 bytes.
-    @inlinable @inline(__always)
+    @inline(__always)
     public static func hash(_ string: String, seed: UInt64 = 0) -> UInt64 {
         if let hash = string.utf8.withContiguousStorageIfAvailable({ Self.hash(UnsafeRawBufferPointer($0), seed: seed) }) {
             return hash
@@ -45,13 +45,11 @@ public enum XXH3 {
         return Self.hash(Array(string.utf8), seed: seed)
     }
 
-    @inlinable
     public static func hash(_ bytes: [UInt8], seed: UInt64 = 0) -> UInt64 {
         bytes.withUnsafeBytes { Self.hash($0, seed: seed) }
     }
 
     /// The hash of a 64-bit integer's 8 little-endian bytes (the 4-to-8-byte path, unrolled).
-    @inlinable
     public static func hash(_ value: UInt64, seed: UInt64 = 0) -> UInt64 {
         Self.secret.withUnsafeBytes { secret in
             let seed = seed ^ (UInt64(UInt32(truncatingIfNeeded: seed).byteSwapped) << 32)
@@ -61,7 +59,6 @@ public enum XXH3 {
         }
     }
 
-    @inlinable
     public static func hash(_ input: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
         Self.secret.withUnsafeBytes { secret in
             let length = input.count
@@ -72,7 +69,7 @@ public enum XXH3 {
         }
     }
 
-    @inlinable @inline(__always)
+    @inline(__always)
     static func hash0to16(_ input: UnsafeRawBufferPointer, _ secret: UnsafeRawBufferPointer, _ seed: UInt64) -> UInt64 {
         let length = input.count
         if length > 8 {
@@ -208,7 +205,7 @@ public enum XXH3 {
         }
     }
 
-    @inlinable @inline(__always)
+    @inline(__always)
     static func mix16(
         _ input: UnsafeRawBufferPointer, _ inputOffset: Int, _ secret: UnsafeRawBufferPointer, _ secretOffset: Int,
         _ seed: UInt64
@@ -218,20 +215,20 @@ public enum XXH3 {
             Self.load64(input, inputOffset + 8) ^ (Self.load64(secret, secretOffset + 8) &- seed))
     }
 
-    @inlinable @inline(__always)
+    @inline(__always)
     static func mul128Fold64(_ lhs: UInt64, _ rhs: UInt64) -> UInt64 {
         let product = lhs.multipliedFullWidth(by: rhs)
         return product.low ^ product.high
     }
 
-    @inlinable @inline(__always)
+    @inline(__always)
     static func avalanche(_ value: UInt64) -> UInt64 {
         var hash = value ^ (value >> 37)
         hash &*= Self.primeMX1
         return hash ^ (hash >> 32)
     }
 
-    @inlinable @inline(__always)
+    @inline(__always)
     static func rrmxmx(_ value: UInt64, length: UInt64) -> UInt64 {
         var hash = value
         hash ^= Self.rotl(hash, 49) ^ Self.rotl(hash, 24)
@@ -242,7 +239,7 @@ public enum XXH3 {
     }
 
     /// XXH64's final mix, which XXH3 uses for inputs of 0 to 3 bytes.
-    @inlinable @inline(__always)
+    @inline(__always)
     static func avalanche64(_ value: UInt64) -> UInt64 {
         var hash = value
         hash ^= hash >> 33
@@ -252,17 +249,17 @@ public enum XXH3 {
         return hash ^ (hash >> 32)
     }
 
-    @inlinable @inline(__always)
+    @inline(__always)
     static func rotl(_ value: UInt64, _ count: UInt64) -> UInt64 {
         (value << count) | (value >> (64 - count))
     }
 
-    @inlinable @inline(__always)
+    @inline(__always)
     static func load64(_ buffer: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {
         UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 
-    @inlinable @inline(__always)
+    @inline(__always)
     static func load32(_ buffer: UnsafeRawBufferPointer, _ offset: Int) -> UInt32 {
         UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
