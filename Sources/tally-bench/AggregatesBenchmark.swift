@@ -35,13 +35,20 @@ struct AggregatesBenchmark: ParsableCommand {
         let users = (0..<(1 << 16)).map { _ in "user-\(random.next() % 10_000_000)" }
         let userMask = users.count - 1
 
-        // Counter increment, with three origins' slots as a replica has.
-        var counter = GCounter()
-        for origin in origins { counter.increment(at: origin) }
+        // Counter increment, with three origins' slots as a replica has, over 1,024 counters (a
+        // replica increments a different series' counter for each event; this also keeps the
+        // optimizer from folding the loop into one addition).
+        var counters = [GCounter](repeating: GCounter(), count: 1_024)
+        for index in counters.indices {
+            for origin in origins { counters[index].increment(at: origin) }
+        }
         results.append(harness.measure("counter increment", operations: operations) {
-            for _ in 0..<operations { counter.increment(at: local) }
+            counters.withUnsafeMutableBufferPointer { counters in
+                for index in 0..<operations { counters[index & 1_023].increment(at: local) }
+            }
         })
-        blackHole(counter)
+        blackHole(counters)
+        let counter = counters[0]
 
         // Sketch record against hdrhistogram-swift's record, same values, alternating runs.
         var sketch = LatencySketch()
@@ -58,13 +65,40 @@ struct AggregatesBenchmark: ParsableCommand {
         blackHole(sketch)
         blackHole(hdr)
 
-        // HyperLogLog add of a user id string, XXH64 included, into a dense p = 14 sketch.
+        // HyperLogLog add of a user id, XXH3 included, into a dense p = 14 sketch. The ids sit in one
+        // buffer, as they do in a request body that the ingest parser hashes in place.
+        var body: [UInt8] = []
+        var idRanges: [(start: Int, count: Int)] = []
+        for user in users {
+            idRanges.append((body.count, user.utf8.count))
+            body.append(contentsOf: user.utf8)
+            body.append(UInt8(ascii: ","))
+        }
         var hll = HyperLogLog()
         for user in users { hll.add(user) }
-        results.append(harness.measure("HLL add (hash included)", operations: operations) {
+        body.withUnsafeBytes { body in
+            results.append(harness.measure("HLL add (hash included)", operations: operations) {
+                for index in 0..<operations {
+                    let range = idRanges[index & userMask]
+                    hll.add(utf8: UnsafeRawBufferPointer(rebasing: body[range.start..<(range.start + range.count)]))
+                }
+            })
+        }
+        blackHole(hll)
+        // Its parts, and the same from Swift strings (a small String is hashed from a stack copy).
+        let userHashes = users.map { XXH3.hash($0) }
+        results.append(harness.measure("  HLL add, hash precomputed", operations: operations) {
+            for index in 0..<operations { hll.add(hash: userHashes[index & userMask]) }
+        })
+        results.append(harness.measure("  HLL add of a String", operations: operations) {
             for index in 0..<operations { hll.add(users[index & userMask]) }
         })
         blackHole(hll)
+        results.append(harness.measure("  XXH3-64 of a String user id (~12 bytes)", operations: operations) {
+            var mixed: UInt64 = 0
+            for index in 0..<operations { mixed ^= XXH3.hash(users[index & userMask]) }
+            blackHole(mixed)
+        })
 
         // Merge of two 500-bucket versions of one origin's sketch (bucket-wise max), in place.
         var older = LatencySketch()

@@ -7,7 +7,7 @@ import Testing
 
     static func counters(seed: UInt64) -> [GCounter] {
         Universe<GCounter>(
-            seed: seed, replicas: 4, steps: 200, make: { _ in GCounter() },
+            seed: seed, replicas: 6, steps: 200, make: { _ in GCounter() },
             mutate: { counter, origin, random in
                 counter.increment(by: UInt64.random(in: 1...(1 << 40), using: &random), at: origin)
             }

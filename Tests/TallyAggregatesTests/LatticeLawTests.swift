@@ -7,8 +7,9 @@ import Testing
 
     @Test(arguments: seeds)
     func gCounter(seed: UInt64) {
+        // Six replicas: more than the four slots a counter holds inline, so both layouts are tested.
         let universe = Universe<GCounter>(
-            seed: seed, replicas: 4, steps: 400, make: { _ in GCounter() },
+            seed: seed, replicas: 6, steps: 400, make: { _ in GCounter() },
             mutate: { counter, origin, random in
                 counter.increment(by: UInt64.random(in: 1...1_000, using: &random), at: origin)
             })
@@ -16,6 +17,7 @@ import Testing
             noneLower([Double($0.value)], [Double($1.value)])
         }
         #expect(failures.isEmpty, "\(failures)")
+        #expect(universe.states.contains { !$0.spilled.isEmpty } && universe.states.contains { $0.inlineCount == 4 })
     }
 
     /// Sketches with a small bucket bound and mixed scales, so collapses and downscaling happen.

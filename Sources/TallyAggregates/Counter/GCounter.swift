@@ -2,30 +2,31 @@
 ///
 /// Follows the G-Counter of Shapiro, Preguiça, Baquero and Zawirski, "A comprehensive study of
 /// Convergent and Commutative Replicated Data Types" (INRIA RR-7506, 2011), §3.1.1. Deviations: slots
-/// are a sorted array rather than a vector indexed by a fixed replica set, so replicas can join at
+/// are a sorted list rather than a vector indexed by a fixed replica set, so replicas can join at
 /// any time and the encoding is canonical; and each increment returns a delta (the origin's new slot
 /// value), as in the δ-CRDT G-Counter of Almeida et al. (2018).
 ///
 /// Only the origin that owns a slot may increment it: the slot-wise max is correct because every
 /// slot only grows and has one writer.
-public struct GCounter: Lattice, Hashable {
+///
+/// Storage: up to `inlineCapacity` slots (a cluster of a few regions) live inline, so an increment
+/// touches no heap memory and pays no copy-on-write check; a counter with more origins keeps all
+/// its slots in an array.
+public struct GCounter: Lattice {
     /// What one increment changed: the origin's slot now holds `value`.
     public struct Delta: Sendable, Hashable {
         public var origin: ReplicaID
         public var value: UInt64
 
+        @inlinable
         public init(origin: ReplicaID, value: UInt64) {
             self.origin = origin
             self.value = value
         }
     }
 
-    /// Slots with a non-zero value, sorted by origin.
     @usableFromInline
-    internal var slots: [Slot]
-
-    @usableFromInline
-    struct Slot: Sendable, Hashable {
+    struct Slot: Sendable, Equatable {
         @usableFromInline var origin: ReplicaID
         @usableFromInline var value: UInt64
 
@@ -36,12 +37,41 @@ public struct GCounter: Lattice, Hashable {
         }
     }
 
+    @usableFromInline static var inlineCapacity: Int { 4 }
+
+    /// The first `inlineCount` entries are the slots, sorted by origin, when `spilled` is empty.
+    @usableFromInline var inline: InlineArray<4, Slot>
+    @usableFromInline var inlineCount: Int
+    /// All the slots, sorted by origin, once there are more than `inlineCapacity`; else empty.
+    @usableFromInline var spilled: [Slot]
+
     public init() {
-        self.slots = []
+        self.inline = InlineArray(repeating: Slot(origin: ReplicaID(0), value: 0))
+        self.inlineCount = 0
+        self.spilled = []
     }
 
     public init(delta: Delta) {
-        self.slots = delta.value == 0 ? [] : [Slot(origin: delta.origin, value: delta.value)]
+        self.init()
+        if delta.value > 0 { self.slots = [Slot(origin: delta.origin, value: delta.value)] }
+    }
+
+    /// The non-zero slots in origin order (allocates: for merges and encoding).
+    var slots: [Slot] {
+        get {
+            guard self.spilled.isEmpty else { return self.spilled }
+            return (0..<self.inlineCount).map { self.inline[$0] }
+        }
+        set {
+            if newValue.count <= Self.inlineCapacity {
+                for (position, slot) in newValue.enumerated() { self.inline[position] = slot }
+                self.inlineCount = newValue.count
+                self.spilled = []
+            } else {
+                self.inlineCount = 0
+                self.spilled = newValue
+            }
+        }
     }
 
     /// The counter's value: the sum of every origin's slot.
@@ -53,8 +83,7 @@ public struct GCounter: Lattice, Hashable {
 
     /// The value of one origin's slot.
     public func value(of origin: ReplicaID) -> UInt64 {
-        guard let index = self.index(of: origin) else { return 0 }
-        return self.slots[index].value
+        self.slots.first { $0.origin == origin }?.value ?? 0
     }
 
     /// The origins with a non-zero slot and their values, in origin order.
@@ -69,52 +98,52 @@ public struct GCounter: Lattice, Hashable {
     @inlinable @inline(__always)
     @discardableResult
     public mutating func increment(by amount: UInt64 = 1, at origin: ReplicaID) -> Delta {
-        // A replica's counters hold a slot per region: a short linear scan beats a binary search.
-        let count = self.slots.count
-        var index = 0
-        while index < count {
-            if self.slots[index].origin == origin {
-                // Overflow would need 2^64 events from one origin: a bug, not input.
-                self.slots[index].value += amount
-                return Delta(origin: origin, value: self.slots[index].value)
+        if self.spilled.isEmpty {
+            var position = 0
+            while position < self.inlineCount {
+                if self.inline[position].origin == origin {
+                    // Overflow would need 2^64 events from one origin: a bug, not input.
+                    self.inline[position].value += amount
+                    return Delta(origin: origin, value: self.inline[position].value)
+                }
+                position += 1
             }
-            index += 1
         }
-        return self.insertSlot(origin: origin, value: amount)
+        return self.incrementSlowly(by: amount, at: origin)
     }
 
-    /// The slow path of `increment`: the origin's first update.
+    /// The slow path of `increment`: a spilled counter, or the origin's first update.
     @usableFromInline
-    mutating func insertSlot(origin: ReplicaID, value: UInt64) -> Delta {
-        if value > 0, case .insertAt(let index) = self.search(origin) {
-            self.slots.insert(Slot(origin: origin, value: value), at: index)
+    mutating func incrementSlowly(by amount: UInt64, at origin: ReplicaID) -> Delta {
+        var slots = self.slots
+        if let position = slots.firstIndex(where: { $0.origin == origin }) {
+            slots[position].value += amount
+            self.slots = slots
+            return Delta(origin: origin, value: slots[position].value)
         }
-        return Delta(origin: origin, value: value)
+        if amount > 0 {
+            let position = slots.firstIndex { $0.origin > origin } ?? slots.count
+            slots.insert(Slot(origin: origin, value: amount), at: position)
+            self.slots = slots
+        }
+        return Delta(origin: origin, value: amount)
     }
 
     public mutating func merge(delta: Delta) {
-        guard delta.value > 0 else { return }
-        switch self.search(delta.origin) {
-        case .found(let index):
-            self.slots[index].value = max(self.slots[index].value, delta.value)
-        case .insertAt(let index):
-            self.slots.insert(Slot(origin: delta.origin, value: delta.value), at: index)
-        }
+        self.merge(GCounter(delta: delta))
     }
 
     public mutating func merge(_ other: GCounter) {
-        if other.slots.isEmpty { return }
-        if self.slots.isEmpty {
-            self.slots = other.slots
-            return
-        }
+        let mine = self.slots
+        let theirs = other.slots
+        if theirs.isEmpty { return }
         var merged: [Slot] = []
-        merged.reserveCapacity(self.slots.count + other.slots.count)
+        merged.reserveCapacity(mine.count + theirs.count)
         var left = 0
         var right = 0
-        while left < self.slots.count && right < other.slots.count {
-            let a = self.slots[left]
-            let b = other.slots[right]
+        while left < mine.count && right < theirs.count {
+            let a = mine[left]
+            let b = theirs[right]
             if a.origin == b.origin {
                 merged.append(Slot(origin: a.origin, value: max(a.value, b.value)))
                 left += 1
@@ -127,8 +156,8 @@ public struct GCounter: Lattice, Hashable {
                 right += 1
             }
         }
-        merged.append(contentsOf: self.slots[left...])
-        merged.append(contentsOf: other.slots[right...])
+        merged.append(contentsOf: mine[left...])
+        merged.append(contentsOf: theirs[right...])
         self.slots = merged
     }
 
@@ -137,23 +166,8 @@ public struct GCounter: Lattice, Hashable {
         Delta(origin: origin, value: self.value(of: origin))
     }
 
-    private func index(of origin: ReplicaID) -> Int? {
-        if case .found(let index) = self.search(origin) { return index }
-        return nil
-    }
-
-    private enum SearchResult { case found(Int), insertAt(Int) }
-
-    private func search(_ origin: ReplicaID) -> SearchResult {
-        var low = 0
-        var high = self.slots.count
-        while low < high {
-            let mid = (low + high) / 2
-            let midOrigin = self.slots[mid].origin
-            if midOrigin == origin { return .found(mid) }
-            if midOrigin < origin { low = mid + 1 } else { high = mid }
-        }
-        return .insertAt(low)
+    public static func == (lhs: GCounter, rhs: GCounter) -> Bool {
+        lhs.slots == rhs.slots
     }
 }
 
@@ -165,8 +179,9 @@ extension GCounter: VersionedEncoding {
     /// Body: slot count, then per slot the origin (8 bytes LE) and the value (varint), origins
     /// strictly increasing, no zero values.
     public func encode(to writer: inout ByteWriter) {
-        writer.writeVarint(self.slots.count)
-        for slot in self.slots {
+        let slots = self.slots
+        writer.writeVarint(slots.count)
+        for slot in slots {
             writer.writeUInt64LE(slot.origin.rawValue)
             writer.writeVarint(slot.value)
         }
@@ -185,6 +200,7 @@ extension GCounter: VersionedEncoding {
             }
             slots.append(Slot(origin: origin, value: value))
         }
+        self.init()
         self.slots = slots
     }
 }
