@@ -49,44 +49,67 @@ struct BitWriter {
 }
 
 /// Reads what `BitWriter` wrote; every read is bounds-checked and throws on truncation.
+///
+/// Bits are served from a 64-bit cache refilled a byte at a time, so a unary run is found with one
+/// count of trailing ones rather than bit by bit.
 struct BitReader {
     private let bytes: ArraySlice<UInt8>
-    private var bitOffset: Int = 0
+    private var nextByte: Int
+    /// Unread bits, least significant first; `cached` of them are valid.
+    private var cache: UInt64 = 0
+    private var cached: Int = 0
     private let field: String
 
     init(_ bytes: ArraySlice<UInt8>, field: String) {
         self.bytes = bytes
+        self.nextByte = bytes.startIndex
         self.field = field
     }
 
-    var bitsRemaining: Int { self.bytes.count * 8 - self.bitOffset }
+    var bitsRemaining: Int { self.cached + (self.bytes.endIndex - self.nextByte) * 8 }
 
+    /// Tops the cache up to at least 57 bits, or to the end of the input.
+    private mutating func refill() {
+        while self.cached <= 56 && self.nextByte < self.bytes.endIndex {
+            self.cache |= UInt64(self.bytes[self.nextByte]) << UInt64(self.cached)
+            self.cached += 8
+            self.nextByte += 1
+        }
+    }
+
+    /// Reads `width` bits (0...57).
     mutating func read(width: Int) throws(DecodeError) -> UInt64 {
-        guard width <= self.bitsRemaining else {
-            throw .truncated(field: self.field, offset: self.bytes.startIndex + self.bitOffset / 8)
+        precondition(width >= 0 && width <= 57, "bit field width \(width)")
+        if self.cached < width { self.refill() }
+        guard self.cached >= width else {
+            throw .truncated(field: self.field, offset: self.nextByte)
         }
-        var value: UInt64 = 0
-        var produced = 0
-        while produced < width {
-            let byte = self.bytes[self.bytes.startIndex + self.bitOffset / 8]
-            let shift = self.bitOffset % 8
-            let take = min(8 - shift, width - produced)
-            let bits = (UInt64(byte) >> UInt64(shift)) & ((1 << UInt64(take)) - 1)
-            value |= bits << UInt64(produced)
-            produced += take
-            self.bitOffset += take
-        }
+        let value = self.cache & ((1 << UInt64(width)) &- 1)
+        self.cache = width == 64 ? 0 : self.cache >> UInt64(width)
+        self.cached -= width
         return value
     }
 
     /// A unary count of one-bits ended by a zero-bit; more than `max` ones is an error.
     mutating func readUnary(max: Int) throws(DecodeError) -> Int {
         var count = 0
-        while try self.read(width: 1) == 1 {
-            count += 1
+        while true {
+            if self.cached == 0 { self.refill() }
+            guard self.cached > 0 else { throw .truncated(field: self.field, offset: self.nextByte) }
+            let ones = (~self.cache).trailingZeroBitCount
+            if ones < self.cached {
+                count += ones
+                guard count <= max else { throw .invalidValue(field: self.field, value: "unary run over \(max)") }
+                // Consume the ones and the terminating zero.
+                self.cache = ones + 1 == 64 ? 0 : self.cache >> UInt64(ones + 1)
+                self.cached -= ones + 1
+                return count
+            }
+            count += self.cached
             guard count <= max else { throw .invalidValue(field: self.field, value: "unary run over \(max)") }
+            self.cache = 0
+            self.cached = 0
         }
-        return count
     }
 
     mutating func readRice(k: Int, quotientMax: Int) throws(DecodeError) -> UInt64 {
@@ -97,9 +120,6 @@ struct BitReader {
     /// Throws unless only zero padding bits remain in the last byte.
     func expectZeroPadding() throws(DecodeError) {
         guard self.bitsRemaining < 8 else { throw .trailingBytes(count: self.bitsRemaining / 8) }
-        let shift = self.bitOffset % 8
-        guard shift > 0 else { return }
-        let last = self.bytes[self.bytes.endIndex - 1]
-        guard last >> UInt8(shift) == 0 else { throw .nonCanonical(field: "\(self.field) padding bits") }
+        guard self.cache == 0 else { throw .nonCanonical(field: "\(self.field) padding bits") }
     }
 }
