@@ -1,5 +1,5 @@
 import Testing
-import TallyAggregates
+@testable import TallyAggregates
 
 /// XXH3-64 must match the reference implementation bit for bit: hashes are stored and replicated.
 /// Expected values from the reference library (python-xxhash 3.x, which wraps xxHash's C code),
@@ -56,6 +56,20 @@ import TallyAggregates
             #expect(XXH3.hash(bytes, seed: 0x9E37_79B9_7F4A_7C15) == vector.seeded,
                     "XXH3-64 of \(vector.length) bytes, seeded")
         }
+    }
+
+    @Test func foldedSecretWordsMatchTheSecret() {
+        func word(_ offset: Int) -> UInt64 {
+            (0..<8).reduce(0) { $0 | UInt64(XXH3.secret[offset + $1]) << (8 * UInt64($1)) }
+        }
+        func half(_ offset: Int) -> UInt32 {
+            (0..<4).reduce(0) { $0 | UInt32(XXH3.secret[offset + $1]) << (8 * UInt32($1)) }
+        }
+        #expect(XXH3.flip9to16Low == word(24) ^ word(32))
+        #expect(XXH3.flip9to16High == word(40) ^ word(48))
+        #expect(XXH3.flip4to8 == word(8) ^ word(16))
+        #expect(XXH3.flip1to3 == half(0) ^ half(4))
+        #expect(XXH3.flip0 == word(56) ^ word(64))
     }
 
     @Test func stringHashIsHashOfUTF8() {

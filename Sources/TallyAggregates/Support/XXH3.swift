@@ -19,6 +19,14 @@ public enum XXH3 {
     static var primeMX1: UInt64 { 0x1656_6791_9E37_79F9 }
     static var primeMX2: UInt64 { 0x9FB2_1C65_1E98_DF25 }
 
+    // Words of the default secret that the short-input paths XOR together, folded ahead of time
+    // (XXH3Tests checks them against `secret`).
+    static var flip9to16Low: UInt64 { 0x6782_737B_EA42_39B9 }  // secret[24..<32] ^ secret[32..<40]
+    static var flip9to16High: UInt64 { 0xAF56_BC3B_0996_523A }  // secret[40..<48] ^ secret[48..<56]
+    static var flip4to8: UInt64 { 0xC73A_B174_C5EC_D5A2 }  // secret[8..<16] ^ secret[16..<24]
+    static var flip1to3: UInt32 { 0x8727_5A9B }  // secret[0..<4] ^ secret[4..<8]
+    static var flip0: UInt64 { 0x8726_F910_5DC2_1DDC }  // secret[56..<64] ^ secret[64..<72]
+
     /// The default secret, `XXH3_kSecret` (192 bytes).
     @usableFromInline
     static let secret: [UInt8] = [
@@ -53,12 +61,9 @@ public enum XXH3 {
 
     /// The hash of a 64-bit integer's 8 little-endian bytes (the 4-to-8-byte path, unrolled).
     public static func hash(_ value: UInt64, seed: UInt64 = 0) -> UInt64 {
-        Self.secret.withUnsafeBytes { secret in
-            let seed = seed ^ (UInt64(UInt32(truncatingIfNeeded: seed).byteSwapped) << 32)
-            let bitflip = (Self.load64(secret, 8) ^ Self.load64(secret, 16)) &- seed
-            let input64 = (value >> 32) &+ (value << 32)
-            return Self.rrmxmx(input64 ^ bitflip, length: 8)
-        }
+        let seed = seed ^ (UInt64(UInt32(truncatingIfNeeded: seed).byteSwapped) << 32)
+        let input64 = (value >> 32) &+ (value << 32)
+        return Self.rrmxmx(input64 ^ (Self.flip4to8 &- seed), length: 8)
     }
 
     public static func hash(_ input: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
@@ -75,8 +80,8 @@ public enum XXH3 {
     static func hash0to16(_ input: UnsafeRawBufferPointer, _ secret: UnsafeRawBufferPointer, _ seed: UInt64) -> UInt64 {
         let length = input.count
         if length > 8 {
-            let bitflip1 = (Self.load64(secret, 24) ^ Self.load64(secret, 32)) &+ seed
-            let bitflip2 = (Self.load64(secret, 40) ^ Self.load64(secret, 48)) &- seed
+            let bitflip1 = Self.flip9to16Low &+ seed
+            let bitflip2 = Self.flip9to16High &- seed
             let low = Self.load64(input, 0) ^ bitflip1
             let high = Self.load64(input, length - 8) ^ bitflip2
             let acc = UInt64(length) &+ low.byteSwapped &+ high &+ Self.mul128Fold64(low, high)
@@ -86,7 +91,7 @@ public enum XXH3 {
             let seed = seed ^ (UInt64(UInt32(truncatingIfNeeded: seed).byteSwapped) << 32)
             let input1 = UInt64(Self.load32(input, 0))
             let input2 = UInt64(Self.load32(input, length - 4))
-            let bitflip = (Self.load64(secret, 8) ^ Self.load64(secret, 16)) &- seed
+            let bitflip = Self.flip4to8 &- seed
             let input64 = input2 &+ (input1 << 32)
             return Self.rrmxmx(input64 ^ bitflip, length: UInt64(length))
         }
@@ -95,10 +100,10 @@ public enum XXH3 {
             let c2 = UInt32(input[length >> 1])
             let c3 = UInt32(input[length - 1])
             let combined = (c1 << 16) | (c2 << 24) | c3 | (UInt32(length) << 8)
-            let bitflip = UInt64(Self.load32(secret, 0) ^ Self.load32(secret, 4)) &+ seed
+            let bitflip = UInt64(Self.flip1to3) &+ seed
             return Self.avalanche64(UInt64(combined) ^ bitflip)
         }
-        return Self.avalanche64(seed ^ (Self.load64(secret, 56) ^ Self.load64(secret, 64)))
+        return Self.avalanche64(seed ^ Self.flip0)
     }
 
     @usableFromInline
