@@ -188,7 +188,7 @@ struct AggregatesBenchmark: ParsableCommand {
         self.report(results.compactMap { $0 }, harness: harness, recordRatio: recordPair?.ratio,
                     mergeRatio: mergePair?.ratio, sizes: [
             ("sketch of 10^6 log-normal latencies", millionBytes.count, 2_048,
-             "\(million.combinedBuckets.counts.count) buckets"),
+             "\(million.distribution.counts.count) buckets"),
             ("sparse HLL of 1,000 distinct values", sparseBytes.count, 2_000,
              format(Double(sparseBytes.count) / 1_000, digits: 2) + " B/value"),
             ("dense HLL, p = 14", hllBytes.count, nil, "6 bits per register"),

@@ -99,7 +99,10 @@ import Testing
             for sketch in sketches { merged.merge(sketch) }
             // Redelivery in a different order changes nothing.
             for sketch in sketches.shuffled(using: &random).prefix(3) { merged.merge(sketch) }
-            #expect(merged.combinedBuckets == whole.combinedBuckets, "trial \(trial), \(parts) parts")
+            let (mergedBuckets, wholeBuckets) = (merged.distribution, whole.distribution)
+            #expect(mergedBuckets.counts == wholeBuckets.counts && mergedBuckets.offset == wholeBuckets.offset
+                && mergedBuckets.zeroCount == wholeBuckets.zeroCount && mergedBuckets.floorIndex == wholeBuckets.floorIndex,
+                "trial \(trial), \(parts) parts")
             #expect(merged.count == whole.count)
             #expect(merged.minimum == whole.minimum && merged.maximum == whole.maximum)
             #expect(abs(merged.sum - whole.sum) <= whole.sum * 1e-12)
@@ -130,7 +133,7 @@ import Testing
         var values: [Double] = []
         for step in 0..<1_000 { values.append(Math.exp2(Double(step) * 20 / 1_000)) }
         for value in values { sketch.record(value, at: Self.origin) }
-        let buckets = sketch.combinedBuckets
+        let buckets = sketch.distribution
         #expect(buckets.counts.count <= 64)
         #expect(buckets.floorIndex != nil)
         #expect(sketch.count == 1_000)
@@ -142,6 +145,47 @@ import Testing
         #expect(abs(high.value - exact) / exact <= sketch.relativeError * (1 + 1e-9))
         // The flagged estimate is an upper bound of the true value.
         #expect(low.value >= values.sorted()[499])
+    }
+
+    // MARK: - Distributions (the adding side, for answers)
+
+    /// Sketches of disjoint events (other series, other time buckets) add up, origin by origin,
+    /// to the distribution of all the events; joining them would lose events of the same origin.
+    @Test(arguments: Distribution.allCases)
+    func distributionsOfDisjointSketchesAddUp(distribution: Distribution) throws {
+        let values = distribution.values(count: 200_000, seed: 21)
+        var whole = LatencySketch()
+        var parts = (0..<5).map { _ in LatencySketch() }
+        var random = SeededRandom(seed: 22)
+        for value in values {
+            whole.record(value, at: Self.origin)
+            // Same origin, different series: what a query over several series sees.
+            parts[Int.random(in: 0..<5, using: &random)].record(value, at: Self.origin)
+        }
+        var sum = LatencyDistribution()
+        for part in parts { sum.add(part) }
+        let expected = whole.distribution
+        #expect(sum.counts == expected.counts && sum.offset == expected.offset && sum.count == UInt64(values.count))
+        #expect(sum.minimum == expected.minimum && sum.maximum == expected.maximum)
+        #expect(try #require(sum.quantiles([0.5, 0.99])) == (try #require(whole.quantiles([0.5, 0.99]))))
+        // Adding a coarser distribution downscales; the count is kept.
+        var coarse = LatencySketch(scale: 3)
+        coarse.record(1_000, at: Self.origin)
+        sum.add(coarse)
+        #expect(sum.scale == 3 && sum.count == UInt64(values.count) + 1)
+    }
+
+    @Test func distributionFoldsToTheHighestFloor() throws {
+        var collapsed = LatencySketch(bucketsMax: 16)
+        for step in 0..<200 { collapsed.record(Math.exp2(Double(step) / 10), at: Self.origin) }
+        var plain = LatencySketch()
+        for value in [1.0, 2.0, 3.0] { plain.record(value, at: ReplicaID(7)) }
+        var sum = LatencyDistribution()
+        sum.add(plain)
+        sum.add(collapsed)
+        let floor = try #require(collapsed.distribution.floorIndex)
+        #expect(sum.floorIndex == floor && sum.offset == floor && sum.count == 203)
+        #expect(try #require(sum.quantile(0.01)).isCollapsed)
     }
 
     // MARK: - Deltas
@@ -170,6 +214,6 @@ import Testing
         let median = try #require(sketch.quantile(0.5))
         let top = try #require(sketch.quantile(1))
         #expect(median.value == 0 && top.value == 5)
-        #expect(sketch.combinedBuckets.zeroCount == 10)
+        #expect(sketch.distribution.zeroCount == 10)
     }
 }
