@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers (dependencies point down only); see docs/architecture.md.
-//   tally (CLI)  ->  TallyAggregates
+//   tally (CLI)  ->  TallyReplica  ->  TallyAggregates
 //   tally-bench  ->  TallyAggregates (+ benchmark-only dependencies, kept out of the product)
 // TallyAggregates depends on the standard library only.
 let package = Package(
@@ -19,6 +19,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "TallyAggregates"),
+        .target(name: "TallyReplica", dependencies: ["TallyAggregates"]),
         .executableTarget(
             name: "tally",
             dependencies: [
@@ -36,6 +37,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "TallyAggregatesTests", dependencies: ["TallyAggregates"]),
+        .testTarget(name: "TallyReplicaTests", dependencies: ["TallyReplica", "TallyAggregates"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,65 @@
+import TallyAggregates
+
+/// Everything kept for one series in one time bucket: a CRDT made of CRDTs, merged field by field.
+public struct BucketAggregate: Lattice {
+    /// A state is its own delta here: replication ships per-origin projections of whole buckets.
+    public typealias Delta = BucketAggregate
+
+    public var requests: GCounter
+    public var errors: GCounter
+    /// Latencies in microseconds; also holds their exact sum, min and max.
+    public var latency: LatencySketch
+    public var users: HyperLogLog
+
+    public init(sketchScale: Int, sketchBucketsMax: Int, usersPrecision: Int) {
+        self.requests = GCounter()
+        self.errors = GCounter()
+        self.latency = LatencySketch(scale: sketchScale, bucketsMax: sketchBucketsMax)
+        self.users = HyperLogLog(precision: usersPrecision)
+    }
+
+    public init(delta: BucketAggregate) {
+        self = delta
+    }
+
+    /// Counts one validated event observed at `origin`.
+    @inline(__always)
+    mutating func record(_ event: Event, isError: Bool, at origin: ReplicaID) {
+        self.requests.increment(at: origin)
+        if isError { self.errors.increment(at: origin) }
+        self.latency.record(event.latencyMicros, at: origin)
+        if let user = event.user { self.users.add(user) }
+    }
+
+    public mutating func merge(_ other: BucketAggregate) {
+        self.requests.merge(other.requests)
+        self.errors.merge(other.errors)
+        self.latency.merge(other.latency)
+        self.users.merge(other.users)
+    }
+
+    public mutating func merge(delta: BucketAggregate) {
+        self.merge(delta)
+    }
+}
+
+extension BucketAggregate: VersionedEncoding {
+    public static let encodingTag: UInt8 = 0x10
+    public static let encodingVersion: UInt8 = 1
+    public static let encodingName = "BucketAggregate"
+
+    /// Body: the four aggregates' bodies in order (requests, errors, latency, users).
+    public func encode(to writer: inout ByteWriter) {
+        self.requests.encode(to: &writer)
+        self.errors.encode(to: &writer)
+        self.latency.encode(to: &writer)
+        self.users.encode(to: &writer)
+    }
+
+    public init(from reader: inout ByteReader) throws(DecodeError) {
+        self.requests = try GCounter(from: &reader)
+        self.errors = try GCounter(from: &reader)
+        self.latency = try LatencySketch(from: &reader)
+        self.users = try HyperLogLog(from: &reader)
+    }
+}

@@ -1,0 +1,161 @@
+import TallyAggregates
+
+extension LogEntry: VersionedEncoding {
+    public static let encodingTag: UInt8 = 0x11
+    public static let encodingVersion: UInt8 = 1
+    public static let encodingName = "LogEntry"
+
+    /// Body (version 1):
+    /// ```
+    /// sequence: varint   acceptedAt: zigzag   client: string   idempotencyKey: 0 | 1 string
+    /// strings: count, then each string (services, operations and users, in order of first use)
+    /// events: count, then per event: service index, operation index, status, latency (f64),
+    ///         user: 0 | index + 1, timestamp: zigzag
+    /// receipt: accepted, sequence, rejections: count, then per rejection: index, reason
+    /// ```
+    /// Names repeat within a batch, so each is written once and referred to by index.
+    public func encode(to writer: inout ByteWriter) {
+        writer.writeVarint(self.sequence)
+        writer.writeZigZag(self.acceptedAt.millisecondsSinceEpoch)
+        writer.writeString(self.client)
+        Self.writeOptionalString(self.idempotencyKey, to: &writer)
+        var table: [String: Int] = [:]
+        var strings: [String] = []
+        func intern(_ string: String) -> Int {
+            if let index = table[string] { return index }
+            table[string] = strings.count
+            strings.append(string)
+            return strings.count - 1
+        }
+        let references = self.events.map { event in
+            (intern(event.service), intern(event.operation), event.user.map(intern))
+        }
+        writer.writeVarint(strings.count)
+        for string in strings { writer.writeString(string) }
+        writer.writeVarint(self.events.count)
+        for (event, reference) in zip(self.events, references) {
+            writer.writeVarint(reference.0)
+            writer.writeVarint(reference.1)
+            writer.writeVarint(UInt64(event.status))
+            writer.writeDouble(event.latencyMicros)
+            writer.writeVarint(reference.2.map { $0 + 1 } ?? 0)
+            writer.writeZigZag(event.timestamp.millisecondsSinceEpoch)
+        }
+        writer.writeVarint(self.receipt.accepted)
+        writer.writeVarint(self.receipt.sequence)
+        writer.writeVarint(self.receipt.rejected.count)
+        for rejection in self.receipt.rejected {
+            writer.writeVarint(rejection.index)
+            Self.encode(rejection.reason, to: &writer)
+        }
+    }
+
+    public init(from reader: inout ByteReader) throws(DecodeError) {
+        let sequence = try reader.readVarint("LogEntry sequence")
+        let acceptedAt = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("LogEntry acceptedAt"))
+        let client = try reader.readString("LogEntry client")
+        let idempotencyKey = try Self.readOptionalString("LogEntry idempotency key", from: &reader)
+        let stringCount = try reader.readCount("LogEntry string count", max: reader.limits.mapEntriesMax)
+        var strings: [String] = []
+        strings.reserveCapacity(min(stringCount, reader.remaining))
+        for _ in 0..<stringCount { strings.append(try reader.readString("LogEntry string")) }
+        func string(_ field: String) throws(DecodeError) -> String {
+            let index = try reader.readCount(field, max: Swift.max(strings.count - 1, 0))
+            guard index < strings.count else { throw .invalidValue(field: field, value: "\(index)") }
+            return strings[index]
+        }
+        let eventCount = try reader.readCount("LogEntry event count", max: reader.limits.mapEntriesMax)
+        var events: [Event] = []
+        events.reserveCapacity(min(eventCount, reader.remaining / 13))
+        for _ in 0..<eventCount {
+            let service = try string("LogEntry event service")
+            let operation = try string("LogEntry event operation")
+            let status = try reader.readVarint("LogEntry event status")
+            guard (100...599).contains(status) else {
+                throw .invalidValue(field: "LogEntry event status", value: "\(status)")
+            }
+            let latency = try reader.readDouble("LogEntry event latency")
+            guard latency.isFinite, latency >= 0 else {
+                throw .invalidValue(field: "LogEntry event latency", value: "\(latency)")
+            }
+            let userReference = try reader.readCount("LogEntry event user", max: strings.count)
+            let user = userReference == 0 ? nil : strings[userReference - 1]
+            let timestamp = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("LogEntry event timestamp"))
+            events.append(Event(service: service, operation: operation, status: UInt16(status),
+                                latencyMicros: latency, user: user, timestamp: timestamp))
+        }
+        let accepted = try reader.readCount("LogEntry receipt accepted", max: Int(UInt32.max))
+        let receiptSequence = try reader.readVarint("LogEntry receipt sequence")
+        let rejectionCount = try reader.readCount("LogEntry rejection count", max: reader.limits.mapEntriesMax)
+        var rejected: [EventRejection] = []
+        for _ in 0..<rejectionCount {
+            let index = try reader.readCount("LogEntry rejection index", max: Int(UInt32.max))
+            rejected.append(EventRejection(index: index, reason: try Self.decodeReason(from: &reader)))
+        }
+        self.init(sequence: sequence, acceptedAt: acceptedAt, client: client, idempotencyKey: idempotencyKey,
+                  events: events,
+                  receipt: IngestReceipt(accepted: accepted, rejected: rejected, sequence: receiptSequence))
+    }
+
+    private static func writeOptionalString(_ string: String?, to writer: inout ByteWriter) {
+        if let string {
+            writer.writeUInt8(1)
+            writer.writeString(string)
+        } else {
+            writer.writeUInt8(0)
+        }
+    }
+
+    private static func readOptionalString(_ field: String, from reader: inout ByteReader) throws(DecodeError)
+        -> String?
+    {
+        switch try reader.readUInt8(field) {
+        case 0: return nil
+        case 1: return try reader.readString(field)
+        case let flag: throw .invalidValue(field: "\(field) flag", value: "\(flag)")
+        }
+    }
+
+    private static func encode(_ reason: RejectionReason, to writer: inout ByteWriter) {
+        switch reason {
+        case .invalid(let message):
+            writer.writeUInt8(0)
+            writer.writeString(message)
+        case .futureTimestamp(let ahead, let allowed):
+            writer.writeUInt8(1)
+            writer.writeZigZag(ahead)
+            writer.writeZigZag(allowed)
+        case .expired(let age, let retention):
+            writer.writeUInt8(2)
+            writer.writeZigZag(age)
+            writer.writeZigZag(retention)
+        case .operationLimit(let service, let limit):
+            writer.writeUInt8(3)
+            writer.writeString(service)
+            writer.writeVarint(limit)
+        case .serviceLimit(let limit):
+            writer.writeUInt8(4)
+            writer.writeVarint(limit)
+        }
+    }
+
+    private static func decodeReason(from reader: inout ByteReader) throws(DecodeError) -> RejectionReason {
+        switch try reader.readUInt8("LogEntry rejection reason") {
+        case 0:
+            return .invalid(try reader.readString("LogEntry rejection message"))
+        case 1:
+            return .futureTimestamp(aheadMillis: try reader.readZigZag("LogEntry rejection ahead"),
+                                    allowedMillis: try reader.readZigZag("LogEntry rejection allowed"))
+        case 2:
+            return .expired(ageMillis: try reader.readZigZag("LogEntry rejection age"),
+                            retentionMillis: try reader.readZigZag("LogEntry rejection retention"))
+        case 3:
+            return .operationLimit(service: try reader.readString("LogEntry rejection service"),
+                                   limit: try reader.readCount("LogEntry rejection limit", max: Int(UInt32.max)))
+        case 4:
+            return .serviceLimit(limit: try reader.readCount("LogEntry rejection limit", max: Int(UInt32.max)))
+        case let tag:
+            throw .invalidValue(field: "LogEntry rejection reason", value: "\(tag)")
+        }
+    }
+}

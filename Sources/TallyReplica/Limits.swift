@@ -1,0 +1,78 @@
+import TallyAggregates
+
+/// Every bound the replica enforces, in one place. Each has a reason to exist: it keeps one
+/// client, one service or one bad input from growing the replica's memory without end.
+public struct Limits: Sendable, Equatable {
+    /// Most events in one batch; a larger batch is refused whole.
+    public var batchEventsMax: Int
+    /// Longest service or operation name, in UTF-8 bytes.
+    public var nameBytesMax: Int
+    /// Longest user id, in UTF-8 bytes.
+    public var userBytesMax: Int
+    /// Most distinct services; events of further services are rejected.
+    public var servicesMax: Int
+    /// Most distinct operations per service; events of further operations are rejected.
+    public var operationsPerServiceMax: Int
+    /// Largest latency accepted.
+    public var latencyMax: Duration
+    /// How far in the future an event's timestamp may be (client clock skew).
+    public var futureSkewMax: Duration
+    /// How long an idempotency key is remembered.
+    public var idempotencyWindow: Duration
+    /// Most idempotency keys remembered; past it the oldest are forgotten first.
+    public var idempotencyKeysMax: Int
+    /// Longest idempotency key, in UTF-8 bytes.
+    public var idempotencyKeyBytesMax: Int
+
+    public init(
+        batchEventsMax: Int = 10_000, nameBytesMax: Int = 128, userBytesMax: Int = 256,
+        servicesMax: Int = 10_000, operationsPerServiceMax: Int = 1_000, latencyMax: Duration = .seconds(3_600),
+        futureSkewMax: Duration = .seconds(300), idempotencyWindow: Duration = .seconds(86_400),
+        idempotencyKeysMax: Int = 1_000_000, idempotencyKeyBytesMax: Int = 256
+    ) {
+        self.batchEventsMax = batchEventsMax
+        self.nameBytesMax = nameBytesMax
+        self.userBytesMax = userBytesMax
+        self.servicesMax = servicesMax
+        self.operationsPerServiceMax = operationsPerServiceMax
+        self.latencyMax = latencyMax
+        self.futureSkewMax = futureSkewMax
+        self.idempotencyWindow = idempotencyWindow
+        self.idempotencyKeysMax = idempotencyKeysMax
+        self.idempotencyKeyBytesMax = idempotencyKeyBytesMax
+    }
+}
+
+/// What a replica is: its identity and the policies that shape its aggregates.
+public struct ReplicaConfig: Sendable, Equatable {
+    /// This replica's origin id: every slot it writes carries it.
+    public var id: ReplicaID
+    public var retention: Retention
+    public var limits: Limits
+    /// Status classes counted as errors.
+    public var errorClasses: Set<StatusClass>
+    /// Latency sketch resolution (6: 0.54% relative error).
+    public var sketchScale: Int
+    /// Most latency buckets per origin and time bucket before the lowest collapse.
+    public var sketchBucketsMax: Int
+    /// Distinct-user sketch precision (14: 0.81% standard error).
+    public var usersPrecision: Int
+    /// How often `tick` runs (retention, idempotency-key expiry).
+    public var tickInterval: Duration
+
+    public init(
+        id: ReplicaID, retention: Retention = Retention(), limits: Limits = Limits(),
+        errorClasses: Set<StatusClass> = [.serverError], sketchScale: Int = LatencySketch.defaultScale,
+        sketchBucketsMax: Int = LatencySketch.defaultBucketsMax, usersPrecision: Int = HyperLogLog.defaultPrecision,
+        tickInterval: Duration = .seconds(1)
+    ) {
+        self.id = id
+        self.retention = retention
+        self.limits = limits
+        self.errorClasses = errorClasses
+        self.sketchScale = sketchScale
+        self.sketchBucketsMax = sketchBucketsMax
+        self.usersPrecision = usersPrecision
+        self.tickInterval = tickInterval
+    }
+}

@@ -1,0 +1,46 @@
+/// A point in time: milliseconds since the Unix epoch, UTC.
+///
+/// The replica never reads a clock: every input carries `now` as a `Timestamp`, so a run replays
+/// from its inputs alone.
+public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var millisecondsSinceEpoch: Int64
+
+    public init(millisecondsSinceEpoch: Int64) {
+        self.millisecondsSinceEpoch = millisecondsSinceEpoch
+    }
+
+    public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool {
+        lhs.millisecondsSinceEpoch < rhs.millisecondsSinceEpoch
+    }
+
+    public static func + (lhs: Timestamp, rhs: Duration) -> Timestamp {
+        Timestamp(millisecondsSinceEpoch: lhs.millisecondsSinceEpoch &+ rhs.milliseconds)
+    }
+
+    public static func - (lhs: Timestamp, rhs: Duration) -> Timestamp {
+        Timestamp(millisecondsSinceEpoch: lhs.millisecondsSinceEpoch &- rhs.milliseconds)
+    }
+
+    public static func - (lhs: Timestamp, rhs: Timestamp) -> Duration {
+        .milliseconds(lhs.millisecondsSinceEpoch &- rhs.millisecondsSinceEpoch)
+    }
+
+    /// The start of the interval of `width` that holds this instant (floor, also before 1970).
+    public func floor(toMultipleOf width: Duration) -> Timestamp {
+        let step = width.milliseconds
+        precondition(step > 0, "interval width \(width) must be positive")
+        var start = self.millisecondsSinceEpoch / step * step
+        if start > self.millisecondsSinceEpoch { start -= step }
+        return Timestamp(millisecondsSinceEpoch: start)
+    }
+
+    public var description: String { "\(self.millisecondsSinceEpoch)ms" }
+}
+
+extension Duration {
+    /// Whole milliseconds, truncated toward zero.
+    public var milliseconds: Int64 {
+        let (seconds, attoseconds) = self.components
+        return seconds &* 1_000 &+ attoseconds / 1_000_000_000_000_000
+    }
+}

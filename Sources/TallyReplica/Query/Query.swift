@@ -1,0 +1,305 @@
+import TallyAggregates
+
+/// A question about one service over a time range.
+public struct Query: Sendable, Equatable {
+    public var service: String
+    public var operation: String?
+    public var statusClass: StatusClass?
+    public var from: Timestamp
+    public var to: Timestamp
+    /// The width of each point; nil for one point over the whole range.
+    public var step: Duration?
+    public var groupBy: [GroupBy]
+    public var metrics: [Metric]
+
+    public init(
+        service: String, operation: String? = nil, statusClass: StatusClass? = nil, from: Timestamp, to: Timestamp,
+        step: Duration? = nil, groupBy: [GroupBy] = [], metrics: [Metric]
+    ) {
+        self.service = service
+        self.operation = operation
+        self.statusClass = statusClass
+        self.from = from
+        self.to = to
+        self.step = step
+        self.groupBy = groupBy
+        self.metrics = metrics
+    }
+}
+
+public enum GroupBy: String, Sendable, CaseIterable {
+    case operation
+    case status
+}
+
+/// What a query can ask for at each point.
+public enum Metric: Hashable, Sendable, CustomStringConvertible {
+    /// Requests counted.
+    case count
+    /// Requests with an error status (5xx by default).
+    case errors
+    /// errors / count.
+    case errorRate
+    /// Requests per second over the point's width.
+    case rate
+    /// A latency quantile in 0...1, in microseconds (`p99` is 0.99, `p99.9` is 0.999).
+    case quantile(Double)
+    /// Mean latency in microseconds.
+    case mean
+    /// Largest latency in microseconds.
+    case max
+    /// Distinct users (estimated).
+    case uniqueUsers
+
+    /// Parses `count`, `errors`, `error_rate`, `rate`, `mean`, `max`, `unique_users`, or `pNN`/`pNN.N`.
+    public init(parsing text: String) throws(QueryError) {
+        switch text {
+        case "count": self = .count
+        case "errors": self = .errors
+        case "error_rate": self = .errorRate
+        case "rate": self = .rate
+        case "mean": self = .mean
+        case "max": self = .max
+        case "unique_users": self = .uniqueUsers
+        default:
+            guard text.first == "p", let percent = Double(text.dropFirst()), percent.isFinite,
+                percent >= 0, percent <= 100, !text.dropFirst().contains("e"), !text.dropFirst().contains("n")
+            else {
+                throw .invalid(
+                    parameter: "metrics",
+                    message: "unknown metric '\(text)'; use count, errors, error_rate, rate, mean, max, "
+                        + "unique_users, or a percentile such as p50, p99 or p99.9")
+            }
+            // Shift the decimal point in the text, so p99.9 is exactly the double nearest 0.999
+            // (99.9 / 100 is not).
+            let parts = text.dropFirst().split(separator: ".", omittingEmptySubsequences: false)
+            let whole = String(parts[0])
+            let fraction = parts.count > 1 ? String(parts[1]) : ""
+            let padded = String(repeating: "0", count: Swift.max(0, 2 - whole.count)) + whole
+            let shifted = "0" + padded.dropLast(2) + "." + padded.suffix(2) + fraction
+            self = .quantile(Double(shifted) ?? percent / 100)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .count: return "count"
+        case .errors: return "errors"
+        case .errorRate: return "error_rate"
+        case .rate: return "rate"
+        case .mean: return "mean"
+        case .max: return "max"
+        case .uniqueUsers: return "unique_users"
+        case .quantile(let q):
+            let percent = q * 100
+            let rounded = (percent * 1_000).rounded() / 1_000
+            return rounded == rounded.rounded() ? "p\(Int(rounded))" : "p\(rounded)"
+        }
+    }
+}
+
+/// A query the replica cannot answer as asked; the message names the parameter.
+public enum QueryError: Error, Equatable, Sendable, CustomStringConvertible {
+    case invalid(parameter: String, message: String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let parameter, let message): return "\(parameter): \(message)"
+        }
+    }
+}
+
+/// The answer to a query.
+public struct QueryResult: Sendable, Equatable {
+    /// The resolution the answer was computed at.
+    public var resolution: Resolution
+    /// The range actually covered: the asked range aligned outward to whole time buckets and steps.
+    public var from: Timestamp
+    public var to: Timestamp
+    public var step: Duration
+    public var metrics: [Metric]
+    /// One entry per group, in key order; one group with nil keys when not grouped.
+    public var groups: [Group]
+
+    public struct Group: Sendable, Equatable {
+        public var operation: String?
+        public var statusClass: StatusClass?
+        public var points: [Point]
+    }
+
+    public struct Point: Sendable, Equatable {
+        public var start: Timestamp
+        /// One value per metric, in the query's order; nil where there is nothing to say (no
+        /// requests for an error rate, no latency for a quantile).
+        public var values: [Double?]
+        /// True when a quantile fell into a collapsed latency bucket (an upper bound, not ±0.54%).
+        public var approximate: Bool
+    }
+}
+
+/// Limits on what one query may cost.
+public struct QueryLimits: Sendable, Equatable {
+    /// Most points per group.
+    public var pointsMax: Int
+    /// Most groups.
+    public var groupsMax: Int
+
+    public init(pointsMax: Int = 10_000, groupsMax: Int = 1_000) {
+        self.pointsMax = pointsMax
+        self.groupsMax = groupsMax
+    }
+}
+
+extension Replica {
+    /// Answers `query` from this replica's state at `now` (local read).
+    public func query(_ query: Query, now: Timestamp, limits: QueryLimits = QueryLimits()) throws(QueryError)
+        -> QueryResult
+    {
+        guard !query.service.isEmpty else { throw .invalid(parameter: "service", message: "is required") }
+        guard query.from < query.to else {
+            throw .invalid(parameter: "from", message: "must be before to (\(query.from) >= \(query.to))")
+        }
+        guard !query.metrics.isEmpty else { throw .invalid(parameter: "metrics", message: "name at least one") }
+        let (resolution, step) = try self.plan(query, now: now)
+        let width = resolution.width
+        let from = query.from.floor(toMultipleOf: width)
+        let span = (query.to - from).milliseconds
+        let stepMillis = step.milliseconds
+        let pointCount = Int((span + stepMillis - 1) / stepMillis)
+        guard pointCount <= limits.pointsMax else {
+            throw .invalid(parameter: "step", message: "the range needs \(pointCount) points; at most \(limits.pointsMax)")
+        }
+        let to = from + .milliseconds(Int64(pointCount) * stepMillis)
+
+        let matching = self.series.filter { series in
+            series.key.service == query.service
+                && (query.operation == nil || series.key.operation == query.operation)
+                && (query.statusClass == nil || series.key.statusClass == query.statusClass)
+        }.sorted { $0.key < $1.key }
+        let groupByOperation = query.groupBy.contains(.operation)
+        let groupByStatus = query.groupBy.contains(.status)
+        struct GroupKey: Hashable, Comparable {
+            var operation: String?
+            var statusClass: StatusClass?
+            static func < (lhs: GroupKey, rhs: GroupKey) -> Bool {
+                ((lhs.operation ?? ""), lhs.statusClass?.rawValue ?? 0) < ((rhs.operation ?? ""), rhs.statusClass?.rawValue ?? 0)
+            }
+        }
+        var groupSeries: [GroupKey: [SeriesState]] = [:]
+        for series in matching {
+            let key = GroupKey(operation: groupByOperation ? series.key.operation : nil,
+                               statusClass: groupByStatus ? series.key.statusClass : nil)
+            groupSeries[key, default: []].append(series)
+        }
+        if groupSeries.isEmpty { groupSeries[GroupKey(operation: nil, statusClass: nil)] = [] }
+        guard groupSeries.count <= limits.groupsMax else {
+            throw .invalid(parameter: "group_by", message: "\(groupSeries.count) groups; at most \(limits.groupsMax)")
+        }
+
+        var groups: [QueryResult.Group] = []
+        for key in groupSeries.keys.sorted() {
+            let members = groupSeries[key] ?? []
+            var points: [QueryResult.Point] = []
+            points.reserveCapacity(pointCount)
+            for pointIndex in 0..<pointCount {
+                let start = from + .milliseconds(Int64(pointIndex) * stepMillis)
+                var window = WindowAccumulator(scale: self.config.sketchScale)
+                var bucketStart = start
+                let end = start + step
+                while bucketStart < end {
+                    for series in members {
+                        if let bucket = series.bucket(resolution, startingAt: bucketStart) { window.add(bucket) }
+                    }
+                    bucketStart = bucketStart + width
+                }
+                points.append(window.point(start: start, step: step, metrics: query.metrics))
+            }
+            groups.append(QueryResult.Group(operation: key.operation, statusClass: key.statusClass, points: points))
+        }
+        return QueryResult(resolution: resolution, from: from, to: to, step: step, metrics: query.metrics,
+                           groups: groups)
+    }
+
+    /// The resolution and step for a query: the coarsest resolution that fits the step (or, with no
+    /// step, the range) and still keeps the start of the range.
+    func plan(_ query: Query, now: Timestamp) throws(QueryError) -> (Resolution, Duration) {
+        let retention = self.config.retention
+        func keepsStart(_ resolution: Resolution) -> Bool {
+            retention.keeps(resolution, bucketStart: query.from.floor(toMultipleOf: resolution.width), now: now)
+        }
+        let coarsestFirst = Resolution.allCases.reversed()
+        if let step = query.step {
+            guard step > .zero else { throw .invalid(parameter: "step", message: "must be positive") }
+            let fitting = coarsestFirst.filter { step.milliseconds % $0.width.milliseconds == 0 }
+            guard let chosen = fitting.first(where: keepsStart) ?? fitting.first else {
+                throw .invalid(parameter: "step", message: "must be a whole number of minutes")
+            }
+            return (chosen, step)
+        }
+        let aligned = coarsestFirst.filter { resolution in
+            let width = resolution.width.milliseconds
+            return query.from.millisecondsSinceEpoch % width == 0 && query.to.millisecondsSinceEpoch % width == 0
+        }
+        let chosen = aligned.first(where: keepsStart)
+            ?? Resolution.allCases.first(where: keepsStart)
+            ?? .day
+        let width = chosen.width.milliseconds
+        let from = query.from.floor(toMultipleOf: chosen.width)
+        let stepMillis = ((query.to.millisecondsSinceEpoch - from.millisecondsSinceEpoch + width - 1) / width) * width
+        return (chosen, .milliseconds(stepMillis))
+    }
+
+    /// Services and their operations, sorted.
+    public var catalog: [(service: String, operations: [String])] {
+        var operations: [String: Set<String>] = [:]
+        for series in self.series { operations[series.key.service, default: []].insert(series.key.operation) }
+        return operations.keys.sorted().map { ($0, operations[$0]!.sorted()) }  // key from the same dictionary
+    }
+}
+
+/// Adds up the buckets of one point: disjoint events, so counts add and sketches add (not join).
+struct WindowAccumulator {
+    var requests: UInt64 = 0
+    var errors: UInt64 = 0
+    var latency: LatencyDistribution
+    var users: HyperLogLog?
+
+    init(scale: Int) {
+        self.latency = LatencyDistribution(scale: scale)
+    }
+
+    mutating func add(_ bucket: BucketAggregate) {
+        self.requests += bucket.requests.value
+        self.errors += bucket.errors.value
+        self.latency.add(bucket.latency)
+        // Distinct users are a union across buckets and series: the join is the right operation.
+        if self.users == nil { self.users = bucket.users } else { self.users!.merge(bucket.users) }
+    }
+
+    func point(start: Timestamp, step: Duration, metrics: [Metric]) -> QueryResult.Point {
+        var approximate = false
+        let values: [Double?] = metrics.map { metric in
+            switch metric {
+            case .count:
+                return Double(self.requests)
+            case .errors:
+                return Double(self.errors)
+            case .errorRate:
+                return self.requests == 0 ? nil : Double(self.errors) / Double(self.requests)
+            case .rate:
+                return Double(self.requests) / (Double(step.milliseconds) / 1_000)
+            case .quantile(let q):
+                guard let estimate = self.latency.quantile(q) else { return nil }
+                if estimate.isCollapsed { approximate = true }
+                return estimate.value
+            case .mean:
+                return self.latency.mean
+            case .max:
+                return self.latency.maximum
+            case .uniqueUsers:
+                return (self.users?.cardinality ?? 0).rounded()
+            }
+        }
+        return QueryResult.Point(start: start, values: values, approximate: approximate)
+    }
+}

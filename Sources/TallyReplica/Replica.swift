@@ -1,0 +1,283 @@
+import TallyAggregates
+
+/// One region's replica: events in, CRDT aggregates per series and time bucket, answers out.
+///
+/// A value with no I/O, no clock and no randomness: the shell (the node, or the simulator) feeds it
+/// inputs named for what happened (`ingest`, `tick`, `replay`) and carries out the actions it
+/// returns. The same inputs give the same state and the same actions, byte for byte.
+///
+/// Durability contract with the shell: `ingest` applies accepted events to the in-memory state at
+/// once and returns `.persist(entry)` followed by `.acknowledge`. The shell MUST make the entry
+/// durable before it delivers the acknowledgement, and on restart MUST `replay` every durable entry
+/// in sequence order into a fresh replica; that rebuilds exactly the acknowledged state, with
+/// idempotency keys, so a client retry after a crash is answered, not counted again. An entry that
+/// was not durable when the process died was never acknowledged, so losing it loses nothing a
+/// client was told was kept.
+public struct Replica: Sendable {
+    public let config: ReplicaConfig
+
+    /// Series in order of first appearance; `SeriesID` indexes this array.
+    private(set) var series: [SeriesState] = []
+    private var seriesIndex: [SeriesKey: SeriesID] = [:]
+    /// Operations seen per service (any status class), for the cardinality limit.
+    private var operations: [String: Set<String>] = [:]
+    /// Remembered answers by idempotency key, and their expiry order.
+    private var idempotency: IdempotencyCache
+    /// The sequence of the last log entry this replica produced or replayed.
+    public private(set) var lastSequence: UInt64 = 0
+    /// Bumped by every change to the aggregates; the node derives ETags from it.
+    public private(set) var stateVersion: UInt64 = 0
+
+    public init(config: ReplicaConfig) {
+        self.config = config
+        self.idempotency = IdempotencyCache(capacity: config.limits.idempotencyKeysMax)
+    }
+
+    /// Number of series (service, operation, status class) known.
+    public var seriesCount: Int { self.series.count }
+
+    /// Number of time buckets held, over all series and resolutions.
+    public var bucketCount: Int {
+        self.series.reduce(0) { $0 + $1.bucketCount }
+    }
+
+    // MARK: - Inputs
+
+    /// A batch of events arrived from a client.
+    public mutating func ingest(_ batch: EventBatch, now: Timestamp) -> [Action] {
+        var actions: [Action] = []
+        let limits = self.config.limits
+        if let key = batch.idempotencyKey {
+            if key.isEmpty || key.utf8.count > limits.idempotencyKeyBytesMax {
+                actions.append(.reject(
+                    batch: batch.id,
+                    reason: .invalidIdempotencyKey("must be 1 to \(limits.idempotencyKeyBytesMax) bytes")))
+                return actions
+            }
+            self.idempotency.expire(now: now)
+            if let receipt = self.idempotency.receipt(client: batch.client, key: key) {
+                actions.append(.acknowledge(batch: batch.id, receipt: receipt, replayed: true))
+                return actions
+            }
+        }
+        guard batch.items.count <= limits.batchEventsMax else {
+            actions.append(.reject(
+                batch: batch.id, reason: .tooManyEvents(count: batch.items.count, limit: limits.batchEventsMax)))
+            return actions
+        }
+        var accepted: [Event] = []
+        accepted.reserveCapacity(batch.items.count)
+        var rejected: [EventRejection] = []
+        for (index, item) in batch.items.enumerated() {
+            switch item {
+            case .invalid(let message):
+                rejected.append(EventRejection(index: index, reason: .invalid(message)))
+            case .event(let event):
+                if let reason = self.admit(event, now: now) {
+                    rejected.append(EventRejection(index: index, reason: reason))
+                } else {
+                    self.apply(event, now: now)
+                    accepted.append(event)
+                }
+            }
+        }
+        var receipt = IngestReceipt(accepted: accepted.count, rejected: rejected, sequence: 0)
+        if !accepted.isEmpty || batch.idempotencyKey != nil {
+            // Persist also a batch with nothing accepted when it has a key: its answer must survive.
+            self.lastSequence += 1
+            receipt.sequence = self.lastSequence
+            let entry = LogEntry(
+                sequence: self.lastSequence, acceptedAt: now, client: batch.client,
+                idempotencyKey: batch.idempotencyKey, events: accepted, receipt: receipt)
+            self.remember(entry)
+            actions.append(.persist(entry))
+        }
+        actions.append(.acknowledge(batch: batch.id, receipt: receipt, replayed: false))
+        return actions
+    }
+
+    /// Rebuilds the state of a durable log entry after a restart. Entries MUST be replayed in
+    /// sequence order, each once; the events are applied as they were accepted, without checks.
+    public mutating func replay(_ entry: LogEntry) {
+        precondition(entry.sequence > self.lastSequence,
+                     "log entry \(entry.sequence) replayed after \(self.lastSequence): out of order or twice")
+        for event in entry.events { self.apply(event, now: entry.acceptedAt) }
+        self.lastSequence = entry.sequence
+        self.remember(entry)
+    }
+
+    /// The timer the replica asked for fired: drop expired time buckets and idempotency keys.
+    /// MUST be called when the last `.scheduleTick` fires (and once at start).
+    public mutating func tick(now: Timestamp) -> [Action] {
+        var actions: [Action] = []
+        let retention = self.config.retention
+        var removed = 0
+        for position in self.series.indices {
+            removed += self.series[position].expire(retention: retention, now: now)
+        }
+        if removed > 0 { self.stateVersion += 1 }
+        self.idempotency.expire(now: now)
+        actions.append(.scheduleTick(after: self.config.tickInterval))
+        return actions
+    }
+
+    // MARK: - Applying events
+
+    /// Why `event` cannot be counted now, or nil when it can.
+    func admit(_ event: Event, now: Timestamp) -> RejectionReason? {
+        let limits = self.config.limits
+        if let problem = Self.validate(event, limits: limits) { return .invalid(problem) }
+        let ahead = event.timestamp - now
+        if ahead > limits.futureSkewMax {
+            return .futureTimestamp(aheadMillis: ahead.milliseconds, allowedMillis: limits.futureSkewMax.milliseconds)
+        }
+        let keptSomewhere = Resolution.allCases.contains { resolution in
+            self.config.retention.keeps(
+                resolution, bucketStart: event.timestamp.floor(toMultipleOf: resolution.width), now: now)
+        }
+        if !keptSomewhere {
+            let longest = Resolution.allCases.map { self.config.retention[$0] }.max() ?? .zero
+            return .expired(ageMillis: (now - event.timestamp).milliseconds, retentionMillis: longest.milliseconds)
+        }
+        if self.operations[event.service]?.contains(event.operation) == true { return nil }
+        if let known = self.operations[event.service] {
+            if known.count >= limits.operationsPerServiceMax {
+                return .operationLimit(service: event.service, limit: limits.operationsPerServiceMax)
+            }
+        } else if self.operations.count >= limits.servicesMax {
+            return .serviceLimit(limit: limits.servicesMax)
+        }
+        return nil
+    }
+
+    /// The first problem with an event's fields, as a message naming the field.
+    static func validate(_ event: Event, limits: Limits) -> String? {
+        func name(_ field: String, _ value: String) -> String? {
+            if value.isEmpty { return "\(field) is empty" }
+            if value.utf8.count > limits.nameBytesMax {
+                return "\(field) is \(value.utf8.count) bytes long; at most \(limits.nameBytesMax) are allowed"
+            }
+            return nil
+        }
+        if let problem = name("service", event.service) { return problem }
+        if let problem = name("operation", event.operation) { return problem }
+        if !(100...599).contains(event.status) { return "status \(event.status) is not in 100...599" }
+        let latency = event.latencyMicros
+        if !latency.isFinite || latency < 0 { return "latency \(latency) is not a finite, non-negative number" }
+        let latencyMaxMicros = Double(limits.latencyMax.milliseconds) * 1_000
+        if latency > latencyMaxMicros {
+            return "latency \(latency) µs is over the maximum of \(latencyMaxMicros) µs"
+        }
+        if let user = event.user, user.utf8.count > limits.userBytesMax {
+            return "user is \(user.utf8.count) bytes long; at most \(limits.userBytesMax) are allowed"
+        }
+        return nil
+    }
+
+    /// Counts an admitted event into every resolution that still keeps its time bucket.
+    mutating func apply(_ event: Event, now: Timestamp) {
+        let key = event.seriesKey
+        let id: SeriesID
+        if let existing = self.seriesIndex[key] {
+            id = existing
+        } else {
+            id = SeriesID(rawValue: Int32(self.series.count))
+            self.seriesIndex[key] = id
+            self.series.append(SeriesState(key: key))
+            self.operations[key.service, default: []].insert(key.operation)
+        }
+        let isError = self.config.errorClasses.contains(key.statusClass)
+        let config = self.config
+        self.series[Int(id.rawValue)].record(event, isError: isError, now: now, config: config)
+        self.stateVersion += 1
+    }
+
+    private mutating func remember(_ entry: LogEntry) {
+        guard let key = entry.idempotencyKey else { return }
+        self.idempotency.insert(
+            client: entry.client, key: key, receipt: entry.receipt,
+            expiresAt: entry.acceptedAt + self.config.limits.idempotencyWindow)
+    }
+}
+
+/// A series' position in `Replica.series`.
+struct SeriesID: Hashable, Sendable {
+    var rawValue: Int32
+}
+
+/// The time buckets of one series, at every resolution.
+struct SeriesState: Sendable {
+    let key: SeriesKey
+    /// Per resolution (indexed by `Resolution.rawValue`): bucket start (ms) -> aggregate.
+    private(set) var buckets: [[Int64: BucketAggregate]] = Array(repeating: [:], count: Resolution.allCases.count)
+
+    init(key: SeriesKey) {
+        self.key = key
+    }
+
+    var bucketCount: Int { self.buckets.reduce(0) { $0 + $1.count } }
+
+    mutating func record(_ event: Event, isError: Bool, now: Timestamp, config: ReplicaConfig) {
+        for resolution in Resolution.allCases {
+            let start = event.timestamp.floor(toMultipleOf: resolution.width)
+            // A late event whose bucket this resolution no longer keeps counts only where it is kept.
+            guard config.retention.keeps(resolution, bucketStart: start, now: now) else { continue }
+            self.buckets[resolution.rawValue][start.millisecondsSinceEpoch, default: BucketAggregate(
+                sketchScale: config.sketchScale, sketchBucketsMax: config.sketchBucketsMax,
+                usersPrecision: config.usersPrecision)
+            ].record(event, isError: isError, at: config.id)
+        }
+    }
+
+    func bucket(_ resolution: Resolution, startingAt start: Timestamp) -> BucketAggregate? {
+        self.buckets[resolution.rawValue][start.millisecondsSinceEpoch]
+    }
+
+    /// Drops the buckets retention no longer keeps; returns how many.
+    mutating func expire(retention: Retention, now: Timestamp) -> Int {
+        var removed = 0
+        for resolution in Resolution.allCases {
+            let expired = self.buckets[resolution.rawValue].keys.filter {
+                !retention.keeps(resolution, bucketStart: Timestamp(millisecondsSinceEpoch: $0), now: now)
+            }
+            for start in expired { self.buckets[resolution.rawValue][start] = nil }
+            removed += expired.count
+        }
+        return removed
+    }
+}
+
+/// The address of one time bucket of one series.
+public struct BucketKey: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var series: SeriesKey
+    public var resolution: Resolution
+    public var start: Timestamp
+
+    public init(series: SeriesKey, resolution: Resolution, start: Timestamp) {
+        self.series = series
+        self.resolution = resolution
+        self.start = start
+    }
+
+    public static func < (lhs: BucketKey, rhs: BucketKey) -> Bool {
+        (lhs.series, lhs.resolution.rawValue, lhs.start) < (rhs.series, rhs.resolution.rawValue, rhs.start)
+    }
+
+    public var description: String { "\(self.series)@\(self.resolution)/\(self.start)" }
+}
+
+extension Replica {
+    /// Every time bucket and its aggregate, in key order: the replica's whole aggregate state.
+    public var buckets: [(key: BucketKey, aggregate: BucketAggregate)] {
+        var all: [(key: BucketKey, aggregate: BucketAggregate)] = []
+        for series in self.series {
+            for resolution in Resolution.allCases {
+                for (start, aggregate) in series.buckets[resolution.rawValue] {
+                    all.append((BucketKey(series: series.key, resolution: resolution,
+                                          start: Timestamp(millisecondsSinceEpoch: start)), aggregate))
+                }
+            }
+        }
+        return all.sorted { $0.key < $1.key }
+    }
+}
