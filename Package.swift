@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers (dependencies point down only); see docs/architecture.md.
-//   tally (CLI)  ->  TallyReplica  ->  TallyAggregates
+//   tally (CLI)  ->  TallyNode (HTTP, SQLite, config)  ->  TallyReplica  ->  TallyAggregates
 //   tally-bench  ->  TallyAggregates (+ benchmark-only dependencies, kept out of the product)
 // TallyAggregates depends on the standard library only.
 let package = Package(
@@ -13,6 +13,11 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // Benchmark-only: the baseline the latency sketch is compared against, and malloc counting.
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
@@ -20,10 +25,24 @@ let package = Package(
     targets: [
         .target(name: "TallyAggregates"),
         .target(name: "TallyReplica", dependencies: ["TallyAggregates"]),
+        .target(
+            name: "TallyNode",
+            dependencies: [
+                "TallyReplica",
+                "TallyAggregates",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "tally",
             dependencies: [
                 "TallyAggregates",
+                "TallyReplica",
+                "TallyNode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -31,6 +50,7 @@ let package = Package(
             name: "tally-bench",
             dependencies: [
                 "TallyAggregates",
+                "TallyReplica",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
@@ -38,6 +58,15 @@ let package = Package(
         ),
         .testTarget(name: "TallyAggregatesTests", dependencies: ["TallyAggregates"]),
         .testTarget(name: "TallyReplicaTests", dependencies: ["TallyReplica", "TallyAggregates"]),
+        .testTarget(
+            name: "TallyNodeTests",
+            dependencies: [
+                "TallyNode",
+                "TallyReplica",
+                "TallyAggregates",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

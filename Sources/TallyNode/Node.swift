@@ -1,0 +1,1 @@
+// The node: the shell around the replica.
