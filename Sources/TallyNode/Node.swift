@@ -1,1 +1,219 @@
-// The node: the shell around the replica.
+import Foundation
+import Logging
+import TallyAggregates
+import TallyReplica
+
+/// A region node's core: the replica, its durable log and the policies around them (rate limits,
+/// overload), owned by one actor. The HTTP layer calls it; it carries out the replica's actions.
+///
+/// The replica is mutated only here, one input at a time; awaiting durability happens outside that
+/// critical section, so while one group commit is being written the next batches are applied and
+/// join the following commit.
+public actor Node {
+    public let config: NodeConfig
+    public nonisolated let replicaID: ReplicaID
+    private var replica: Replica
+    private let store: EventStore
+    private let clock: @Sendable () -> Timestamp
+    private let logger: Logger
+    private var nextBatch: UInt64 = 0
+    private var inFlight = 0
+    private var buckets: [String: TokenBucket] = [:]
+    private var tickTask: Task<Void, Never>?
+    public private(set) var metrics = NodeMetrics()
+
+    /// What became of an ingest request.
+    public enum IngestOutcome: Sendable, Equatable {
+        case accepted(IngestReceipt, replayed: Bool)
+        case refused(BatchRejection)
+        /// Too many batches are waiting for the disk: try again later.
+        case overloaded(retryAfterSeconds: Int)
+        /// The client's token bucket is empty.
+        case rateLimited(retryAfterSeconds: Int)
+        /// The store failed; the node is stopping.
+        case unavailable(String)
+    }
+
+    /// Opens the store in the configured data directory and replays its log.
+    public static func start(
+        config: NodeConfig, clock: @escaping @Sendable () -> Timestamp = Node.wallClock,
+        logger: Logger = Logger(label: "tally.node"),
+        onStorageFailure: @escaping @Sendable (EventStore.StoreError) -> Void = { _ in }
+    ) async throws -> Node {
+        let store = try EventStore(directory: config.dataDirectory, onFailure: onStorageFailure)
+        let identity = try Self.identity(directory: config.dataDirectory, config: config, clock: clock)
+        var replica = Replica(config: ReplicaConfig(
+            id: identity, retention: config.retention, limits: config.limits, errorClasses: config.errorClasses))
+        let started = ContinuousClock.now
+        let entries = try await store.readLog()
+        for entry in entries { replica.replay(entry) }
+        logger.info("replayed log", metadata: [
+            "entries": "\(entries.count)", "sequence": "\(replica.lastSequence)",
+            "duration": "\(ContinuousClock.now - started)",
+        ])
+        let node = Node(config: config, replica: replica, store: store, clock: clock, logger: logger)
+        await node.startTicking()
+        return node
+    }
+
+    private init(config: NodeConfig, replica: Replica, store: EventStore, clock: @escaping @Sendable () -> Timestamp,
+                 logger: Logger)
+    {
+        self.config = config
+        self.replicaID = replica.config.id
+        self.replica = replica
+        self.store = store
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// Milliseconds since the epoch from the system clock.
+    public static let wallClock: @Sendable () -> Timestamp = {
+        Timestamp(millisecondsSinceEpoch: Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down)))
+    }
+
+    /// This data directory's replica id: region, node and an incarnation chosen when the directory
+    /// was first used, so a node that lost its disk comes back as a new origin.
+    static func identity(directory: String, config: NodeConfig, clock: () -> Timestamp) throws -> ReplicaID {
+        let path = (directory as NSString).appendingPathComponent("incarnation")
+        let incarnation: UInt64
+        if let text = try? String(contentsOfFile: path, encoding: .utf8),
+            let value = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        {
+            incarnation = value
+        } else {
+            incarnation = UInt64(max(clock().millisecondsSinceEpoch, 1))
+            try "\(incarnation)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        return ReplicaID(region: config.region, node: config.node, incarnation: incarnation)
+    }
+
+    private func startTicking() {
+        _ = self.replica.tick(now: self.clock())
+        let interval = self.replica.config.tickInterval
+        self.tickTask = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                await self?.tick()
+            }
+        }
+    }
+
+    private func tick() {
+        _ = self.replica.tick(now: self.clock())
+    }
+
+    /// Stops the timer; in-flight batches still complete.
+    public func stop() {
+        self.tickTask?.cancel()
+    }
+
+    // MARK: - Ingest
+
+    public func ingest(items: [BatchItem], client: String, idempotencyKey: String?) async -> IngestOutcome {
+        let now = self.clock()
+        let eventCount = Double(max(items.count, 1))
+        var bucket = self.buckets[client] ?? TokenBucket(
+            rate: self.config.rateLimitEventsPerSecond, burst: self.config.rateLimitBurst, now: now)
+        if let wait = bucket.take(eventCount, now: now) {
+            self.buckets[client] = bucket
+            self.metrics.batches["rate_limited", default: 0] += 1
+            return .rateLimited(retryAfterSeconds: max(1, Int(wait.rounded(.up))))
+        }
+        self.buckets[client] = bucket
+        guard self.inFlight < self.config.pendingBatchesMax else {
+            self.metrics.batches["overloaded", default: 0] += 1
+            return .overloaded(retryAfterSeconds: 1)
+        }
+        self.nextBatch += 1
+        let batch = EventBatch(id: BatchID(self.nextBatch), client: client, idempotencyKey: idempotencyKey, items: items)
+        let actions = self.replica.ingest(batch, now: now)
+        // Every acknowledgement waits for all entries persisted before it, including a replayed
+        // answer whose first batch may still be on its way to the disk.
+        let durableThrough = self.replica.lastSequence
+        for action in actions {
+            switch action {
+            case .persist(let entry):
+                do {
+                    try await self.store.append(entry)
+                } catch {
+                    return .unavailable("\(error)")
+                }
+            case .acknowledge(_, let receipt, let replayed):
+                self.inFlight += 1
+                defer { self.inFlight -= 1 }
+                do {
+                    try await self.store.waitDurable(through: durableThrough)
+                } catch {
+                    self.metrics.batches["failed", default: 0] += 1
+                    return .unavailable("\(error)")
+                }
+                self.metrics.record(receipt, replayed: replayed)
+                return .accepted(receipt, replayed: replayed)
+            case .reject(_, let reason):
+                self.metrics.batches["refused", default: 0] += 1
+                return .refused(reason)
+            case .scheduleTick:
+                break
+            }
+        }
+        preconditionFailure("replica.ingest returned no answer for a batch: \(actions)")
+    }
+
+    func recordRefused(status: Int) {
+        self.metrics.refusedRequest(status: status)
+    }
+
+    // MARK: - Reads
+
+    public func query(_ query: Query) throws(QueryError) -> (QueryResult, version: UInt64) {
+        (try self.replica.query(query, now: self.clock()), self.replica.stateVersion)
+    }
+
+    public func catalog() -> [(service: String, operations: [String])] {
+        self.replica.catalog
+    }
+
+    public var now: Timestamp { self.clock() }
+    public var stateVersion: UInt64 { self.replica.stateVersion }
+
+    /// The Prometheus text exposition of the node's metrics.
+    public func metricsText() async -> String {
+        let commits = await self.store.commits
+        let entries = await self.store.committedEntries
+        let commitDuration = await self.store.commitDuration
+        return self.metrics.exposition(
+            queueDepth: self.inFlight, commits: commits, committedEntries: entries, commitDuration: commitDuration,
+            storageBytes: self.store.sizeBytes(), series: self.replica.seriesCount,
+            timeBuckets: self.replica.bucketCount)
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+struct TokenBucket: Sendable {
+    let rate: Double
+    let burst: Double
+    var tokens: Double
+    var updated: Timestamp
+
+    init(rate: Double, burst: Double, now: Timestamp) {
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.updated = now
+    }
+
+    /// Takes `count` tokens (a batch larger than the burst costs the whole burst, so it can pass),
+    /// or returns how many seconds until they would be there, taking none.
+    mutating func take(_ count: Double, now: Timestamp) -> Double? {
+        let elapsed = Double(max(0, (now - self.updated).milliseconds)) / 1_000
+        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+        self.updated = max(self.updated, now)
+        let cost = min(count, self.burst)
+        if cost <= self.tokens {
+            self.tokens -= cost
+            return nil
+        }
+        return (cost - self.tokens) / self.rate
+    }
+}

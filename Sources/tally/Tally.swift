@@ -1,10 +1,10 @@
 import ArgumentParser
 
 @main
-struct Tally: ParsableCommand {
+struct Tally: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tally",
         abstract: "Tally: multi-region analytics for microservices, with CRDT aggregates.",
         version: "0.1.0",
-        subcommands: [Inspect.self])
+        subcommands: [Serve.self, ConfigCommand.self, Load.self, Inspect.self])
 }

@@ -1,0 +1,321 @@
+import Crypto
+import Foundation
+import TallyAggregates
+import TallyReplica
+import Yams
+
+/// One node's configuration, decoded once from its YAML file into typed values.
+///
+/// Every error names the file, the key and the bad value (`ConfigError`). Only `node`, `region`,
+/// `listen` and `data_dir` are required; everything else has a production default.
+public struct NodeConfig: Sendable, Equatable {
+    public var node: String
+    public var region: String
+    public var listenHost: String
+    public var listenPort: Int
+    public var dataDirectory: String
+    public var apiKeys: [APIKey]
+    public var limits: Limits
+    public var retention: Retention
+    public var errorClasses: Set<StatusClass>
+    /// Largest request body accepted (413 above).
+    public var bodyBytesMax: Int
+    /// Most batches waiting for durability before new ones are refused with 503.
+    public var pendingBatchesMax: Int
+    /// Token bucket per API key: sustained events per second and burst.
+    public var rateLimitEventsPerSecond: Double
+    public var rateLimitBurst: Double
+
+    public struct APIKey: Sendable, Equatable {
+        public var name: String
+        /// SHA-256 of the secret, 32 bytes; the secret itself is never stored.
+        public var sha256: [UInt8]
+
+        public init(name: String, sha256: [UInt8]) {
+            self.name = name
+            self.sha256 = sha256
+        }
+    }
+
+    /// SHA-256 of a bearer secret, as kept in the config (`tally config hash-key` prints it).
+    public static func hash(secret: String) -> [UInt8] {
+        Array(SHA256.hash(data: Array(secret.utf8)))
+    }
+
+    /// The API key whose secret this is, comparing digests in constant time.
+    public func apiKey(forSecret secret: String) -> APIKey? {
+        let digest = Self.hash(secret: secret)
+        var found: APIKey?
+        for key in self.apiKeys {
+            var difference: UInt8 = 0
+            for (a, b) in zip(key.sha256, digest) { difference |= a ^ b }
+            if difference == 0 && found == nil { found = key }
+        }
+        return found
+    }
+}
+
+/// A configuration problem: which file, which key, which value, and what is wrong with it.
+public struct ConfigError: Error, Equatable, CustomStringConvertible {
+    public var file: String
+    public var key: String
+    public var value: String?
+    public var message: String
+
+    public var description: String {
+        if let value { return "\(self.file): \(self.key): \(self.message) (got \(value))" }
+        return "\(self.file): \(self.key): \(self.message)"
+    }
+}
+
+extension NodeConfig {
+    /// Reads and validates the YAML file at `path`.
+    public static func load(path: String) throws(ConfigError) -> NodeConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(file: path, key: "(file)", value: nil, message: "cannot be read")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(file: path, key: "(file)", value: nil, message: "is not UTF-8 text")
+        }
+        return try Self.parse(yaml: text, file: path)
+    }
+
+    /// Validates YAML text; `file` names it in errors.
+    public static func parse(yaml text: String, file: String) throws(ConfigError) -> NodeConfig {
+        try Self.refuseUnknownKeys(yaml: text, file: file)
+        let raw: RawConfig
+        do {
+            raw = try YAMLDecoder().decode(RawConfig.self, from: text)
+        } catch let error as DecodingError {
+            throw Self.describe(error, file: file)
+        } catch {
+            throw ConfigError(file: file, key: "(document)", value: nil, message: "is not valid YAML: \(error)")
+        }
+        func fail(_ key: String, _ value: String?, _ message: String) -> ConfigError {
+            ConfigError(file: file, key: key, value: value, message: message)
+        }
+        func name(_ key: String, _ value: String) throws(ConfigError) -> String {
+            guard !value.isEmpty, value.utf8.count <= 64,
+                value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") })
+            else { throw fail(key, value, "must be 1 to 64 letters, digits, '-', '_' or '.'") }
+            return value
+        }
+        let node = try name("node", raw.node)
+        let region = try name("region", raw.region)
+        guard let colon = raw.listen.lastIndex(of: ":"), let port = Int(raw.listen[raw.listen.index(after: colon)...]),
+            (0...65_535).contains(port), colon != raw.listen.startIndex
+        else { throw fail("listen", raw.listen, "must be host:port with a port in 0...65535") }
+        var host = String(raw.listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !raw.data_dir.isEmpty else { throw fail("data_dir", raw.data_dir, "must not be empty") }
+
+        var apiKeys: [APIKey] = []
+        for (index, key) in (raw.api_keys ?? []).enumerated() {
+            let keyName = try name("api_keys[\(index)].name", key.name)
+            let hex = key.sha256.lowercased()
+            guard hex.count == 64, let digest = Self.bytes(hex: hex) else {
+                throw fail("api_keys[\(index)].sha256", key.sha256, "must be 64 hex digits (tally config hash-key)")
+            }
+            guard !apiKeys.contains(where: { $0.name == keyName }) else {
+                throw fail("api_keys[\(index)].name", keyName, "is used by another key")
+            }
+            apiKeys.append(APIKey(name: keyName, sha256: digest))
+        }
+
+        let rawLimits = raw.limits ?? RawConfig.RawLimits()
+        let defaults = Limits()
+        func positive(_ key: String, _ value: Int?, _ fallback: Int) throws(ConfigError) -> Int {
+            guard let value else { return fallback }
+            guard value > 0 else { throw fail(key, "\(value)", "must be positive") }
+            return value
+        }
+        func duration(_ key: String, _ value: String?, _ fallback: Duration) throws(ConfigError) -> Duration {
+            guard let value else { return fallback }
+            guard let parsed = Self.parseDuration(value), parsed > .zero else {
+                throw fail(key, value, "must be a positive duration such as 300ms, 30s, 5m, 48h, 90d or 5y")
+            }
+            return parsed
+        }
+        let idempotency = raw.idempotency ?? RawConfig.RawIdempotency()
+        let limits = Limits(
+            batchEventsMax: try positive("limits.batch_events_max", rawLimits.batch_events_max, defaults.batchEventsMax),
+            nameBytesMax: try positive("limits.name_bytes_max", rawLimits.name_bytes_max, defaults.nameBytesMax),
+            userBytesMax: try positive("limits.user_bytes_max", rawLimits.user_bytes_max, defaults.userBytesMax),
+            servicesMax: try positive("limits.services_max", rawLimits.services_max, defaults.servicesMax),
+            operationsPerServiceMax: try positive(
+                "limits.operations_per_service_max", rawLimits.operations_per_service_max,
+                defaults.operationsPerServiceMax),
+            latencyMax: try duration("limits.latency_max", rawLimits.latency_max, defaults.latencyMax),
+            futureSkewMax: try duration("limits.future_skew_max", rawLimits.future_skew_max, defaults.futureSkewMax),
+            idempotencyWindow: try duration("idempotency.window", idempotency.window, defaults.idempotencyWindow),
+            idempotencyKeysMax: try positive("idempotency.keys_max", idempotency.keys_max, defaults.idempotencyKeysMax))
+        let rawRetention = raw.retention ?? RawConfig.RawRetention()
+        let retentionDefaults = Retention()
+        let retention = Retention(
+            minute: try duration("retention.minute", rawRetention.minute, retentionDefaults.minute),
+            hour: try duration("retention.hour", rawRetention.hour, retentionDefaults.hour),
+            day: try duration("retention.day", rawRetention.day, retentionDefaults.day))
+        var errorClasses: Set<StatusClass> = [.serverError]
+        if let classes = raw.errors {
+            errorClasses = []
+            for (index, text) in classes.enumerated() {
+                guard let statusClass = StatusClass(parsing: text) else {
+                    throw fail("errors[\(index)]", text, "must be a status class such as 4xx or 5xx")
+                }
+                errorClasses.insert(statusClass)
+            }
+        }
+        let rate = Double(try positive("limits.rate_limit_events_per_second",
+                                       rawLimits.rate_limit_events_per_second, 1_000_000))
+        return NodeConfig(
+            node: node, region: region, listenHost: host, listenPort: port, dataDirectory: raw.data_dir,
+            apiKeys: apiKeys, limits: limits, retention: retention, errorClasses: errorClasses,
+            bodyBytesMax: try positive("limits.body_bytes_max", rawLimits.body_bytes_max, 4 << 20),
+            pendingBatchesMax: try positive("limits.pending_batches_max", rawLimits.pending_batches_max, 4_096),
+            rateLimitEventsPerSecond: rate,
+            rateLimitBurst: Double(try positive("limits.rate_limit_burst", rawLimits.rate_limit_burst, Int(rate * 2))))
+    }
+
+    /// The keys each section may hold; anything else is a typo, and a typo in a limit would
+    /// otherwise silently leave the default in force.
+    static let knownKeys: [String: Set<String>] = [
+        "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors"],
+        "api_keys[]": ["name", "sha256"],
+        "limits": ["body_bytes_max", "batch_events_max", "name_bytes_max", "user_bytes_max", "services_max",
+                   "operations_per_service_max", "latency_max", "future_skew_max", "pending_batches_max",
+                   "rate_limit_events_per_second", "rate_limit_burst"],
+        "retention": ["minute", "hour", "day"],
+        "idempotency": ["window", "keys_max"],
+    ]
+
+    private static func refuseUnknownKeys(yaml text: String, file: String) throws(ConfigError) {
+        let root: Yams.Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigError(file: file, key: "(document)", value: nil, message: "is not valid YAML: \(error)")
+        }
+        guard let root, let mapping = root.mapping else {
+            throw ConfigError(file: file, key: "(document)", value: nil, message: "must be a mapping of keys to values")
+        }
+        func check(_ mapping: Yams.Node.Mapping, section: String, path: String) throws(ConfigError) {
+            let allowed = Self.knownKeys[section] ?? []
+            for (key, value) in mapping {
+                let name = key.string ?? "\(key)"
+                let keyPath = path.isEmpty ? name : "\(path).\(name)"
+                guard allowed.contains(name) else {
+                    throw ConfigError(file: file, key: keyPath, value: nil,
+                                      message: "is not a known key (known: \(allowed.sorted().joined(separator: ", ")))")
+                }
+                let child = section.isEmpty ? name : "\(section).\(name)"
+                if let nested = value.mapping, Self.knownKeys[child] != nil {
+                    try check(nested, section: child, path: keyPath)
+                } else if let items = value.sequence, Self.knownKeys[child + "[]"] != nil {
+                    for (index, item) in items.enumerated() {
+                        if let nested = item.mapping {
+                            try check(nested, section: child + "[]", path: "\(keyPath)[\(index)]")
+                        }
+                    }
+                }
+            }
+        }
+        try check(mapping, section: "", path: "")
+    }
+
+    /// `300ms`, `30s`, `5m`, `48h`, `90d`, `2w`, `5y` (a year is 365 days).
+    public static func parseDuration(_ text: String) -> Duration? {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000),
+                                        ("w", 604_800_000), ("y", 31_536_000_000)]
+        for (suffix, millis) in units where text.hasSuffix(suffix) {
+            let number = text.dropLast(suffix.count)
+            guard !number.isEmpty, number.allSatisfy(\.isASCII), let value = Int64(number), value >= 0,
+                value <= Int64.max / millis
+            else { continue }
+            return .milliseconds(value * millis)
+        }
+        return nil
+    }
+
+    static func bytes(hex: String) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex) ?? hex.endIndex
+            guard let byte = UInt8(hex[index..<next], radix: 16) else { return nil }
+            bytes.append(byte)
+            index = next
+        }
+        return bytes
+    }
+
+    private static func describe(_ error: DecodingError, file: String) -> ConfigError {
+        func path(_ context: DecodingError.Context) -> String {
+            let keys = context.codingPath.map { key in key.intValue.map { "[\($0)]" } ?? key.stringValue }
+            return keys.reduce("") { $0.isEmpty || $1.hasPrefix("[") ? $0 + $1 : $0 + "." + $1 }
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            let parent = path(context)
+            return ConfigError(file: file, key: parent.isEmpty ? key.stringValue : "\(parent).\(key.stringValue)",
+                               value: nil, message: "is required")
+        case .typeMismatch(let type, let context):
+            let names: [ObjectIdentifier: String] = [
+                ObjectIdentifier(Int.self): "an integer", ObjectIdentifier(String.self): "a string",
+                ObjectIdentifier(Double.self): "a number",
+            ]
+            let name = names[ObjectIdentifier(type)] ?? (context.debugDescription.contains("Array") ? "a list" : "\(type)")
+            return ConfigError(file: file, key: path(context), value: nil, message: "must be \(name)")
+        case .valueNotFound(let type, let context):
+            return ConfigError(file: file, key: path(context), value: nil, message: "must be a \(type), not null")
+        case .dataCorrupted(let context):
+            let key = path(context)
+            return ConfigError(file: file, key: key.isEmpty ? "(document)" : key, value: nil,
+                               message: context.debugDescription)
+        @unknown default:
+            return ConfigError(file: file, key: "(document)", value: nil, message: "\(error)")
+        }
+    }
+}
+
+/// The file's shape, before validation. Unknown keys are refused so that a typo is not ignored.
+struct RawConfig: Decodable {
+    var node: String
+    var region: String
+    var listen: String
+    var data_dir: String
+    var api_keys: [RawAPIKey]?
+    var limits: RawLimits?
+    var retention: RawRetention?
+    var idempotency: RawIdempotency?
+    var errors: [String]?
+
+    struct RawAPIKey: Decodable {
+        var name: String
+        var sha256: String
+    }
+
+    struct RawLimits: Decodable {
+        var body_bytes_max: Int?
+        var batch_events_max: Int?
+        var name_bytes_max: Int?
+        var user_bytes_max: Int?
+        var services_max: Int?
+        var operations_per_service_max: Int?
+        var latency_max: String?
+        var future_skew_max: String?
+        var pending_batches_max: Int?
+        var rate_limit_events_per_second: Int?
+        var rate_limit_burst: Int?
+    }
+
+    struct RawRetention: Decodable {
+        var minute: String?
+        var hour: String?
+        var day: String?
+    }
+
+    struct RawIdempotency: Decodable {
+        var window: String?
+        var keys_max: Int?
+    }
+}

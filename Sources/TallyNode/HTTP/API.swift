@@ -1,0 +1,240 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import TallyAggregates
+import TallyReplica
+
+/// The request context: who the caller is, once the API key middleware has checked.
+public struct TallyRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// The API key's name; nil on the unauthenticated routes (`/health`, `/ready`).
+    public var client: String?
+
+    public init(source: Source) {
+        self.coreContext = .init(source: source)
+        self.client = nil
+    }
+}
+
+/// `Authorization: Bearer <secret>` against the configured key digests; everything except
+/// `/health` and `/ready` answers 401 without a valid key.
+struct APIKeyMiddleware: RouterMiddleware {
+    let config: NodeConfig
+
+    func handle(_ request: Request, context: TallyRequestContext,
+                next: (Request, TallyRequestContext) async throws -> Response) async throws -> Response
+    {
+        let path = request.uri.path
+        if path == "/health" || path == "/ready" { return try await next(request, context) }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+            let key = self.config.apiKey(forSecret: String(header.dropFirst("Bearer ".count)))
+        else {
+            return API.error(.unauthorized, "a valid API key is required: Authorization: Bearer <key>",
+                             headers: [.wwwAuthenticate: "Bearer"])
+        }
+        var context = context
+        context.client = key.name
+        return try await next(request, context)
+    }
+}
+
+/// The node's HTTP API (JSON).
+public enum API {
+    /// A router for `node`, with authentication.
+    public static func router(node: Node) -> Router<TallyRequestContext> {
+        let router = Router(context: TallyRequestContext.self)
+        router.add(middleware: APIKeyMiddleware(config: node.config))
+        router.get("/health") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
+        router.get("/ready") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n"))) }
+        router.post("/v1/events") { request, context in try await Self.ingest(request, context: context, node: node) }
+        router.get("/v1/query") { request, _ in try await Self.query(request, node: node) }
+        router.get("/v1/series") { _, _ in
+            let catalog = await node.catalog()
+            let services = catalog.map { ["name": $0.service, "operations": $0.operations] as [String: Any] }
+            return Self.json(["services": services])
+        }
+        router.get("/metrics") { _, _ in
+            let text = await node.metricsText()
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        return router
+    }
+
+    // MARK: - Ingest
+
+    static func ingest(_ request: Request, context: TallyRequestContext, node: Node) async throws -> Response {
+        let format: EventParser.Format
+        let contentType = request.headers[.contentType]?.lowercased() ?? "application/json"
+        if contentType.hasPrefix("application/x-ndjson") {
+            format = .ndjson
+        } else if contentType.hasPrefix("application/json") {
+            format = .jsonArray
+        } else {
+            await node.refused(status: 415)
+            return Self.error(.unsupportedMediaType,
+                              "Content-Type must be application/json (an array) or application/x-ndjson")
+        }
+        let config = node.config
+        var body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: config.bodyBytesMax)
+        } catch is NIOTooManyBytesError {
+            await node.refused(status: 413)
+            return Self.error(.contentTooLarge, "the body is larger than \(config.bodyBytesMax) bytes")
+        }
+        let bytes = body.readBytes(length: body.readableBytes) ?? []
+        let items: [BatchItem]
+        do {
+            items = try EventParser.parse(
+                bytes, format: format, itemsMax: config.limits.batchEventsMax,
+                stringBytesMax: max(config.limits.nameBytesMax, config.limits.userBytesMax) * 4)
+        } catch {
+            let tooMany = error.message.hasPrefix("more than")
+            await node.refused(status: tooMany ? 413 : 400)
+            return Self.error(tooMany ? .contentTooLarge : .badRequest, "malformed body: \(error)")
+        }
+        let key = request.headers[.idempotencyKey]
+        // The middleware set the client on every route but /health and /ready.
+        let client = context.client ?? ""
+        switch await node.ingest(items: items, client: client, idempotencyKey: key) {
+        case .accepted(let receipt, let replayed):
+            let rejected = receipt.rejected.map {
+                ["index": $0.index, "code": $0.reason.code, "reason": $0.reason.description] as [String: Any]
+            }
+            var headers = HTTPFields()
+            if replayed { headers[.idempotentReplayed] = "true" }
+            return Self.json(["accepted": receipt.accepted, "rejected_count": receipt.rejected.count,
+                              "rejected": rejected, "sequence": receipt.sequence, "replayed": replayed],
+                             headers: headers)
+        case .refused(let reason):
+            switch reason {
+            case .tooManyEvents: return Self.error(.contentTooLarge, reason.description)
+            case .invalidIdempotencyKey: return Self.error(.badRequest, reason.description)
+            }
+        case .overloaded(let seconds):
+            return Self.error(.serviceUnavailable, "the node is overloaded; retry later",
+                              headers: [.retryAfter: "\(seconds)"])
+        case .rateLimited(let seconds):
+            return Self.error(.tooManyRequests, "rate limit for this API key exceeded",
+                              headers: [.retryAfter: "\(seconds)"])
+        case .unavailable(let message):
+            return Self.error(.serviceUnavailable, "storage unavailable: \(message)", headers: [.retryAfter: "5"])
+        }
+    }
+
+    // MARK: - Query
+
+    static func query(_ request: Request, node: Node) async throws -> Response {
+        let parameters = request.uri.queryParameters
+        func value(_ name: String) -> String? { parameters[name[...]].map(String.init) }
+        let now = await node.now
+        let query: Query
+        do {
+            query = try Self.parseQuery(value, now: now)
+        } catch {
+            return Self.error(.badRequest, error.description)
+        }
+        let result: QueryResult
+        let version: UInt64
+        do {
+            (result, version) = try await node.query(query)
+        } catch {
+            return Self.error(.badRequest, error.description)
+        }
+        let etag = "\"v\(version)-\(String(XXH3.hash(request.uri.query ?? ""), radix: 16))\""
+        if let ifNoneMatch = request.headers[.ifNoneMatch], ifNoneMatch == etag {
+            return Response(status: .notModified, headers: [.eTag: etag])
+        }
+        let groups = result.groups.map { group -> [String: Any] in
+            var object: [String: Any] = [:]
+            if let operation = group.operation { object["operation"] = operation }
+            if let statusClass = group.statusClass { object["status"] = "\(statusClass)" }
+            object["points"] = group.points.map { point -> [String: Any] in
+                var values: [String: Any] = [:]
+                for (metric, value) in zip(result.metrics, point.values) { values["\(metric)"] = value ?? NSNull() }
+                return ["start": RFC3339.format(point.start), "values": values, "approximate": point.approximate]
+            }
+            return object
+        }
+        return Self.json([
+            "service": query.service, "resolution": "\(result.resolution)", "from": RFC3339.format(result.from),
+            "to": RFC3339.format(result.to), "step_seconds": Double(result.step.milliseconds) / 1_000,
+            "metrics": result.metrics.map(\.description), "groups": groups,
+        ], headers: [.eTag: etag])
+    }
+
+    /// The query parameters, checked one by one; errors name the parameter and the bad value.
+    static func parseQuery(_ value: (String) -> String?, now: Timestamp) throws(QueryError) -> Query {
+        guard let service = value("service"), !service.isEmpty else {
+            throw .invalid(parameter: "service", message: "is required")
+        }
+        func time(_ name: String) throws(QueryError) -> Timestamp? {
+            guard let text = value(name) else { return nil }
+            if let millis = Int64(text) { return Timestamp(millisecondsSinceEpoch: millis) }
+            guard let timestamp = RFC3339.parse(text) else {
+                throw .invalid(parameter: name, message: "'\(text)' is neither RFC 3339 nor epoch milliseconds")
+            }
+            return timestamp
+        }
+        let to = try time("to") ?? now
+        let from = try time("from") ?? (to - .seconds(3_600))
+        var step: Duration?
+        if let text = value("step") {
+            if let seconds = Int64(text) {
+                step = .seconds(seconds)
+            } else if let duration = NodeConfig.parseDuration(text) {
+                step = duration
+            } else {
+                throw .invalid(parameter: "step", message: "'\(text)' is not a duration such as 60, 60s, 5m or 1h")
+            }
+        }
+        var statusClass: StatusClass?
+        if let text = value("status") {
+            guard let parsed = StatusClass(parsing: text) else {
+                throw .invalid(parameter: "status", message: "'\(text)' is not a status class such as 2xx or 5xx")
+            }
+            statusClass = parsed
+        }
+        var groupBy: [GroupBy] = []
+        for name in (value("group_by") ?? "").split(separator: ",") where !name.isEmpty {
+            guard let group = GroupBy(rawValue: String(name)) else {
+                throw .invalid(parameter: "group_by", message: "'\(name)' is not operation or status")
+            }
+            if !groupBy.contains(group) { groupBy.append(group) }
+        }
+        var metrics: [Metric] = []
+        for name in (value("metrics") ?? "count").split(separator: ",") where !name.isEmpty {
+            metrics.append(try Metric(parsing: String(name)))
+        }
+        return Query(service: service, operation: value("operation"), statusClass: statusClass, from: from, to: to,
+                     step: step, groupBy: groupBy, metrics: metrics)
+    }
+
+    // MARK: - Responses
+
+    static func json(_ object: [String: Any], status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        // Objects built here hold only JSON types: serialization cannot fail.
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        var headers = headers
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ message: String, headers: HTTPFields = [:]) -> Response {
+        Self.json(["error": message, "status": status.code], status: status, headers: headers)
+    }
+}
+
+extension HTTPField.Name {
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!  // a valid token
+    static let idempotentReplayed = HTTPField.Name("Idempotent-Replayed")!  // a valid token
+}
+
+extension Node {
+    func refused(status: Int) {
+        self.recordRefused(status: status)
+    }
+}

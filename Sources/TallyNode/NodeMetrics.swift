@@ -1,0 +1,68 @@
+import TallyReplica
+
+/// The node's counters, and their Prometheus text exposition (format 0.0.4).
+public struct NodeMetrics: Sendable {
+    /// Batches by outcome: accepted, replayed, refused, overloaded, rate_limited, failed.
+    var batches: [String: UInt64] = [:]
+    var eventsAccepted: UInt64 = 0
+    /// Rejected events by reason code.
+    var eventsRejected: [String: UInt64] = [:]
+    /// Requests refused before reaching the replica, by HTTP status (400, 401, 413, 415).
+    var requestsRefused: [Int: UInt64] = [:]
+
+    mutating func record(_ receipt: IngestReceipt, replayed: Bool) {
+        if replayed {
+            self.batches["replayed", default: 0] += 1
+            return
+        }
+        self.batches["accepted", default: 0] += 1
+        self.eventsAccepted += UInt64(receipt.accepted)
+        for rejection in receipt.rejected { self.eventsRejected[rejection.reason.code, default: 0] += 1 }
+    }
+
+    mutating func refusedRequest(status: Int) {
+        self.requestsRefused[status, default: 0] += 1
+    }
+
+    func exposition(
+        queueDepth: Int, commits: UInt64, committedEntries: UInt64, commitDuration: Duration, storageBytes: Int64,
+        series: Int, timeBuckets: Int
+    ) -> String {
+        var lines: [String] = []
+        func family(_ name: String, _ type: String, _ help: String) {
+            lines.append("# HELP \(name) \(help)")
+            lines.append("# TYPE \(name) \(type)")
+        }
+        family("tally_ingest_events_accepted_total", "counter", "Events counted.")
+        lines.append("tally_ingest_events_accepted_total \(self.eventsAccepted)")
+        family("tally_ingest_events_rejected_total", "counter", "Events rejected, by reason.")
+        for reason in ["invalid", "future_timestamp", "expired", "operation_limit", "service_limit"] {
+            lines.append("tally_ingest_events_rejected_total{reason=\"\(reason)\"} \(self.eventsRejected[reason] ?? 0)")
+        }
+        family("tally_ingest_batches_total", "counter", "Ingest batches, by outcome.")
+        for outcome in ["accepted", "replayed", "refused", "overloaded", "rate_limited", "failed"] {
+            lines.append("tally_ingest_batches_total{outcome=\"\(outcome)\"} \(self.batches[outcome] ?? 0)")
+        }
+        family("tally_http_requests_refused_total", "counter", "Requests refused before ingest, by status.")
+        for status in self.requestsRefused.keys.sorted() {
+            lines.append("tally_http_requests_refused_total{status=\"\(status)\"} \(self.requestsRefused[status] ?? 0)")
+        }
+        family("tally_ingest_queue_depth", "gauge", "Batches applied and waiting for the disk.")
+        lines.append("tally_ingest_queue_depth \(queueDepth)")
+        family("tally_group_commit_seconds", "summary", "Time spent committing log transactions.")
+        let seconds = Double(commitDuration.components.seconds)
+            + Double(commitDuration.components.attoseconds) / 1e18
+        lines.append("tally_group_commit_seconds_sum \(seconds)")
+        lines.append("tally_group_commit_seconds_count \(commits)")
+        family("tally_group_commit_entries_total", "counter",
+               "Log entries committed; divided by the commit count, the group-commit batch size.")
+        lines.append("tally_group_commit_entries_total \(committedEntries)")
+        family("tally_storage_bytes", "gauge", "Size of the database and its write-ahead log.")
+        lines.append("tally_storage_bytes \(storageBytes)")
+        family("tally_series", "gauge", "Series (service, operation, status class) held.")
+        lines.append("tally_series \(series)")
+        family("tally_time_buckets", "gauge", "Time buckets held, over all series and resolutions.")
+        lines.append("tally_time_buckets \(timeBuckets)")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

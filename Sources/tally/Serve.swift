@@ -1,0 +1,59 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import TallyNode
+
+/// `tally serve --config FILE`: runs one region node until SIGTERM or SIGINT.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a region node.",
+        discussion: """
+            Opens (or creates) the data directory, replays the durable log, and serves the HTTP API.
+            SIGTERM or SIGINT stops accepting new requests, lets in-flight batches become durable
+            and be answered, and exits 0.
+            """)
+
+    @Option(help: "The node's YAML config file.")
+    var config: String
+
+    func run() async throws {
+        let nodeConfig: NodeConfig
+        do {
+            nodeConfig = try NodeConfig.load(path: self.config)
+        } catch {
+            throw CommandFailure(message: "invalid config: \(error)")
+        }
+        var logger = Logger(label: "tally")
+        logger.logLevel = .info
+        let failureLogger = logger
+        let node = try await Node.start(config: nodeConfig, logger: logger) { error in
+            // Fail stop: the disk is behind memory now; a restart replays exactly what is durable.
+            failureLogger.critical("storage failed, exiting", metadata: ["error": "\(error)"])
+            Foundation.exit(70)
+        }
+        let app = Application(
+            router: API.router(node: node),
+            configuration: ApplicationConfiguration(
+                address: .hostname(nodeConfig.listenHost, port: nodeConfig.listenPort), serverName: "tally"),
+            onServerRunning: { channel in
+                // The address is known once the channel is bound; scripts wait for this line.
+                let address = channel.localAddress.map { "\($0)" } ?? "?"
+                FileHandle.standardOutput.write(
+                    Data("tally node \(nodeConfig.node) (\(nodeConfig.region)) listening on \(address)\n".utf8))
+            },
+            logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        await node.stop()
+        logger.info("stopped")
+    }
+}
+
+/// A failure of the command's work rather than of its arguments: reported without the usage text.
+struct CommandFailure: Error, CustomStringConvertible {
+    var message: String
+    var description: String { self.message }
+}
