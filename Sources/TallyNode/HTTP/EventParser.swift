@@ -225,8 +225,14 @@ struct Scanner {
             let byte = self.bytes[self.position]
             if byte == UInt8(ascii: "\"") {
                 let name = UnsafeRawBufferPointer(rebasing: self.bytes[start..<self.position])
+                let key = Self.key(name)
+                // Known names are ASCII; any other name must still be valid UTF-8, like all JSON.
+                if key == .other && String(validating: name, as: UTF8.self) == nil {
+                    self.position = start
+                    throw self.error("invalid UTF-8 in a field name")
+                }
                 self.position += 1
-                return Self.key(name)
+                return key
             }
             if byte == UInt8(ascii: "\\") {
                 self.position = start - 1
