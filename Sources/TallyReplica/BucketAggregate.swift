@@ -24,11 +24,12 @@ public struct BucketAggregate: Lattice {
 
     /// Counts one validated event observed at `origin`.
     @inline(__always)
-    mutating func record(_ event: Event, isError: Bool, at origin: ReplicaID) {
+    /// `userHash` is the XXH3-64 of the user id (hashed once per event, not once per resolution).
+    mutating func record(_ event: Event, userHash: UInt64?, isError: Bool, at origin: ReplicaID) {
         self.requests.increment(at: origin)
         if isError { self.errors.increment(at: origin) }
         self.latency.record(event.latencyMicros, at: origin)
-        if let user = event.user { self.users.add(user) }
+        if let userHash { self.users.add(hash: userHash) }
     }
 
     public mutating func merge(_ other: BucketAggregate) {
@@ -61,5 +62,14 @@ extension BucketAggregate: VersionedEncoding {
         self.errors = try GCounter(from: &reader)
         self.latency = try LatencySketch(from: &reader)
         self.users = try HyperLogLog(from: &reader)
+    }
+}
+
+extension BucketAggregate {
+    /// An estimate of the heap and inline bytes this aggregate holds: the struct itself plus every
+    /// array's allocated capacity and header. For memory reports, not accounting.
+    public var estimatedBytes: Int {
+        MemoryLayout<BucketAggregate>.size + self.requests.heapBytes + self.errors.heapBytes
+            + self.latency.heapBytes + self.users.heapBytes
     }
 }

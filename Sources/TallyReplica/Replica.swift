@@ -139,6 +139,7 @@ public struct Replica: Sendable {
             let longest = Resolution.allCases.map { self.config.retention[$0] }.max() ?? .zero
             return .expired(ageMillis: (now - event.timestamp).milliseconds, retentionMillis: longest.milliseconds)
         }
+        if self.seriesIndex[event.seriesKey] != nil { return nil }
         if self.operations[event.service]?.contains(event.operation) == true { return nil }
         if let known = self.operations[event.service] {
             if known.count >= limits.operationsPerServiceMax {
@@ -218,6 +219,7 @@ struct SeriesState: Sendable {
     var bucketCount: Int { self.buckets.reduce(0) { $0 + $1.count } }
 
     mutating func record(_ event: Event, isError: Bool, now: Timestamp, config: ReplicaConfig) {
+        let userHash = event.user.map { XXH3.hash($0) }
         for resolution in Resolution.allCases {
             let start = event.timestamp.floor(toMultipleOf: resolution.width)
             // A late event whose bucket this resolution no longer keeps counts only where it is kept.
@@ -225,7 +227,7 @@ struct SeriesState: Sendable {
             self.buckets[resolution.rawValue][start.millisecondsSinceEpoch, default: BucketAggregate(
                 sketchScale: config.sketchScale, sketchBucketsMax: config.sketchBucketsMax,
                 usersPrecision: config.usersPrecision)
-            ].record(event, isError: isError, at: config.id)
+            ].record(event, userHash: userHash, isError: isError, at: config.id)
         }
     }
 
@@ -279,5 +281,20 @@ extension Replica {
             }
         }
         return all.sorted { $0.key < $1.key }
+    }
+}
+
+extension Replica {
+    /// Estimated bytes per time bucket (aggregate plus its dictionary slot), sorted ascending.
+    public var bucketBytes: [Int] {
+        var sizes: [Int] = []
+        sizes.reserveCapacity(self.bucketCount)
+        let slot = MemoryLayout<Int64>.stride + MemoryLayout<BucketAggregate>.stride
+        for series in self.series {
+            for buckets in series.buckets {
+                for aggregate in buckets.values { sizes.append(aggregate.estimatedBytes + slot) }
+            }
+        }
+        return sizes.sorted()
     }
 }

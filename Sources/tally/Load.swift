@@ -184,6 +184,7 @@ actor LoadTally {
     private var accepted = 0
     private var rejected = 0
     private var retries = 0
+    private var replayed = 0
     private var ackLatency = LatencySketch()
     private static let origin = ReplicaID(0)
 
@@ -196,6 +197,7 @@ actor LoadTally {
     func record(events: [Event], answer: [String: Any], latency: Duration) {
         self.batches += 1
         self.sentEvents += events.count
+        if answer["replayed"] as? Bool == true { self.replayed += 1 }
         self.accepted += answer["accepted"] as? Int ?? 0
         self.rejected += answer["rejected_count"] as? Int ?? 0
         let rejectedIndexes = Set((answer["rejected"] as? [[String: Any]] ?? []).compactMap { $0["index"] as? Int })
@@ -213,7 +215,7 @@ actor LoadTally {
         let named = zip(["p50", "p90", "p99", "max"], quantiles)
             .map { "\($0) \(String(format: "%.1f", $1.value / 1_000)) ms" }.joined(separator: ", ")
         let text = """
-            sent: \(self.sentEvents) events in \(self.batches) batches (\(self.retries) retries)
+            sent: \(self.sentEvents) events in \(self.batches) batches (\(self.retries) retries, \(self.replayed) answered from the idempotency log)
             acknowledged: \(self.accepted) events accepted, \(self.rejected) rejected
             throughput: \(Int(Double(self.accepted) / max(seconds, 0.001))) events/s acknowledged over \(String(format: "%.1f", seconds)) s
             ack latency: \(named)

@@ -28,6 +28,7 @@ import TallyReplica
     }
 
     static func withNode<T: Sendable>(_ change: (inout NodeConfig) -> Void = { _ in },
+                                      over framework: TestingSetup = .router,
                                       _ body: @escaping @Sendable (Node, any TestClientProtocol) async throws -> T)
         async throws -> T
     {
@@ -37,7 +38,7 @@ import TallyReplica
         let node = try await Node.start(config: config, clock: { Self.now })
         defer { Task { await node.stop() } }
         let app = Application(router: API.router(node: node))
-        return try await app.test(.router) { client in try await body(node, client) }
+        return try await app.test(framework) { client in try await body(node, client) }
     }
 
     static var auth: HTTPFields { [.authorization: "Bearer \(Self.secret)", .contentType: "application/json"] }
@@ -67,8 +68,9 @@ import TallyReplica
         }
     }
 
+    /// Over a real loopback connection (`.live`: a server on 127.0.0.1 and an HTTP client).
     @Test func postThenQueryCountsExactlyAndCachesWithETag() async throws {
-        try await Self.withNode { _, client in
+        try await Self.withNode(over: .live) { _, client in
             try await client.execute(uri: "/v1/events", method: .post, headers: Self.auth,
                                      body: ByteBuffer(string: Self.events(100))) { response in
                 #expect(response.status == .ok)

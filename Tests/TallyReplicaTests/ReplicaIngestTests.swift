@@ -109,6 +109,23 @@ import TallyAggregates
         #expect(replica.seriesCount == 101)
     }
 
+    /// A million distinct operation names cost the replica no more than its limit allows.
+    @Test func aMillionOperationNamesAreBoundedByTheLimit() throws {
+        var replica = Self.replica(limits: Limits(batchEventsMax: 10_000, operationsPerServiceMax: 1_000))
+        var accepted = 0
+        var limited = 0
+        for batchNumber in 0..<100 {
+            let events = (0..<10_000).map { Self.event(operation: "op-\(batchNumber * 10_000 + $0)") }
+            let actions = replica.ingest(EventBatch(id: BatchID(UInt64(batchNumber)), client: "c", events: events),
+                                         now: Self.now)
+            guard case .acknowledge(_, let receipt, _) = actions.last else { continue }
+            accepted += receipt.accepted
+            limited += receipt.rejected.filter { $0.reason.code == "operation_limit" }.count
+        }
+        #expect(accepted == 1_000 && limited == 999_000)
+        #expect(replica.seriesCount == 1_000 && replica.bucketCount == 3_000)
+    }
+
     // MARK: - Idempotency
 
     @Test func retriedKeyGetsTheFirstAnswerAndCountsOnce() throws {

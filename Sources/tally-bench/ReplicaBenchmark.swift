@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import MallocInterposerSwift
+import TallyAggregates
+import TallyReplica
+
+/// `tally-bench replica`: decoded events into all three resolutions, on one core, and the memory
+/// held per series-bucket, on the load generator's workload.
+struct ReplicaBenchmark: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replica", abstract: "Replica ingest: events/s into every resolution, bytes per time bucket.")
+
+    @Option(help: "Events to ingest per run.")
+    var events = 1_000_000
+    @Option(help: "Timed runs (the median is reported).")
+    var runs = 5
+    @Option(help: "Events per batch.")
+    var batch = 1_000
+    @Option(help: "Services, operations per service, users: the load generator's defaults.")
+    var services = 5
+    @Option var operations = 10
+    @Option var users = 10_000
+    @Option(help: "Simulated seconds the events are spread over (sets how many minute buckets they touch).")
+    var seconds = 600
+
+    func run() throws {
+        let start = Timestamp(millisecondsSinceEpoch: 1_795_953_600_000)
+        let now = start + .seconds(Int64(self.seconds))
+        // Events like `tally load` sends, spread evenly over the window.
+        var random = SeededRandom(seed: 11)
+        var cdf: [Double] = []
+        var total = 0.0
+        for rank in 1...self.users {
+            total += 1 / pow(Double(rank), 1.1)
+            cdf.append(total)
+        }
+        let userNames = (0..<self.users).map { "user-\($0)" }
+        let events: [Event] = (0..<self.events).map { index in
+            let u = random.nextUnit() * total
+            var low = 0
+            var high = cdf.count - 1
+            while low < high {
+                let mid = (low + high) / 2
+                if cdf[mid] < u { low = mid + 1 } else { high = mid }
+            }
+            let status: UInt16 = random.nextUnit() < 0.03 ? 503 : 200
+            return Event(
+                service: "svc-\(Int.random(in: 0..<self.services, using: &random))",
+                operation: "op-\(Int.random(in: 0..<self.operations, using: &random))", status: status,
+                latencyMicros: (20_000 * exp(0.7 * random.nextGaussian())).rounded(), user: userNames[low],
+                timestamp: start + .milliseconds(Int64(index) * Int64(self.seconds) * 1_000 / Int64(self.events)))
+        }
+        let batches = stride(from: 0, to: events.count, by: self.batch).map { offset in
+            EventBatch(id: BatchID(UInt64(offset)), client: "bench",
+                       events: Array(events[offset..<min(offset + self.batch, events.count)]))
+        }
+        let config = ReplicaConfig(id: ReplicaID(region: "bench", node: "a", incarnation: 1))
+        var samples: [Double] = []
+        var replica = Replica(config: config)
+        for _ in 0..<self.runs {
+            replica = Replica(config: config)
+            let began = ContinuousClock.now
+            for batch in batches { blackHole(replica.ingest(batch, now: now)) }
+            let elapsed = ContinuousClock.now - began
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            samples.append(Double(self.events) / seconds)
+        }
+        samples.sort()
+        let sizes = replica.bucketBytes
+        print("tally-bench replica: \(self.events) events in batches of \(self.batch), \(self.services) services x "
+              + "\(self.operations) operations, \(self.users) Zipf users, over \(self.seconds) s of event time")
+        print(table(["figure", "value", "target"], [
+            ["ingest, events/s, one core (median of \(self.runs))", format(samples[samples.count / 2], digits: 0),
+             samples[samples.count / 2] >= 2_000_000 ? "ok (>= 2,000,000)" : "MISSED (>= 2,000,000)"],
+            ["ingest, events/s, best run", format(samples.last ?? 0, digits: 0), ""],
+            ["series", "\(replica.seriesCount)", ""],
+            ["time buckets (1m + 1h + 1d)", "\(sizes.count)", ""],
+            ["bytes per time bucket, median", "\(sizes[sizes.count / 2])",
+             sizes[sizes.count / 2] <= 2_048 ? "ok (<= 2,048)" : "MISSED (<= 2,048)"],
+            ["bytes per time bucket, p90 / max", "\(sizes[sizes.count * 9 / 10]) / \(sizes.last ?? 0)", ""],
+        ]))
+    }
+}
