@@ -28,8 +28,13 @@ public struct Replica: Sendable {
     /// Bumped by every change to the aggregates; the node derives ETags from it.
     public private(set) var stateVersion: UInt64 = 0
 
+    /// The config in the form the ingest path uses: integer milliseconds and bit masks, because
+    /// `Duration` arithmetic (128-bit) and `Set` lookups showed up in the ingest profile.
+    private let plan: IngestPlan
+
     public init(config: ReplicaConfig) {
         self.config = config
+        self.plan = IngestPlan(config)
         self.idempotency = IdempotencyCache(capacity: config.limits.idempotencyKeysMax)
     }
 
@@ -127,13 +132,16 @@ public struct Replica: Sendable {
     func admit(_ event: Event, now: Timestamp) -> RejectionReason? {
         let limits = self.config.limits
         if let problem = Self.validate(event, limits: limits) { return .invalid(problem) }
-        let ahead = event.timestamp - now
-        if ahead > limits.futureSkewMax {
-            return .futureTimestamp(aheadMillis: ahead.milliseconds, allowedMillis: limits.futureSkewMax.milliseconds)
+        let plan = self.plan
+        let ahead = event.timestamp.millisecondsSinceEpoch - now.millisecondsSinceEpoch
+        if ahead > plan.futureSkewMillis {
+            return .futureTimestamp(aheadMillis: ahead, allowedMillis: plan.futureSkewMillis)
         }
-        let keptSomewhere = Resolution.allCases.contains { resolution in
-            self.config.retention.keeps(
-                resolution, bucketStart: event.timestamp.floor(toMultipleOf: resolution.width), now: now)
+        // The day bucket is kept longest when retentions are defaults, but any may be: check all.
+        var keptSomewhere = false
+        for resolution in 0..<plan.widthMillis.count where plan.keeps(resolution, event.timestamp, now: now) {
+            keptSomewhere = true
+            break
         }
         if !keptSomewhere {
             let longest = Resolution.allCases.map { self.config.retention[$0] }.max() ?? .zero
@@ -169,8 +177,8 @@ public struct Replica: Sendable {
         if latency > latencyMaxMicros {
             return "latency \(latency) µs is over the maximum of \(latencyMaxMicros) µs"
         }
-        if let user = event.user, user.utf8.count > limits.userBytesMax {
-            return "user is \(user.utf8.count) bytes long; at most \(limits.userBytesMax) are allowed"
+        if let user = event.user, user.byteCount > limits.userBytesMax {
+            return "user is \(user.byteCount) bytes long; at most \(limits.userBytesMax) are allowed"
         }
         return nil
     }
@@ -187,9 +195,8 @@ public struct Replica: Sendable {
             self.series.append(SeriesState(key: key))
             self.operations[key.service, default: []].insert(key.operation)
         }
-        let isError = self.config.errorClasses.contains(key.statusClass)
-        let config = self.config
-        self.series[Int(id.rawValue)].record(event, isError: isError, now: now, config: config)
+        let isError = self.plan.errorMask & (1 << key.statusClass.rawValue) != 0
+        self.series[Int(id.rawValue)].record(event, isError: isError, now: now, plan: self.plan)
         self.stateVersion += 1
     }
 
@@ -218,16 +225,16 @@ struct SeriesState: Sendable {
 
     var bucketCount: Int { self.buckets.reduce(0) { $0 + $1.count } }
 
-    mutating func record(_ event: Event, isError: Bool, now: Timestamp, config: ReplicaConfig) {
-        let userHash = event.user.map { XXH3.hash($0) }
-        for resolution in Resolution.allCases {
-            let start = event.timestamp.floor(toMultipleOf: resolution.width)
+    mutating func record(_ event: Event, isError: Bool, now: Timestamp, plan: IngestPlan) {
+        let userHash = event.user?.hash
+        for resolution in 0..<plan.widthMillis.count {
             // A late event whose bucket this resolution no longer keeps counts only where it is kept.
-            guard config.retention.keeps(resolution, bucketStart: start, now: now) else { continue }
-            self.buckets[resolution.rawValue][start.millisecondsSinceEpoch, default: BucketAggregate(
-                sketchScale: config.sketchScale, sketchBucketsMax: config.sketchBucketsMax,
-                usersPrecision: config.usersPrecision)
-            ].record(event, userHash: userHash, isError: isError, at: config.id)
+            guard plan.keeps(resolution, event.timestamp, now: now) else { continue }
+            let start = plan.bucketStart(resolution, event.timestamp)
+            self.buckets[resolution][start, default: BucketAggregate(
+                sketchScale: plan.sketchScale, sketchBucketsMax: plan.sketchBucketsMax,
+                usersPrecision: plan.usersPrecision)
+            ].record(event, userHash: userHash, isError: isError, at: plan.id)
         }
     }
 
@@ -296,5 +303,45 @@ extension Replica {
             }
         }
         return sizes.sorted()
+    }
+}
+
+/// `ReplicaConfig` as the ingest path needs it.
+struct IngestPlan: Sendable {
+    let id: ReplicaID
+    /// Per resolution (by raw value): bucket width, and width plus retention, in milliseconds.
+    let widthMillis: [Int64]
+    let keepMillis: [Int64]
+    let futureSkewMillis: Int64
+    /// Bit `n` set when status class `n`xx counts as an error.
+    let errorMask: UInt8
+    let sketchScale: Int
+    let sketchBucketsMax: Int
+    let usersPrecision: Int
+
+    init(_ config: ReplicaConfig) {
+        self.id = config.id
+        self.widthMillis = Resolution.allCases.map { $0.width.milliseconds }
+        self.keepMillis = Resolution.allCases.map { $0.width.milliseconds + config.retention[$0].milliseconds }
+        self.futureSkewMillis = config.limits.futureSkewMax.milliseconds
+        self.errorMask = config.errorClasses.reduce(0) { $0 | (1 << $1.rawValue) }
+        self.sketchScale = config.sketchScale
+        self.sketchBucketsMax = config.sketchBucketsMax
+        self.usersPrecision = config.usersPrecision
+    }
+
+    /// The start (ms) of the time bucket of `resolution` holding `timestamp`; floor, also before 1970.
+    @inline(__always)
+    func bucketStart(_ resolution: Int, _ timestamp: Timestamp) -> Int64 {
+        let width = self.widthMillis[resolution]
+        let time = timestamp.millisecondsSinceEpoch
+        let remainder = time % width
+        return time - (remainder < 0 ? remainder + width : remainder)
+    }
+
+    /// `Retention.keeps`, in milliseconds: the bucket's end plus retention is still ahead of now.
+    @inline(__always)
+    func keeps(_ resolution: Int, _ timestamp: Timestamp, now: Timestamp) -> Bool {
+        self.bucketStart(resolution, timestamp) + self.keepMillis[resolution] > now.millisecondsSinceEpoch
     }
 }

@@ -135,14 +135,14 @@ struct Scanner {
         return self.bytes[self.position]
     }
 
-    mutating func next(_ expectation: String) throws(EventParser.SyntaxError) -> UInt8 {
-        guard self.position < self.bytes.count else { throw self.error("unexpected end of input: \(expectation)") }
+    mutating func next(_ expectation: @autoclosure () -> String) throws(EventParser.SyntaxError) -> UInt8 {
+        guard self.position < self.bytes.count else { throw self.error("unexpected end of input: \(expectation())") }
         defer { self.position += 1 }
         return self.bytes[self.position]
     }
 
-    mutating func expect(_ byte: UInt8, _ message: String) throws(EventParser.SyntaxError) {
-        guard self.position < self.bytes.count, self.bytes[self.position] == byte else { throw self.error(message) }
+    mutating func expect(_ byte: UInt8, _ message: @autoclosure () -> String) throws(EventParser.SyntaxError) {
+        guard self.position < self.bytes.count, self.bytes[self.position] == byte else { throw self.error(message()) }
         self.position += 1
     }
 
@@ -169,7 +169,7 @@ struct Scanner {
         var operation: String?
         var status: UInt16?
         var latencyMicros: Double?
-        var user: String?
+        var user: UserID?
         var timestamp: Timestamp?
         var problem: String?
 
@@ -210,7 +210,7 @@ struct Scanner {
             return .invalid("event \(index): field 'timestamp' is missing")
         }
         return .event(Event(service: service, operation: operation, status: status, latencyMicros: latency,
-                            user: fields.user, timestamp: timestamp))
+                            userID: fields.user, timestamp: timestamp))
     }
 
     private enum Key {
@@ -282,9 +282,7 @@ struct Scanner {
                 fields.fail("field 'user' must be a string or null")
                 return
             }
-            let value = try self.parseString(limit: self.stringBytesMax)
-            if value == nil { fields.fail("field 'user' is longer than \(self.stringBytesMax) bytes") }
-            fields.user = value
+            fields.user = try self.parseUser()
         case .status:
             guard first == UInt8(ascii: "-") || (0x30...0x39).contains(first) else {
                 try self.skipValue(depth: 0)
@@ -293,7 +291,7 @@ struct Scanner {
             }
             let number = try self.parseNumber()
             guard number.isInteger, number.value >= 0, number.value <= Double(UInt16.max) else {
-                fields.fail("field 'status' must be an integer status code, not \(number.text)")
+                fields.fail("field 'status' must be an integer status code, not \(self.text(of: number))")
                 return
             }
             fields.status = UInt16(number.value)
@@ -324,7 +322,7 @@ struct Scanner {
             } else if first == UInt8(ascii: "-") || (0x30...0x39).contains(first) {
                 let number = try self.parseNumber()
                 guard number.isInteger, abs(number.value) < 1e15 else {
-                    fields.fail("field 'timestamp' must be whole milliseconds since the epoch, not \(number.text)")
+                    fields.fail("field 'timestamp' must be whole milliseconds since the epoch, not \(self.text(of: number))")
                     return
                 }
                 fields.timestamp = Timestamp(millisecondsSinceEpoch: Int64(number.value))
@@ -335,6 +333,30 @@ struct Scanner {
         case .other:
             try self.skipValue(depth: 0)
         }
+    }
+
+    /// A user id string, hashed where it lies in the body when it has no escapes (the common case):
+    /// no `String` is built for it.
+    private mutating func parseUser() throws(EventParser.SyntaxError) -> UserID {
+        let start = self.position + 1
+        var end = start
+        var ascii = true
+        while end < self.bytes.count {
+            let byte = self.bytes[end]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            if byte >= 0x80 { ascii = false }
+            end += 1
+        }
+        if end < self.bytes.count && self.bytes[end] == UInt8(ascii: "\"") {
+            let slice = UnsafeRawBufferPointer(rebasing: self.bytes[start..<end])
+            if ascii || String(validating: slice, as: UTF8.self) != nil {
+                self.position = end + 1
+                return UserID(utf8: slice)
+            }
+        }
+        // Escapes, control characters or bad UTF-8: the general path reports or unescapes them.
+        let value = try self.parseString(limit: Int.max) ?? ""
+        return UserID(value)
     }
 
     /// A duration with a unit, in microseconds.
@@ -451,7 +473,13 @@ struct Scanner {
     struct Number {
         var value: Double
         var isInteger: Bool
-        var text: String
+        /// Where the number's text is in the body, for error messages.
+        var range: Range<Int>
+    }
+
+    /// The text of a number, for an error message.
+    func text(of number: Number) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: self.bytes[number.range]), as: UTF8.self)
     }
 
     /// A JSON number (RFC 8259 grammar).
@@ -490,15 +518,16 @@ struct Scanner {
             guard self.position > exponentStart else { throw self.error("invalid number (no exponent digits)") }
         }
         let slice = UnsafeRawBufferPointer(rebasing: self.bytes[start..<self.position])
-        // ASCII digits, signs, '.' and 'e' only: valid UTF-8 by construction.
-        let text = String(decoding: slice, as: UTF8.self)
         if isInteger && integerDigits <= 15 {
             var value: Int64 = 0
             for byte in slice where byte != UInt8(ascii: "-") { value = value * 10 + Int64(byte - 0x30) }
-            return Number(value: Double(slice.first == UInt8(ascii: "-") ? -value : value), isInteger: true, text: text)
+            return Number(value: Double(slice.first == UInt8(ascii: "-") ? -value : value), isInteger: true,
+                          range: start..<self.position)
         }
+        // ASCII digits, signs, '.' and 'e' only: valid UTF-8 by construction.
+        let text = String(decoding: slice, as: UTF8.self)
         guard let value = Double(text), value.isFinite else { throw self.error("number \(text) is out of range") }
-        return Number(value: value, isInteger: isInteger && value == value.rounded(), text: text)
+        return Number(value: value, isInteger: isInteger && value == value.rounded(), range: start..<self.position)
     }
 
     /// Skips any JSON value, refusing nesting deeper than `depthMax`.

@@ -8,9 +8,9 @@ extension LogEntry: VersionedEncoding {
     /// Body (version 1):
     /// ```
     /// sequence: varint   acceptedAt: zigzag   client: string   idempotencyKey: 0 | 1 string
-    /// strings: count, then each string (services, operations and users, in order of first use)
+    /// strings: count, then each string (services and operations, in order of first use)
     /// events: count, then per event: service index, operation index, status, latency (f64),
-    ///         user: 0 | index + 1, timestamp: zigzag
+    ///         user: 0 | 1 hash (u64 LE) byteCount, timestamp: zigzag
     /// receipt: accepted, sequence, rejections: count, then per rejection: index, reason
     /// ```
     /// Names repeat within a batch, so each is written once and referred to by index.
@@ -28,7 +28,7 @@ extension LogEntry: VersionedEncoding {
             return strings.count - 1
         }
         let references = self.events.map { event in
-            (intern(event.service), intern(event.operation), event.user.map(intern))
+            (intern(event.service), intern(event.operation))
         }
         writer.writeVarint(strings.count)
         for string in strings { writer.writeString(string) }
@@ -38,7 +38,13 @@ extension LogEntry: VersionedEncoding {
             writer.writeVarint(reference.1)
             writer.writeVarint(UInt64(event.status))
             writer.writeDouble(event.latencyMicros)
-            writer.writeVarint(reference.2.map { $0 + 1 } ?? 0)
+            if let user = event.user {
+                writer.writeUInt8(1)
+                writer.writeUInt64LE(user.hash)
+                writer.writeVarint(user.byteCount)
+            } else {
+                writer.writeUInt8(0)
+            }
             writer.writeZigZag(event.timestamp.millisecondsSinceEpoch)
         }
         writer.writeVarint(self.receipt.accepted)
@@ -78,11 +84,19 @@ extension LogEntry: VersionedEncoding {
             guard latency.isFinite, latency >= 0 else {
                 throw .invalidValue(field: "LogEntry event latency", value: "\(latency)")
             }
-            let userReference = try reader.readCount("LogEntry event user", max: strings.count)
-            let user = userReference == 0 ? nil : strings[userReference - 1]
+            var user: UserID?
+            switch try reader.readUInt8("LogEntry event user flag") {
+            case 0:
+                break
+            case 1:
+                let hash = try reader.readUInt64LE("LogEntry event user hash")
+                user = UserID(hash: hash, byteCount: try reader.readCount("LogEntry event user length", max: 1 << 20))
+            case let flag:
+                throw .invalidValue(field: "LogEntry event user flag", value: "\(flag)")
+            }
             let timestamp = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("LogEntry event timestamp"))
             events.append(Event(service: service, operation: operation, status: UInt16(status),
-                                latencyMicros: latency, user: user, timestamp: timestamp))
+                                latencyMicros: latency, userID: user, timestamp: timestamp))
         }
         let accepted = try reader.readCount("LogEntry receipt accepted", max: Int(UInt32.max))
         let receiptSequence = try reader.readVarint("LogEntry receipt sequence")

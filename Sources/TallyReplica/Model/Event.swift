@@ -1,3 +1,5 @@
+import TallyAggregates
+
 /// One request observed by a service: what a client sends, after parsing.
 public struct Event: Sendable, Equatable {
     public var service: String
@@ -6,27 +8,59 @@ public struct Event: Sendable, Equatable {
     public var status: UInt16
     /// Latency in microseconds: finite and non-negative once validated.
     public var latencyMicros: Double
-    /// The user, for distinct-user counts; nil when the client did not say.
-    public var user: String?
+    /// The user, for distinct-user counts; nil when the client did not say. Only its hash is kept.
+    public var user: UserID?
     /// When the request happened (event time, not arrival time).
     public var timestamp: Timestamp
 
     public init(
-        service: String, operation: String, status: UInt16, latencyMicros: Double, user: String? = nil,
+        service: String, operation: String, status: UInt16, latencyMicros: Double, userID: UserID?,
         timestamp: Timestamp
     ) {
         self.service = service
         self.operation = operation
         self.status = status
         self.latencyMicros = latencyMicros
-        self.user = user
+        self.user = userID
         self.timestamp = timestamp
+    }
+
+    public init(
+        service: String, operation: String, status: UInt16, latencyMicros: Double, user: String? = nil,
+        timestamp: Timestamp
+    ) {
+        self.init(service: service, operation: operation, status: status, latencyMicros: latencyMicros,
+                  userID: user.map(UserID.init), timestamp: timestamp)
     }
 
     public var statusClass: StatusClass { StatusClass(status: self.status) }
     public var seriesKey: SeriesKey {
         SeriesKey(service: self.service, operation: self.operation, statusClass: self.statusClass)
     }
+}
+
+/// A user id as the aggregates need it: its stable hash (for the distinct-user sketch) and its
+/// length (for the size limit). The id itself is never stored: the parser hashes it in place in the
+/// request body, which saves building a `String` per event, and keeps user ids out of the log.
+public struct UserID: Hashable, Sendable, CustomStringConvertible {
+    /// XXH3-64 of the id's UTF-8 bytes.
+    public var hash: UInt64
+    public var byteCount: Int
+
+    public init(hash: UInt64, byteCount: Int) {
+        self.hash = hash
+        self.byteCount = byteCount
+    }
+
+    public init(_ user: String) {
+        self.init(hash: XXH3.hash(user), byteCount: user.utf8.count)
+    }
+
+    public init(utf8 bytes: UnsafeRawBufferPointer) {
+        self.init(hash: XXH3.hash(bytes), byteCount: bytes.count)
+    }
+
+    public var description: String { "user#\(String(self.hash, radix: 16))" }
 }
 
 /// The class of an HTTP-style status: its first digit.
