@@ -57,10 +57,20 @@ struct Load: AsyncParsableCommand {
             ? Int.max : max(1, Int((Double(self.rate) * self.duration / Double(self.batch)).rounded()))
         let interval = self.rate == 0 ? Duration.zero : .seconds(Double(self.batch) / Double(self.rate))
         let tally = LoadTally(services: self.services)
+        let client = HTTPClient.shared
+        // Every event is stamped inside this window; the node's counts in it are read before and
+        // after, so events already there (an earlier run) do not disturb the comparison.
+        let windowStart = Node.wallClock() - .seconds(120)
+        let windowEnd = windowStart + .seconds(Int64(self.duration + self.retryFor) + 360)
+        var before: [Int] = []
+        if !self.noVerify {
+            for service in 0..<self.services {
+                before.append(try await self.count(service: "svc-\(service)", from: windowStart, to: windowEnd,
+                                                   client: client))
+            }
+        }
         let started = ContinuousClock.now
         let deadline = started + .seconds(self.duration)
-        let startedAt = Node.wallClock()
-        let client = HTTPClient.shared
         let shared = Shared()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<self.concurrency {
@@ -86,19 +96,18 @@ struct Load: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let elapsed = ContinuousClock.now - started
-        let endedAt = Node.wallClock()
         let summary = await tally.summary(elapsed: elapsed)
         print(summary.text)
         guard !self.noVerify else { return }
-        // Every event was stamped between startedAt and endedAt; the window covers both ends.
         var reported: [Int] = []
         for service in 0..<self.services {
-            reported.append(try await self.count(service: "svc-\(service)", from: startedAt - .seconds(120),
-                                                 to: endedAt + .seconds(120), client: client))
+            let after = try await self.count(service: "svc-\(service)", from: windowStart, to: windowEnd, client: client)
+            reported.append(after - before[service])
         }
         let expected = await tally.acceptedPerService
         let total = reported.reduce(0, +)
-        print("node reports: \(total) events (\(zip(reported, expected).filter { $0 != $1 }.isEmpty ? "equal to" : "DIFFERENT FROM") the acknowledged \(expected.reduce(0, +)))")
+        let verdict = reported == expected ? "equal to" : "DIFFERENT FROM"
+        print("node reports: \(total) new events (\(verdict) the acknowledged \(expected.reduce(0, +)))")
         if reported != expected {
             for (service, (got, want)) in zip(reported, expected).enumerated() where got != want {
                 print("  svc-\(service): node \(got), acknowledged \(want)")
