@@ -78,10 +78,13 @@ public struct Replica: Sendable {
             case .invalid(let message):
                 rejected.append(EventRejection(index: index, reason: .invalid(message)))
             case .event(let event):
-                if let reason = self.admit(event, now: now) {
+                // The series key needs a valid status; an invalid one is rejected by admit.
+                let statusValid = (100...599).contains(event.status)
+                let known = statusValid ? self.seriesIndex[event.seriesKey] : nil
+                if let reason = self.admit(event, known: known != nil, now: now) {
                     rejected.append(EventRejection(index: index, reason: reason))
                 } else {
-                    self.apply(event, now: now)
+                    self.apply(event, key: event.seriesKey, known: known, now: now)
                     accepted.append(event)
                 }
             }
@@ -106,7 +109,10 @@ public struct Replica: Sendable {
     public mutating func replay(_ entry: LogEntry) {
         precondition(entry.sequence > self.lastSequence,
                      "log entry \(entry.sequence) replayed after \(self.lastSequence): out of order or twice")
-        for event in entry.events { self.apply(event, now: entry.acceptedAt) }
+        for event in entry.events {
+            let key = event.seriesKey
+            self.apply(event, key: key, known: self.seriesIndex[key], now: entry.acceptedAt)
+        }
         self.lastSequence = entry.sequence
         self.remember(entry)
     }
@@ -129,9 +135,12 @@ public struct Replica: Sendable {
     // MARK: - Applying events
 
     /// Why `event` cannot be counted now, or nil when it can.
-    func admit(_ event: Event, now: Timestamp) -> RejectionReason? {
+    /// `known`: the event's series already exists (the caller looked it up once for admit and apply).
+    func admit(_ event: Event, known: Bool, now: Timestamp) -> RejectionReason? {
         let limits = self.config.limits
-        if let problem = Self.validate(event, limits: limits) { return .invalid(problem) }
+        if let problem = Self.validate(event, limits: limits, latencyMaxMicros: self.plan.latencyMaxMicros) {
+            return .invalid(problem)
+        }
         let plan = self.plan
         let ahead = event.timestamp.millisecondsSinceEpoch - now.millisecondsSinceEpoch
         if ahead > plan.futureSkewMillis {
@@ -147,7 +156,7 @@ public struct Replica: Sendable {
             let longest = Resolution.allCases.map { self.config.retention[$0] }.max() ?? .zero
             return .expired(ageMillis: (now - event.timestamp).milliseconds, retentionMillis: longest.milliseconds)
         }
-        if self.seriesIndex[event.seriesKey] != nil { return nil }
+        if known { return nil }
         if self.operations[event.service]?.contains(event.operation) == true { return nil }
         if let known = self.operations[event.service] {
             if known.count >= limits.operationsPerServiceMax {
@@ -160,7 +169,7 @@ public struct Replica: Sendable {
     }
 
     /// The first problem with an event's fields, as a message naming the field.
-    static func validate(_ event: Event, limits: Limits) -> String? {
+    static func validate(_ event: Event, limits: Limits, latencyMaxMicros: Double) -> String? {
         func name(_ field: String, _ value: String) -> String? {
             if value.isEmpty { return "\(field) is empty" }
             if value.utf8.count > limits.nameBytesMax {
@@ -173,7 +182,6 @@ public struct Replica: Sendable {
         if !(100...599).contains(event.status) { return "status \(event.status) is not in 100...599" }
         let latency = event.latencyMicros
         if !latency.isFinite || latency < 0 { return "latency \(latency) is not a finite, non-negative number" }
-        let latencyMaxMicros = Double(limits.latencyMax.milliseconds) * 1_000
         if latency > latencyMaxMicros {
             return "latency \(latency) µs is over the maximum of \(latencyMaxMicros) µs"
         }
@@ -184,10 +192,9 @@ public struct Replica: Sendable {
     }
 
     /// Counts an admitted event into every resolution that still keeps its time bucket.
-    mutating func apply(_ event: Event, now: Timestamp) {
-        let key = event.seriesKey
+    mutating func apply(_ event: Event, key: SeriesKey, known: SeriesID?, now: Timestamp) {
         let id: SeriesID
-        if let existing = self.seriesIndex[key] {
+        if let existing = known {
             id = existing
         } else {
             id = SeriesID(rawValue: Int32(self.series.count))
@@ -216,8 +223,8 @@ struct SeriesID: Hashable, Sendable {
 /// The time buckets of one series, at every resolution.
 struct SeriesState: Sendable {
     let key: SeriesKey
-    /// Per resolution (indexed by `Resolution.rawValue`): bucket start (ms) -> aggregate.
-    private(set) var buckets: [[Int64: BucketAggregate]] = Array(repeating: [:], count: Resolution.allCases.count)
+    /// Per resolution (indexed by `Resolution.rawValue`): the time buckets, by start (ms).
+    private(set) var buckets: [TimeBuckets] = Array(repeating: TimeBuckets(), count: Resolution.allCases.count)
 
     init(key: SeriesKey) {
         self.key = key
@@ -231,10 +238,12 @@ struct SeriesState: Sendable {
             // A late event whose bucket this resolution no longer keeps counts only where it is kept.
             guard plan.keeps(resolution, event.timestamp, now: now) else { continue }
             let start = plan.bucketStart(resolution, event.timestamp)
-            self.buckets[resolution][start, default: BucketAggregate(
-                sketchScale: plan.sketchScale, sketchBucketsMax: plan.sketchBucketsMax,
-                usersPrecision: plan.usersPrecision)
-            ].record(event, userHash: userHash, isError: isError, at: plan.id)
+            self.buckets[resolution].update(start) {
+                BucketAggregate(sketchScale: plan.sketchScale, sketchBucketsMax: plan.sketchBucketsMax,
+                                usersPrecision: plan.usersPrecision)
+            } _: { aggregate in
+                aggregate.record(event, userHash: userHash, isError: isError, at: plan.id)
+            }
         }
     }
 
@@ -246,11 +255,9 @@ struct SeriesState: Sendable {
     mutating func expire(retention: Retention, now: Timestamp) -> Int {
         var removed = 0
         for resolution in Resolution.allCases {
-            let expired = self.buckets[resolution.rawValue].keys.filter {
-                !retention.keeps(resolution, bucketStart: Timestamp(millisecondsSinceEpoch: $0), now: now)
-            }
-            for start in expired { self.buckets[resolution.rawValue][start] = nil }
-            removed += expired.count
+            // Kept while start + width + retention > now: the first kept start is after this.
+            let cutoff = now.millisecondsSinceEpoch - resolution.width.milliseconds - retention[resolution].milliseconds
+            removed += self.buckets[resolution.rawValue].removeBuckets(startingBefore: cutoff + 1)
         }
         return removed
     }
@@ -281,7 +288,7 @@ extension Replica {
         var all: [(key: BucketKey, aggregate: BucketAggregate)] = []
         for series in self.series {
             for resolution in Resolution.allCases {
-                for (start, aggregate) in series.buckets[resolution.rawValue] {
+                for (start, aggregate) in series.buckets[resolution.rawValue].all {
                     all.append((BucketKey(series: series.key, resolution: resolution,
                                           start: Timestamp(millisecondsSinceEpoch: start)), aggregate))
                 }
@@ -299,7 +306,7 @@ extension Replica {
         let slot = MemoryLayout<Int64>.stride + MemoryLayout<BucketAggregate>.stride
         for series in self.series {
             for buckets in series.buckets {
-                for aggregate in buckets.values { sizes.append(aggregate.estimatedBytes + slot) }
+                for aggregate in buckets.aggregates { sizes.append(aggregate.estimatedBytes + slot) }
             }
         }
         return sizes.sorted()
@@ -310,8 +317,10 @@ extension Replica {
 struct IngestPlan: Sendable {
     let id: ReplicaID
     /// Per resolution (by raw value): bucket width, and width plus retention, in milliseconds.
-    let widthMillis: [Int64]
-    let keepMillis: [Int64]
+    /// Inline arrays: the plan is copied on the hot path, and a heap array would be retained.
+    let widthMillis: InlineArray<3, Int64>
+    let keepMillis: InlineArray<3, Int64>
+    let latencyMaxMicros: Double
     let futureSkewMillis: Int64
     /// Bit `n` set when status class `n`xx counts as an error.
     let errorMask: UInt8
@@ -321,8 +330,12 @@ struct IngestPlan: Sendable {
 
     init(_ config: ReplicaConfig) {
         self.id = config.id
-        self.widthMillis = Resolution.allCases.map { $0.width.milliseconds }
-        self.keepMillis = Resolution.allCases.map { $0.width.milliseconds + config.retention[$0].milliseconds }
+        precondition(Resolution.allCases.count == 3, "IngestPlan holds three resolutions")
+        self.widthMillis = InlineArray { Resolution.allCases[$0].width.milliseconds }
+        self.keepMillis = InlineArray {
+            Resolution.allCases[$0].width.milliseconds + config.retention[Resolution.allCases[$0]].milliseconds
+        }
+        self.latencyMaxMicros = Double(config.limits.latencyMax.milliseconds) * 1_000
         self.futureSkewMillis = config.limits.futureSkewMax.milliseconds
         self.errorMask = config.errorClasses.reduce(0) { $0 | (1 << $1.rawValue) }
         self.sketchScale = config.sketchScale

@@ -1,0 +1,58 @@
+/// One series' time buckets at one resolution, sorted by start.
+///
+/// Events arrive mostly for the newest bucket, so a lookup checks the last bucket first and only
+/// then bisects; a new bucket is usually appended; expiry removes a prefix. No hashing on the
+/// ingest path, and iteration is in time order (deterministic) with no sort.
+struct TimeBuckets: Sendable {
+    private(set) var starts: [Int64] = []
+    private(set) var aggregates: [BucketAggregate] = []
+
+    var count: Int { self.starts.count }
+
+    /// The position of the bucket starting at `start`, or where it would be inserted.
+    @inline(__always)
+    func position(of start: Int64) -> (index: Int, found: Bool) {
+        if let last = self.starts.last {
+            if last == start { return (self.starts.count - 1, true) }
+            if last < start { return (self.starts.count, false) }
+        }
+        var low = 0
+        var high = self.starts.count
+        while low < high {
+            let mid = (low + high) / 2
+            if self.starts[mid] < start { low = mid + 1 } else { high = mid }
+        }
+        return (low, low < self.starts.count && self.starts[low] == start)
+    }
+
+    subscript(start: Int64) -> BucketAggregate? {
+        let (index, found) = self.position(of: start)
+        return found ? self.aggregates[index] : nil
+    }
+
+    /// Applies `body` to the bucket at `start`, creating it with `make` first if absent.
+    @inline(__always)
+    mutating func update(_ start: Int64, make: () -> BucketAggregate, _ body: (inout BucketAggregate) -> Void) {
+        let (index, found) = self.position(of: start)
+        if found {
+            body(&self.aggregates[index])
+        } else {
+            var aggregate = make()
+            body(&aggregate)
+            self.starts.insert(start, at: index)
+            self.aggregates.insert(aggregate, at: index)
+        }
+    }
+
+    /// Drops the buckets starting before `cutoff` (exclusive); returns how many.
+    mutating func removeBuckets(startingBefore cutoff: Int64) -> Int {
+        let (index, _) = self.position(of: cutoff)
+        guard index > 0 else { return 0 }
+        self.starts.removeFirst(index)
+        self.aggregates.removeFirst(index)
+        return index
+    }
+
+    /// (start, aggregate) pairs in time order.
+    var all: Zip2Sequence<[Int64], [BucketAggregate]> { zip(self.starts, self.aggregates) }
+}
