@@ -236,8 +236,8 @@ struct SeriesState: Sendable {
         let userHash = event.user?.hash
         for resolution in 0..<plan.widthMillis.count {
             // A late event whose bucket this resolution no longer keeps counts only where it is kept.
-            guard plan.keeps(resolution, event.timestamp, now: now) else { continue }
             let start = plan.bucketStart(resolution, event.timestamp)
+            guard plan.keeps(resolution, bucketStart: start, now: now) else { continue }
             self.buckets[resolution].update(start) {
                 BucketAggregate(sketchScale: plan.sketchScale, sketchBucketsMax: plan.sketchBucketsMax,
                                 usersPrecision: plan.usersPrecision)
@@ -355,6 +355,11 @@ struct IngestPlan: Sendable {
     /// `Retention.keeps`, in milliseconds: the bucket's end plus retention is still ahead of now.
     @inline(__always)
     func keeps(_ resolution: Int, _ timestamp: Timestamp, now: Timestamp) -> Bool {
-        self.bucketStart(resolution, timestamp) + self.keepMillis[resolution] > now.millisecondsSinceEpoch
+        self.keeps(resolution, bucketStart: self.bucketStart(resolution, timestamp), now: now)
+    }
+
+    @inline(__always)
+    func keeps(_ resolution: Int, bucketStart start: Int64, now: Timestamp) -> Bool {
+        start + self.keepMillis[resolution] > now.millisecondsSinceEpoch
     }
 }

@@ -101,18 +101,25 @@ public struct HyperLogLog: Lattice {
 
     @usableFromInline
     mutating func insertSparse(index: Int, rank: UInt8) {
-        let key = UInt32(index) << 6
-        var low = 0
-        var high = self.sparse.count
-        while low < high {
-            let mid = (low + high) / 2
-            if self.sparse[mid] & ~0x3F < key { low = mid + 1 } else { high = mid }
+        let entry = UInt32(index) << 6 | UInt32(rank)
+        // Entries sort by index then rank: find the first at or after this index's smallest entry.
+        // Read-only bisection through a buffer pointer: no copy-on-write check, no bounds checks.
+        let (position, existing) = self.sparse.withUnsafeBufferPointer { entries -> (Int, UInt32?) in
+            let key = UInt32(index) << 6
+            var low = 0
+            var high = entries.count
+            while low < high {
+                let mid = (low &+ high) >> 1
+                if entries[mid] < key { low = mid &+ 1 } else { high = mid }
+            }
+            return (low, low < entries.count && entries[low] >> 6 == UInt32(index) ? entries[low] : nil)
         }
-        if low < self.sparse.count && self.sparse[low] & ~0x3F == key {
-            if self.sparse[low] & 0x3F < UInt32(rank) { self.sparse[low] = key | UInt32(rank) }
+        if let existing {
+            // Most adds repeat a known user: nothing to write unless the rank grew.
+            if existing < entry { self.sparse[position] = entry }
             return
         }
-        self.sparse.insert(key | UInt32(rank), at: low)
+        self.sparse.insert(entry, at: position)
         if self.sparse.count > self.sparseEntriesMax { self.densify() }
     }
 
