@@ -149,6 +149,14 @@ import TallyReplica
         }
     }
 
+    @Test func handWrittenJSONEscapesLikeTheSpec() throws {
+        let text = "a\"b\\c\nd\u{01}é\t"
+        let literal = API.jsonString(text)
+        #expect(literal == "\"a\\\"b\\\\c\\nd\\u0001é\\t\"")
+        let decoded = try JSONSerialization.jsonObject(with: Data(literal.utf8), options: .fragmentsAllowed) as? String
+        #expect(decoded == text)
+    }
+
     @Test func invalidUTF8IsRefused() async throws {
         try await Self.withNode { _, client in
             // In a value ("cart") and in a field name ("operation"): a lead byte followed by ASCII.
