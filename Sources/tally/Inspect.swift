@@ -38,10 +38,10 @@ struct Inspect: ParsableCommand {
             case EncodingTag.aggregateMap:
                 try self.describeMap(bytes)
             default:
-                throw InspectError(message: "unknown type tag \(tag): not a Tally aggregate encoding")
+                throw CommandFailure(message: "unknown type tag \(tag): not a Tally aggregate encoding")
             }
         } catch let error as DecodeError {
-            throw InspectError(message: "invalid encoding: \(error)")
+            throw CommandFailure(message: "invalid encoding: \(error)")
         }
     }
 
@@ -67,7 +67,7 @@ struct Inspect: ParsableCommand {
             data = FileHandle.standardInput.readDataToEndOfFile()
         } else {
             guard let contents = FileManager.default.contents(atPath: path) else {
-                throw InspectError(message: "cannot read \(path)")
+                throw CommandFailure(message: "cannot read \(path)")
             }
             data = contents
         }
@@ -90,7 +90,7 @@ struct Inspect: ParsableCommand {
             print("AggregateMap<String, HyperLogLog>, \(map.count) entries")
             for (key, value) in map.sortedEntries { print("  \(key): \(Self.describe(value))") }
         case let tag:
-            throw InspectError(message: "AggregateMap of unknown value tag \(tag)")
+            throw CommandFailure(message: "AggregateMap of unknown value tag \(tag)")
         }
     }
 
@@ -119,10 +119,4 @@ struct Inspect: ParsableCommand {
     static func percent(_ fraction: Double) -> String {
         "\(Double(Int(fraction * 10_000)) / 100)%"
     }
-}
-
-/// A failure of the input rather than of the command line: reported without the usage text.
-struct InspectError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { self.message }
 }
