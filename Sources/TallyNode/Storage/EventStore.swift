@@ -51,8 +51,14 @@ public actor EventStore {
     private var failure: StoreError?
     private let onFailure: @Sendable (StoreError) -> Void
 
-    /// The highest sequence known to be committed.
+    /// The highest sequence such that it and every sequence below it are committed.
+    ///
+    /// Contiguous on purpose: the node's actor can append a later entry before an earlier one (it
+    /// is re-entered while awaiting an append), and a commit of entry 6 must not let the answer
+    /// for entry 5 go out before 5 is on disk.
     public private(set) var durableSequence: UInt64 = 0
+    /// Sequences committed above `durableSequence`, waiting for the gap below them to close.
+    private var committedAhead: Set<UInt64> = []
     /// Transactions committed, and entries in them: their ratio is the group-commit batch size.
     public private(set) var commits: UInt64 = 0
     public private(set) var committedEntries: UInt64 = 0
@@ -133,8 +139,8 @@ public actor EventStore {
             self.commitDuration += ContinuousClock.now - start
             self.commits += 1
             self.committedEntries += UInt64(batch.count)
-            // Batches are non-empty here (pending was non-empty).
-            self.durableSequence = max(self.durableSequence, batch[batch.count - 1].sequence)
+            for (sequence, _) in batch { self.committedAhead.insert(sequence) }
+            while self.committedAhead.remove(self.durableSequence + 1) != nil { self.durableSequence += 1 }
             let ready = self.waiters.filter { $0.sequence <= self.durableSequence }
             self.waiters.removeAll { $0.sequence <= self.durableSequence }
             for waiter in ready { waiter.continuation.resume() }
