@@ -17,16 +17,20 @@ public struct Replica: Sendable {
     public let config: ReplicaConfig
 
     /// Series in order of first appearance; `SeriesID` indexes this array.
-    private(set) var series: [SeriesState] = []
+    var series: [SeriesState] = []
     private var seriesIndex: [SeriesKey: SeriesID] = [:]
     /// Operations seen per service (any status class), for the cardinality limit.
     private var operations: [String: Set<String>] = [:]
     /// Remembered answers by idempotency key, and their expiry order.
-    private var idempotency: IdempotencyCache
+    var idempotency: IdempotencyCache
     /// The sequence of the last log entry this replica produced or replayed.
-    public private(set) var lastSequence: UInt64 = 0
+    public internal(set) var lastSequence: UInt64 = 0
     /// Bumped by every change to the aggregates; the node derives ETags from it.
-    public private(set) var stateVersion: UInt64 = 0
+    public internal(set) var stateVersion: UInt64 = 0
+    /// Series before this position are in the last checkpoint.
+    var savedSeriesCount = 0
+    /// Series with time buckets changed since the last checkpoint, each once.
+    var dirtySeries: [SeriesID] = []
 
     /// The config in the form the ingest path uses: integer milliseconds and bit masks, because
     /// `Duration` arithmetic (128-bit) and `Set` lookups showed up in the ingest profile.
@@ -114,6 +118,8 @@ public struct Replica: Sendable {
             self.apply(event, key: key, known: self.seriesIndex[key], now: entry.acceptedAt)
         }
         self.lastSequence = entry.sequence
+        // As `ingest` did before it looked the key up: a key that expired then may be reused.
+        if entry.idempotencyKey != nil { self.idempotency.expire(now: entry.acceptedAt) }
         self.remember(entry)
     }
 
@@ -193,18 +199,20 @@ public struct Replica: Sendable {
 
     /// Counts an admitted event into every resolution that still keeps its time bucket.
     mutating func apply(_ event: Event, key: SeriesKey, known: SeriesID?, now: Timestamp) {
-        let id: SeriesID
-        if let existing = known {
-            id = existing
-        } else {
-            id = SeriesID(rawValue: Int32(self.series.count))
-            self.seriesIndex[key] = id
-            self.series.append(SeriesState(key: key))
-            self.operations[key.service, default: []].insert(key.operation)
-        }
+        let id = known ?? self.addSeries(key)
         let isError = self.plan.errorMask & (1 << key.statusClass.rawValue) != 0
-        self.series[Int(id.rawValue)].record(event, isError: isError, now: now, plan: self.plan)
+        if self.series[Int(id.rawValue)].record(event, isError: isError, now: now, plan: self.plan) {
+            self.dirtySeries.append(id)
+        }
         self.stateVersion += 1
+    }
+
+    mutating func addSeries(_ key: SeriesKey) -> SeriesID {
+        let id = SeriesID(rawValue: Int32(self.series.count))
+        self.seriesIndex[key] = id
+        self.series.append(SeriesState(key: key))
+        self.operations[key.service, default: []].insert(key.operation)
+        return id
     }
 
     private mutating func remember(_ entry: LogEntry) {
@@ -226,18 +234,29 @@ struct SeriesState: Sendable {
     /// Per resolution (indexed by `Resolution.rawValue`): the time buckets, by start (ms).
     private(set) var buckets: [TimeBuckets] = Array(repeating: TimeBuckets(), count: Resolution.allCases.count)
 
+    /// Per resolution: the earliest bucket start changed since the last checkpoint (`Int64.max`:
+    /// none). Events arrive mostly for the newest buckets, so "every bucket from here on" is a
+    /// tight and cheap description of what changed.
+    private var dirtyFrom: InlineArray<3, Int64> = InlineArray(repeating: .max)
+    private var isDirty = false
+
     init(key: SeriesKey) {
         self.key = key
     }
 
     var bucketCount: Int { self.buckets.reduce(0) { $0 + $1.count } }
 
-    mutating func record(_ event: Event, isError: Bool, now: Timestamp, plan: IngestPlan) {
+    /// Counts `event` into every resolution keeping its bucket. Returns true when this is the
+    /// series' first change since the last checkpoint (the replica lists it as dirty then).
+    mutating func record(_ event: Event, isError: Bool, now: Timestamp, plan: IngestPlan) -> Bool {
         let userHash = event.user?.hash
+        let wasClean = !self.isDirty
+        self.isDirty = true
         for resolution in 0..<plan.widthMillis.count {
             // A late event whose bucket this resolution no longer keeps counts only where it is kept.
             let start = plan.bucketStart(resolution, event.timestamp)
             guard plan.keeps(resolution, bucketStart: start, now: now) else { continue }
+            if start < self.dirtyFrom[resolution] { self.dirtyFrom[resolution] = start }
             self.buckets[resolution].update(start) {
                 BucketAggregate(sketchScale: plan.sketchScale, sketchBucketsMax: plan.sketchBucketsMax,
                                 usersPrecision: plan.usersPrecision)
@@ -245,6 +264,26 @@ struct SeriesState: Sendable {
                 aggregate.record(event, userHash: userHash, isError: isError, at: plan.id)
             }
         }
+        return wasClean
+    }
+
+    /// Appends the buckets changed since the last checkpoint to `stored`, and marks them saved.
+    mutating func takeDirty(series: Int, into stored: inout [StoredBucket]) {
+        for resolution in Resolution.allCases {
+            let from = self.dirtyFrom[resolution.rawValue]
+            guard from != .max else { continue }
+            for (start, aggregate) in self.buckets[resolution.rawValue].all where start >= from {
+                stored.append(StoredBucket(
+                    address: BucketAddress(series: series, resolution: resolution, start: start), aggregate: aggregate))
+            }
+            self.dirtyFrom[resolution.rawValue] = .max
+        }
+        self.isDirty = false
+    }
+
+    /// Puts back a bucket from a stored image.
+    mutating func restore(_ resolution: Resolution, start: Int64, _ aggregate: BucketAggregate) {
+        self.buckets[resolution.rawValue].update(start) { aggregate } _: { _ in }
     }
 
     func bucket(_ resolution: Resolution, startingAt start: Timestamp) -> BucketAggregate? {

@@ -47,13 +47,7 @@ extension LogEntry: VersionedEncoding {
             }
             writer.writeZigZag(event.timestamp.millisecondsSinceEpoch)
         }
-        writer.writeVarint(self.receipt.accepted)
-        writer.writeVarint(self.receipt.sequence)
-        writer.writeVarint(self.receipt.rejected.count)
-        for rejection in self.receipt.rejected {
-            writer.writeVarint(rejection.index)
-            Self.encode(rejection.reason, to: &writer)
-        }
+        self.receipt.encode(to: &writer)
     }
 
     public init(from reader: inout ByteReader) throws(DecodeError) {
@@ -98,17 +92,9 @@ extension LogEntry: VersionedEncoding {
             events.append(Event(service: service, operation: operation, status: UInt16(status),
                                 latencyMicros: latency, userID: user, timestamp: timestamp))
         }
-        let accepted = try reader.readCount("LogEntry receipt accepted", max: Int(UInt32.max))
-        let receiptSequence = try reader.readVarint("LogEntry receipt sequence")
-        let rejectionCount = try reader.readCount("LogEntry rejection count", max: reader.limits.mapEntriesMax)
-        var rejected: [EventRejection] = []
-        for _ in 0..<rejectionCount {
-            let index = try reader.readCount("LogEntry rejection index", max: Int(UInt32.max))
-            rejected.append(EventRejection(index: index, reason: try Self.decodeReason(from: &reader)))
-        }
+        let receipt = try IngestReceipt(from: &reader)
         self.init(sequence: sequence, acceptedAt: acceptedAt, client: client, idempotencyKey: idempotencyKey,
-                  events: events,
-                  receipt: IngestReceipt(accepted: accepted, rejected: rejected, sequence: receiptSequence))
+                  events: events, receipt: receipt)
     }
 
     private static func writeOptionalString(_ string: String?, to writer: inout ByteWriter) {
@@ -128,6 +114,36 @@ extension LogEntry: VersionedEncoding {
         case 1: return try reader.readString(field)
         case let flag: throw .invalidValue(field: "\(field) flag", value: "\(flag)")
         }
+    }
+}
+
+extension IngestReceipt: VersionedEncoding {
+    public static let encodingTag: UInt8 = 0x12
+    public static let encodingVersion: UInt8 = 1
+    public static let encodingName = "IngestReceipt"
+
+    /// Body (version 1): accepted, sequence, rejections: count, then per rejection: index, reason.
+    /// Also the tail of a `LogEntry` body.
+    public func encode(to writer: inout ByteWriter) {
+        writer.writeVarint(self.accepted)
+        writer.writeVarint(self.sequence)
+        writer.writeVarint(self.rejected.count)
+        for rejection in self.rejected {
+            writer.writeVarint(rejection.index)
+            Self.encode(rejection.reason, to: &writer)
+        }
+    }
+
+    public init(from reader: inout ByteReader) throws(DecodeError) {
+        let accepted = try reader.readCount("IngestReceipt accepted", max: Int(UInt32.max))
+        let sequence = try reader.readVarint("IngestReceipt sequence")
+        let rejectionCount = try reader.readCount("IngestReceipt rejection count", max: reader.limits.mapEntriesMax)
+        var rejected: [EventRejection] = []
+        for _ in 0..<rejectionCount {
+            let index = try reader.readCount("IngestReceipt rejection index", max: Int(UInt32.max))
+            rejected.append(EventRejection(index: index, reason: try Self.decodeReason(from: &reader)))
+        }
+        self.init(accepted: accepted, rejected: rejected, sequence: sequence)
     }
 
     private static func encode(_ reason: RejectionReason, to writer: inout ByteWriter) {
@@ -154,22 +170,22 @@ extension LogEntry: VersionedEncoding {
     }
 
     private static func decodeReason(from reader: inout ByteReader) throws(DecodeError) -> RejectionReason {
-        switch try reader.readUInt8("LogEntry rejection reason") {
+        switch try reader.readUInt8("IngestReceipt rejection reason") {
         case 0:
-            return .invalid(try reader.readString("LogEntry rejection message"))
+            return .invalid(try reader.readString("IngestReceipt rejection message"))
         case 1:
-            return .futureTimestamp(aheadMillis: try reader.readZigZag("LogEntry rejection ahead"),
-                                    allowedMillis: try reader.readZigZag("LogEntry rejection allowed"))
+            return .futureTimestamp(aheadMillis: try reader.readZigZag("IngestReceipt rejection ahead"),
+                                    allowedMillis: try reader.readZigZag("IngestReceipt rejection allowed"))
         case 2:
-            return .expired(ageMillis: try reader.readZigZag("LogEntry rejection age"),
-                            retentionMillis: try reader.readZigZag("LogEntry rejection retention"))
+            return .expired(ageMillis: try reader.readZigZag("IngestReceipt rejection age"),
+                            retentionMillis: try reader.readZigZag("IngestReceipt rejection retention"))
         case 3:
-            return .operationLimit(service: try reader.readString("LogEntry rejection service"),
-                                   limit: try reader.readCount("LogEntry rejection limit", max: Int(UInt32.max)))
+            return .operationLimit(service: try reader.readString("IngestReceipt rejection service"),
+                                   limit: try reader.readCount("IngestReceipt rejection limit", max: Int(UInt32.max)))
         case 4:
-            return .serviceLimit(limit: try reader.readCount("LogEntry rejection limit", max: Int(UInt32.max)))
+            return .serviceLimit(limit: try reader.readCount("IngestReceipt rejection limit", max: Int(UInt32.max)))
         case let tag:
-            throw .invalidValue(field: "LogEntry rejection reason", value: "\(tag)")
+            throw .invalidValue(field: "IngestReceipt rejection reason", value: "\(tag)")
         }
     }
 }

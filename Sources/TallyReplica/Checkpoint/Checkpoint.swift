@@ -1,0 +1,138 @@
+import TallyAggregates
+
+/// What changed in a replica since its previous checkpoint: with the log entries after `sequence`,
+/// enough to rebuild the replica without replaying the log before it.
+///
+/// A checkpoint is a delta. A store applies checkpoints in the order they were taken, each in one
+/// transaction with the deletion of the log entries through `sequence` (`ReplicaSnapshot.apply`
+/// states the rules; the SQLite store and the simulator's disk both follow them). Recovery is then
+/// `Replica(config:restoring:)` from the stored image, and `replay` of every log entry after it.
+///
+/// Ordering rule for the shell: a checkpoint covers log entries through `sequence`, so it MUST be
+/// stored only after every one of those entries is durable; otherwise a crash between the two could
+/// leave an entry that is both in the image and in the log, and it would be counted twice.
+public struct Checkpoint: Sendable {
+    /// The replica's `lastSequence` when the checkpoint was taken.
+    public var sequence: UInt64
+    public var stateVersion: UInt64
+    /// The `now` it was taken at: buckets and keys expired by then are deleted.
+    public var takenAt: Timestamp
+    /// The position of `newSeries[0]` in the replica's series list (series are only appended).
+    public var firstNewSeries: Int
+    public var newSeries: [SeriesKey]
+    /// Every time bucket changed since the previous checkpoint, at its whole current value.
+    public var buckets: [StoredBucket]
+    /// Idempotency keys remembered since the previous checkpoint, oldest first.
+    public var idempotencyKeys: [IdempotencyRecord]
+    /// Per resolution (by raw value): buckets starting before this many ms are expired.
+    public var expiredBefore: [Int64]
+
+    /// True when storing it would change nothing but the expiry of old rows.
+    public var isEmpty: Bool {
+        self.newSeries.isEmpty && self.buckets.isEmpty && self.idempotencyKeys.isEmpty
+    }
+}
+
+/// The address of a time bucket in a stored image: series by position, resolution, start (ms).
+public struct BucketAddress: Hashable, Comparable, Sendable {
+    public var series: Int
+    public var resolution: Resolution
+    public var start: Int64
+
+    public init(series: Int, resolution: Resolution, start: Int64) {
+        self.series = series
+        self.resolution = resolution
+        self.start = start
+    }
+
+    public static func < (lhs: BucketAddress, rhs: BucketAddress) -> Bool {
+        (lhs.series, lhs.resolution.rawValue, lhs.start) < (rhs.series, rhs.resolution.rawValue, rhs.start)
+    }
+}
+
+public struct StoredBucket: Sendable {
+    public var address: BucketAddress
+    public var aggregate: BucketAggregate
+
+    public init(address: BucketAddress, aggregate: BucketAggregate) {
+        self.address = address
+        self.aggregate = aggregate
+    }
+}
+
+/// A replica's durable image: the fold of its checkpoints, as a store holds it.
+///
+/// `apply` is the reference semantics of storing a checkpoint; the SQLite store does the same with
+/// upserts and deletes, and the simulator's disk keeps exactly this value.
+public struct ReplicaSnapshot: Sendable {
+    public var sequence: UInt64 = 0
+    public var stateVersion: UInt64 = 0
+    public var series: [SeriesKey] = []
+    public var buckets: [BucketAddress: BucketAggregate] = [:]
+    /// By client and key; restored in the order of their receipts' sequences.
+    public var idempotencyKeys: [IdempotencyRecord.Name: IdempotencyRecord] = [:]
+
+    public init() {}
+
+    /// Stores `checkpoint`: appends its new series, upserts its buckets and keys, deletes what
+    /// expired by its time. Checkpoints MUST be applied in the order they were taken.
+    public mutating func apply(_ checkpoint: Checkpoint) {
+        precondition(checkpoint.sequence >= self.sequence, "checkpoint \(checkpoint.sequence) after \(self.sequence)")
+        precondition(checkpoint.firstNewSeries == self.series.count,
+                     "checkpoint's series start at \(checkpoint.firstNewSeries), image has \(self.series.count)")
+        self.series += checkpoint.newSeries
+        for bucket in checkpoint.buckets { self.buckets[bucket.address] = bucket.aggregate }
+        self.buckets = self.buckets.filter { $0.key.start >= checkpoint.expiredBefore[$0.key.resolution.rawValue] }
+        self.idempotencyKeys = self.idempotencyKeys.filter { $0.value.expiresAt > checkpoint.takenAt }
+        for record in checkpoint.idempotencyKeys {
+            self.idempotencyKeys[record.name] = record
+        }
+        self.sequence = checkpoint.sequence
+        self.stateVersion = checkpoint.stateVersion
+    }
+}
+
+extension Replica {
+    /// Takes what changed since the last checkpoint (see `Checkpoint`), and marks it saved.
+    public mutating func checkpoint(now: Timestamp) -> Checkpoint {
+        let first = self.savedSeriesCount
+        let newSeries = self.series[first...].map(\.key)
+        self.savedSeriesCount = self.series.count
+        var buckets: [StoredBucket] = []
+        for id in self.dirtySeries {
+            self.series[Int(id.rawValue)].takeDirty(series: Int(id.rawValue), into: &buckets)
+        }
+        self.dirtySeries.removeAll(keepingCapacity: true)
+        let expiredBefore = Resolution.allCases.map { resolution in
+            // Kept while start + width + retention > now (`SeriesState.expire`).
+            now.millisecondsSinceEpoch - resolution.width.milliseconds
+                - self.config.retention[resolution].milliseconds + 1
+        }
+        return Checkpoint(
+            sequence: self.lastSequence, stateVersion: self.stateVersion, takenAt: now, firstNewSeries: first,
+            newSeries: newSeries, buckets: buckets, idempotencyKeys: self.idempotency.takeUnsaved(),
+            expiredBefore: expiredBefore)
+    }
+
+    /// A replica rebuilt from its durable image; replay the log entries after `snapshot.sequence`
+    /// next. The restored replica has nothing unsaved: its next checkpoint holds only later changes.
+    public init(config: ReplicaConfig, restoring snapshot: ReplicaSnapshot) {
+        self.init(config: config)
+        for key in snapshot.series { _ = self.addSeries(key) }
+        for (address, aggregate) in snapshot.buckets.sorted(by: { $0.key < $1.key }) {
+            precondition(address.series < self.series.count, "bucket of unknown series \(address.series)")
+            self.series[address.series].restore(address.resolution, start: address.start, aggregate)
+        }
+        let keys = snapshot.idempotencyKeys.values.sorted {
+            ($0.receipt.sequence, $0.client, $0.key) < ($1.receipt.sequence, $1.client, $1.key)
+        }
+        for record in keys {
+            self.idempotency.insert(client: record.client, key: record.key, receipt: record.receipt,
+                                    expiresAt: record.expiresAt)
+        }
+        self.idempotency.markSaved()
+        self.savedSeriesCount = self.series.count
+        self.lastSequence = snapshot.sequence
+        self.stateVersion = snapshot.stateVersion
+    }
+}

@@ -1,0 +1,168 @@
+import Testing
+import TallyAggregates
+@testable import TallyReplica
+
+/// Checkpoints are deltas folded into a durable image; recovery is "restore the image, replay the
+/// log after it". The law: at any moment, recovering from (image, remaining log) gives the same
+/// replica as one that never checkpointed and only ever ingested, and it goes on answering every
+/// later batch the same way.
+@Suite struct CheckpointTests {
+    static let origin = ReplicaID(region: "eu-west", node: "n1", incarnation: 7)
+    static let start = Timestamp(millisecondsSinceEpoch: 1_795_946_400_000)
+
+    static func config() -> ReplicaConfig {
+        // Short retentions so that buckets and keys expire within a run; a small key capacity so
+        // that keys are also evicted early.
+        ReplicaConfig(
+            id: Self.origin, retention: Retention(minute: .seconds(600), hour: .seconds(7_200), day: .seconds(86_400)),
+            limits: Limits(operationsPerServiceMax: 6, idempotencyWindow: .seconds(900), idempotencyKeysMax: 40))
+    }
+
+    /// The disk of a shell: checkpoints folded into an image, plus the log after it.
+    struct Disk {
+        var image = ReplicaSnapshot()
+        var log: [LogEntry] = []
+
+        mutating func store(_ checkpoint: Checkpoint) {
+            self.image.apply(checkpoint)
+            self.log.removeAll { $0.sequence <= checkpoint.sequence }
+        }
+
+        func recover(_ config: ReplicaConfig) -> Replica {
+            var replica = Replica(config: config, restoring: self.image)
+            for entry in self.log { replica.replay(entry) }
+            return replica
+        }
+    }
+
+    static func batch(_ id: UInt64, now: Timestamp, random: inout SeededRandom) -> EventBatch {
+        let count = Int(random.next() % 12)
+        let items: [BatchItem] = (0..<count).map { _ in
+            // Mostly recent events, some late (older buckets, some past retention), some from the future.
+            let ageSeconds: Int64 = switch random.next() % 10 {
+            case 0: Int64(random.next() % 200_000)
+            case 1: -Int64(random.next() % 600)
+            default: Int64(random.next() % 120)
+            }
+            let status: UInt16 = [200, 201, 302, 404, 500, 503][Int(random.next() % 6)]
+            return .event(Event(
+                service: "svc-\(random.next() % 3)", operation: "op-\(random.next() % 9)", status: status,
+                latencyMicros: Double(1 + random.next() % 2_000_000),
+                user: random.next() % 4 == 0 ? nil : "user-\(random.next() % 500)",
+                timestamp: now - .seconds(ageSeconds)))
+        }
+        // Keys repeat: some batches are retries of earlier ones.
+        let key: String? = random.next() % 3 == 0 ? nil : "k\(random.next() % 60)"
+        return EventBatch(id: BatchID(id), client: "client-\(random.next() % 2)", idempotencyKey: key, items: items)
+    }
+
+    /// Everything observable, after expiring both at the same `now`.
+    @discardableResult
+    static func assertSame(_ live: Replica, _ reference: Replica, now: Timestamp, _ context: String) -> Bool {
+        var live = live
+        var reference = reference
+        _ = live.tick(now: now)
+        _ = reference.tick(now: now)
+        let liveKeys: [BucketKey] = live.buckets.map(\.key)
+        let referenceKeys: [BucketKey] = reference.buckets.map(\.key)
+        let liveBytes: [[UInt8]] = live.buckets.map { $0.aggregate.encoded() }
+        let referenceBytes: [[UInt8]] = reference.buckets.map { $0.aggregate.encoded() }
+        var problems: [String] = []
+        if liveKeys != referenceKeys {
+            problems.append("bucket keys: \(Set(liveKeys).symmetricDifference(referenceKeys).sorted().prefix(5))")
+        } else if let index = liveBytes.indices.first(where: { liveBytes[$0] != referenceBytes[$0] }) {
+            problems.append("bucket \(liveKeys[index]) differs")
+        }
+        if live.series.map(\.key) != reference.series.map(\.key) { problems.append("series") }
+        let liveRecords = live.idempotency.records
+        let referenceRecords = reference.idempotency.records
+        if liveRecords != referenceRecords {
+            func names(_ records: [IdempotencyRecord]) -> [String] {
+                records.map { "\($0.client)/\($0.key)@\($0.receipt.sequence)" }
+            }
+            let live = names(liveRecords)
+            let reference = names(referenceRecords)
+            problems.append("idempotency keys: only live \(live.filter { !reference.contains($0) }), "
+                + "only reference \(reference.filter { !live.contains($0) })")
+        }
+        if live.lastSequence != reference.lastSequence {
+            problems.append("sequence \(live.lastSequence) vs \(reference.lastSequence)")
+        }
+        for problem in problems { Issue.record("\(context): \(problem)") }
+        return problems.isEmpty
+    }
+
+    @Test(arguments: 1...12 as ClosedRange<UInt64>)
+    func recoveryFromImageAndLogEqualsNeverCheckpointing(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        let config = Self.config()
+        var reference = Replica(config: config)
+        var live = Replica(config: config)
+        var disk = Disk()
+        var now = Self.start
+        for step in 1...400 as ClosedRange<UInt64> {
+            now = now + .milliseconds(Int64(random.next() % 20_000))
+            let batch = Self.batch(step, now: now, random: &random)
+            let expected = reference.ingest(batch, now: now)
+            let actions = live.ingest(batch, now: now)
+            guard actions == expected else {
+                // Stop at the first divergence: everything after it differs too.
+                Issue.record("seed \(seed) step \(step): answers differ\nlive: \(actions)\nreference: \(expected)")
+                return
+            }
+            for case .persist(let entry) in actions { disk.log.append(entry) }
+            switch random.next() % 20 {
+            case 0, 1, 2:
+                disk.store(live.checkpoint(now: now))
+            case 3:
+                _ = live.tick(now: now)
+                _ = reference.tick(now: now)
+            case 4:
+                // Crash and restart: everything in memory is gone; the disk has every entry.
+                live = disk.recover(config)
+                guard Self.assertSame(live, reference, now: now, "seed \(seed) step \(step) after recovery") else {
+                    return
+                }
+            default:
+                break
+            }
+        }
+        disk.store(live.checkpoint(now: now))
+        Self.assertSame(disk.recover(config), reference, now: now, "seed \(seed) final recovery")
+        Self.assertSame(live, reference, now: now, "seed \(seed) final live")
+    }
+
+    @Test func checkpointHoldsOnlyWhatChanged() {
+        var replica = Replica(config: Self.config())
+        let event = Event(service: "a", operation: "b", status: 200, latencyMicros: 10, user: "u",
+                          timestamp: Self.start - .seconds(1))
+        _ = replica.ingest(EventBatch(id: BatchID(1), client: "c", events: [event]), now: Self.start)
+        let first = replica.checkpoint(now: Self.start)
+        #expect(first.newSeries.count == 1 && first.buckets.count == 3 && first.sequence == 1)
+        let idle = replica.checkpoint(now: Self.start)
+        #expect(idle.isEmpty && idle.firstNewSeries == 1 && idle.sequence == 1)
+        // A later event of the same minute changes the same three buckets, and only those.
+        _ = replica.ingest(EventBatch(id: BatchID(2), client: "c", idempotencyKey: "k", events: [event]),
+                           now: Self.start)
+        let second = replica.checkpoint(now: Self.start)
+        #expect(second.newSeries.isEmpty && second.buckets.count == 3 && second.idempotencyKeys.count == 1)
+        #expect(second.buckets.allSatisfy { $0.aggregate.requests.value == 2 })
+    }
+
+    @Test func imageDropsWhatExpiredByTheCheckpointsTime() {
+        let config = Self.config()
+        var replica = Replica(config: config)
+        let event = Event(service: "a", operation: "b", status: 200, latencyMicros: 10, user: "u",
+                          timestamp: Self.start - .seconds(1))
+        _ = replica.ingest(EventBatch(id: BatchID(1), client: "c", idempotencyKey: "k", events: [event]),
+                           now: Self.start)
+        var disk = Disk()
+        disk.store(replica.checkpoint(now: Self.start))
+        #expect(disk.image.buckets.count == 3 && disk.image.idempotencyKeys.count == 1)
+        // Past the minute retention (600 s) and the key window (900 s), before the hour's.
+        disk.store(replica.checkpoint(now: Self.start + .seconds(1_000)))
+        #expect(disk.image.buckets.keys.map(\.resolution).sorted { $0.rawValue < $1.rawValue } == [.hour, .day])
+        #expect(disk.image.idempotencyKeys.isEmpty)
+        #expect(disk.log.isEmpty)
+    }
+}
