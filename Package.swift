@@ -74,6 +74,7 @@ let package = Package(
                 "TallyReplica",
                 "TallyAggregates",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
     ],

@@ -20,6 +20,11 @@ public actor Node {
     private var inFlight = 0
     private var buckets: [String: TokenBucket] = [:]
     private var tickTask: Task<Void, Never>?
+    private var lastCheckpoint: Timestamp
+    /// A checkpoint is being encoded and queued; the next waits for it, as they must be stored in order.
+    private var checkpointInFlight = false
+    /// Differs on every start: ETags carry it, since the state version restarts from the image.
+    public nonisolated let bootID = UInt64.random(in: 1...UInt64.max)
     public private(set) var metrics = NodeMetrics()
 
     /// What became of an ingest request.
@@ -34,7 +39,7 @@ public actor Node {
         case unavailable(String)
     }
 
-    /// Opens the store in the configured data directory and replays its log.
+    /// Opens the store in the configured data directory, restores its image and replays the log after it.
     public static func start(
         config: NodeConfig, clock: @escaping @Sendable () -> Timestamp = Node.wallClock,
         logger: Logger = Logger(label: "tally.node"),
@@ -42,13 +47,16 @@ public actor Node {
     ) async throws -> Node {
         let store = try EventStore(directory: config.dataDirectory, onFailure: onStorageFailure)
         let identity = try Self.identity(directory: config.dataDirectory, config: config, clock: clock)
-        var replica = Replica(config: ReplicaConfig(
-            id: identity, retention: config.retention, limits: config.limits, errorClasses: config.errorClasses))
         let started = ContinuousClock.now
-        let entries = try await store.readLog()
+        let (image, entries) = try await store.recover()
+        var replica = Replica(
+            config: ReplicaConfig(
+                id: identity, retention: config.retention, limits: config.limits, errorClasses: config.errorClasses),
+            restoring: image)
         for entry in entries { replica.replay(entry) }
-        logger.info("replayed log", metadata: [
-            "entries": "\(entries.count)", "sequence": "\(replica.lastSequence)",
+        logger.info("recovered", metadata: [
+            "checkpoint_sequence": "\(image.sequence)", "time_buckets": "\(image.buckets.count)",
+            "log_entries": "\(entries.count)", "sequence": "\(replica.lastSequence)",
             "duration": "\(ContinuousClock.now - started)",
         ])
         let node = Node(config: config, replica: replica, store: store, clock: clock, logger: logger)
@@ -65,6 +73,7 @@ public actor Node {
         self.store = store
         self.clock = clock
         self.logger = logger
+        self.lastCheckpoint = clock()
     }
 
     /// Milliseconds since the epoch from the system clock.
@@ -100,7 +109,29 @@ public actor Node {
     }
 
     private func tick() {
-        _ = self.replica.tick(now: self.clock())
+        let now = self.clock()
+        _ = self.replica.tick(now: now)
+        if now - self.lastCheckpoint >= self.config.checkpointInterval {
+            self.checkpoint(now: now)
+        }
+    }
+
+    /// Takes a checkpoint of what changed and hands it to the store, which writes it once the log
+    /// entries it covers are durable. Encoding runs off this actor, so ingest goes on meanwhile.
+    private func checkpoint(now: Timestamp) {
+        guard !self.checkpointInFlight else { return }
+        self.lastCheckpoint = now
+        let checkpoint = self.replica.checkpoint(now: now)
+        self.checkpointInFlight = true
+        Task {
+            let encoded = await EncodedCheckpoint.encode(checkpoint)
+            try? await self.store.store(encoded)  // a failed store fails stop and reports itself
+            await self.checkpointQueued()
+        }
+    }
+
+    private func checkpointQueued() {
+        self.checkpointInFlight = false
     }
 
     /// Stops the timer; in-flight batches still complete.
@@ -182,8 +213,12 @@ public actor Node {
         let commits = await self.store.commits
         let entries = await self.store.committedEntries
         let commitDuration = await self.store.commitDuration
+        let checkpoints = await self.store.checkpointsWritten
+        let checkpointDuration = await self.store.checkpointDuration
+        let logEntries = await self.store.durableSequence - self.store.checkpointSequence
         return self.metrics.exposition(
             queueDepth: self.inFlight, commits: commits, committedEntries: entries, commitDuration: commitDuration,
+            checkpoints: checkpoints, checkpointDuration: checkpointDuration, logEntriesAfterCheckpoint: logEntries,
             storageBytes: self.store.sizeBytes(), series: self.replica.seriesCount,
             timeBuckets: self.replica.bucketCount)
     }

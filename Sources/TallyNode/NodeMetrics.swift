@@ -25,8 +25,9 @@ public struct NodeMetrics: Sendable {
     }
 
     func exposition(
-        queueDepth: Int, commits: UInt64, committedEntries: UInt64, commitDuration: Duration, storageBytes: Int64,
-        series: Int, timeBuckets: Int
+        queueDepth: Int, commits: UInt64, committedEntries: UInt64, commitDuration: Duration, checkpoints: UInt64,
+        checkpointDuration: Duration, logEntriesAfterCheckpoint: UInt64, storageBytes: Int64, series: Int,
+        timeBuckets: Int
     ) -> String {
         var lines: [String] = []
         func family(_ name: String, _ type: String, _ help: String) {
@@ -50,13 +51,19 @@ public struct NodeMetrics: Sendable {
         family("tally_ingest_queue_depth", "gauge", "Batches applied and waiting for the disk.")
         lines.append("tally_ingest_queue_depth \(queueDepth)")
         family("tally_group_commit_seconds", "summary", "Time spent committing log transactions.")
-        let seconds = Double(commitDuration.components.seconds)
-            + Double(commitDuration.components.attoseconds) / 1e18
-        lines.append("tally_group_commit_seconds_sum \(seconds)")
+        func seconds(_ duration: Duration) -> Double {
+            Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        }
+        lines.append("tally_group_commit_seconds_sum \(seconds(commitDuration))")
         lines.append("tally_group_commit_seconds_count \(commits)")
         family("tally_group_commit_entries_total", "counter",
                "Log entries committed; divided by the commit count, the group-commit batch size.")
         lines.append("tally_group_commit_entries_total \(committedEntries)")
+        family("tally_checkpoint_seconds", "summary", "Time spent writing checkpoints (changed aggregates, keys).")
+        lines.append("tally_checkpoint_seconds_sum \(seconds(checkpointDuration))")
+        lines.append("tally_checkpoint_seconds_count \(checkpoints)")
+        family("tally_log_entries_after_checkpoint", "gauge", "Durable log entries a restart would replay.")
+        lines.append("tally_log_entries_after_checkpoint \(logEntriesAfterCheckpoint)")
         family("tally_storage_bytes", "gauge", "Size of the database and its write-ahead log.")
         lines.append("tally_storage_bytes \(storageBytes)")
         family("tally_series", "gauge", "Series (service, operation, status class) held.")

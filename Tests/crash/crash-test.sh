@@ -6,7 +6,8 @@
 #
 # The load generator retries every unanswered batch with the same idempotency key, so a batch
 # whose answer was lost in a crash is either replayed from the log (counted once) or was never
-# durable and is counted when it arrives again.
+# durable and is counted when it arrives again. Checkpoints run every 300 ms, so restarts recover
+# from a checkpointed image plus the log after it.
 set -euo pipefail
 
 kills=${1:-10}
@@ -25,6 +26,9 @@ data_dir: $dir/data
 api_keys:
   - name: crash
     sha256: $hash
+storage:
+  # Often, so that kills land before, during and after checkpoints.
+  checkpoint_interval: 300ms
 YAML
 echo "crash test: $kills kills, seed $seed, port $port, files in $dir"
 
@@ -64,8 +68,9 @@ status=0
 wait "$load_pid" || status=$?
 load_pid=""
 cat "$dir/load.log"
-replays=$(grep -c "replayed log" "$dir/node.log" || true)
-echo "node started $replays times (1 + $kills restarts)"
+replays=$(grep -c "recovered" "$dir/node.log" || true)
+from_image=$(grep "recovered" "$dir/node.log" | grep -vc "checkpoint_sequence=0 " || true)
+echo "node started $replays times (1 + $kills restarts), $from_image of them from a checkpointed image"
 if [[ $status -ne 0 ]]; then
     echo "CRASH TEST FAILED (load exit $status); replay with: Tests/crash/crash-test.sh $kills $seed"
     tail -20 "$dir/node.log"
@@ -73,5 +78,6 @@ if [[ $status -ne 0 ]]; then
 fi
 grep -q "equal to the acknowledged" "$dir/load.log" || { echo "CRASH TEST FAILED: no exact match"; exit 1; }
 [[ "$replays" -eq $((kills + 1)) ]] || { echo "CRASH TEST FAILED: expected $((kills + 1)) starts"; exit 1; }
+[[ "$from_image" -ge 1 ]] || { echo "CRASH TEST FAILED: no restart recovered from a checkpoint"; exit 1; }
 rm -rf "$dir"
 echo "crash test passed: $kills kills, totals exact"

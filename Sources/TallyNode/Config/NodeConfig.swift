@@ -25,6 +25,9 @@ public struct NodeConfig: Sendable, Equatable {
     /// Token bucket per API key: sustained events per second and burst.
     public var rateLimitEventsPerSecond: Double
     public var rateLimitBurst: Double
+    /// How often the replica's changed state is checkpointed and the log before it deleted; the
+    /// most log a restart replays.
+    public var checkpointInterval: Duration
 
     public struct APIKey: Sendable, Equatable {
         public var name: String
@@ -173,19 +176,23 @@ extension NodeConfig {
             bodyBytesMax: try positive("limits.body_bytes_max", rawLimits.body_bytes_max, 4 << 20),
             pendingBatchesMax: try positive("limits.pending_batches_max", rawLimits.pending_batches_max, 4_096),
             rateLimitEventsPerSecond: rate,
-            rateLimitBurst: Double(try positive("limits.rate_limit_burst", rawLimits.rate_limit_burst, Int(rate * 2))))
+            rateLimitBurst: Double(try positive("limits.rate_limit_burst", rawLimits.rate_limit_burst, Int(rate * 2))),
+            checkpointInterval: try duration(
+                "storage.checkpoint_interval", raw.storage?.checkpoint_interval, .seconds(10)))
     }
 
     /// The keys each section may hold; anything else is a typo, and a typo in a limit would
     /// otherwise silently leave the default in force.
     static let knownKeys: [String: Set<String>] = [
-        "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors"],
+        "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors",
+             "storage"],
         "api_keys[]": ["name", "sha256"],
         "limits": ["body_bytes_max", "batch_events_max", "name_bytes_max", "user_bytes_max", "services_max",
                    "operations_per_service_max", "latency_max", "future_skew_max", "pending_batches_max",
                    "rate_limit_events_per_second", "rate_limit_burst"],
         "retention": ["minute", "hour", "day"],
         "idempotency": ["window", "keys_max"],
+        "storage": ["checkpoint_interval"],
     ]
 
     private static func refuseUnknownKeys(yaml text: String, file: String) throws(ConfigError) {
@@ -288,6 +295,11 @@ struct RawConfig: Decodable {
     var retention: RawRetention?
     var idempotency: RawIdempotency?
     var errors: [String]?
+    var storage: RawStorage?
+
+    struct RawStorage: Decodable {
+        var checkpoint_interval: String?
+    }
 
     struct RawAPIKey: Decodable {
         var name: String

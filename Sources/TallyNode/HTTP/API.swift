@@ -149,7 +149,9 @@ public enum API {
         } catch {
             return Self.error(.badRequest, error.description)
         }
-        let etag = "\"v\(version)-\(String(XXH3.hash(request.uri.query ?? ""), radix: 16))\""
+        // The boot id: the state version restarts from the stored image after a restart.
+        let query16 = String(XXH3.hash(request.uri.query ?? ""), radix: 16)
+        let etag = "\"\(String(node.bootID, radix: 36)).\(version)-\(query16)\""
         if let ifNoneMatch = request.headers[.ifNoneMatch], ifNoneMatch == etag {
             return Response(status: .notModified, headers: [.eTag: etag])
         }

@@ -3,8 +3,9 @@ import GRDB
 import TallyAggregates
 import TallyReplica
 
-/// The node's durable log: every accepted batch's `LogEntry`, in SQLite (WAL mode, synchronous
-/// FULL), written with group commit.
+/// The node's durable state in SQLite (WAL mode, synchronous FULL): the replica's checkpointed
+/// image (series, time buckets and idempotency keys, as canonical encodings) and the log of every
+/// batch accepted after it, written with group commit.
 ///
 /// Appends queue up while a transaction is being written; the next transaction takes all of them,
 /// so under load many batches share one fsync. `waitDurable(through:)` returns once every entry up
@@ -13,7 +14,11 @@ import TallyReplica
 /// Failure model: a failed write leaves the in-memory replica ahead of the disk, with events that
 /// were never acknowledged but that a retry with the same idempotency key would be told were kept.
 /// The store therefore fails stop: it refuses everything from then on and calls `onFailure`, and
-/// the node exits; a restart rebuilds exactly the durable state from the log.
+/// the node exits; a restart rebuilds exactly the durable state from the image and the log.
+///
+/// Checkpoints: `store(_:)` queues a checkpoint; it is written, in one transaction with the deletion
+/// of the log entries it covers, only once every one of those entries is committed, so no entry is
+/// ever both in the image and in the log.
 public actor EventStore {
     /// The schema this build reads and writes. Migrations only add: a release that needs a new
     /// table or column registers a new migration after the existing ones and never edits an old
@@ -28,17 +33,51 @@ public actor EventStore {
                 )
                 """)
         }
+        migrator.registerMigration("v2: checkpoint") { db in
+            try db.execute(sql: """
+                CREATE TABLE checkpoint (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    sequence INTEGER NOT NULL,
+                    state_version INTEGER NOT NULL,
+                    taken_at INTEGER NOT NULL
+                );
+                CREATE TABLE series (
+                    id INTEGER PRIMARY KEY,
+                    service TEXT NOT NULL,
+                    operation TEXT NOT NULL,
+                    status_class INTEGER NOT NULL
+                );
+                CREATE TABLE bucket (
+                    series INTEGER NOT NULL,
+                    resolution INTEGER NOT NULL,
+                    start INTEGER NOT NULL,
+                    aggregate BLOB NOT NULL,
+                    PRIMARY KEY (series, resolution, start)
+                ) WITHOUT ROWID;
+                CREATE INDEX bucket_by_start ON bucket (resolution, start);
+                CREATE TABLE idempotency_key (
+                    client TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    sequence INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    receipt BLOB NOT NULL,
+                    PRIMARY KEY (client, key)
+                ) WITHOUT ROWID;
+                CREATE INDEX idempotency_key_by_expiry ON idempotency_key (expires_at);
+                """)
+        }
         return migrator
     }()
 
     public enum StoreError: Error, CustomStringConvertible {
         case failed(String)
-        case corrupt(sequence: Int64, DecodeError)
+        /// A stored row does not decode; `row` names the table and the key.
+        case corrupt(row: String, reason: String)
 
         public var description: String {
             switch self {
             case .failed(let message): return "storage failed: \(message)"
-            case .corrupt(let sequence, let error): return "log entry \(sequence) is corrupt: \(error)"
+            case .corrupt(let row, let reason): return "\(row) is corrupt: \(reason)"
             }
         }
     }
@@ -46,6 +85,8 @@ public actor EventStore {
     private let pool: DatabasePool
     public nonisolated let path: String
     private var pending: [(sequence: UInt64, bytes: Data)] = []
+    /// Checkpoints waiting for the log entries they cover, in the order they were taken.
+    private var checkpoints: [EncodedCheckpoint] = []
     private var waiters: [(sequence: UInt64, continuation: CheckedContinuation<Void, Error>)] = []
     private var writing = false
     private var failure: StoreError?
@@ -66,6 +107,11 @@ public actor EventStore {
     public private(set) var commitDuration: Duration = .zero
     /// The largest number of entries waiting for a transaction.
     public var pendingCount: Int { self.pending.count }
+    /// Checkpoints written, and the time spent writing them.
+    public private(set) var checkpointsWritten: UInt64 = 0
+    public private(set) var checkpointDuration: Duration = .zero
+    /// The log sequence the stored image covers.
+    public private(set) var checkpointSequence: UInt64 = 0
 
     /// Opens (creating if needed) the store in `directory`.
     public init(directory: String, onFailure: @escaping @Sendable (StoreError) -> Void = { _ in }) throws {
@@ -81,30 +127,93 @@ public actor EventStore {
         self.onFailure = onFailure
     }
 
-    /// Reads every log entry in sequence order, for replay at start-up.
-    public func readLog() throws -> [LogEntry] {
-        let rows = try self.pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT sequence, entry FROM log ORDER BY sequence")
-        }
-        var entries: [LogEntry] = []
-        entries.reserveCapacity(rows.count)
-        for row in rows {
-            let sequence: Int64 = row["sequence"]
-            let data: Data = row["entry"]
-            do {
-                entries.append(try LogEntry(encoded: [UInt8](data)))
-            } catch {
-                throw StoreError.corrupt(sequence: sequence, error)
+    /// Reads the stored image and the log after it, for recovery at start-up: restore the image
+    /// (`Replica(config:restoring:)`), then replay the entries in order.
+    public func recover() throws -> (image: ReplicaSnapshot, log: [LogEntry]) {
+        let (image, log) = try self.pool.read { db in
+            let image = try Self.readImage(db)
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT sequence, entry FROM log WHERE sequence > ? ORDER BY sequence",
+                arguments: [Int64(image.sequence)])
+            var log: [LogEntry] = []
+            while let row = try rows.next() {
+                let sequence: Int64 = row["sequence"]
+                log.append(try Self.decode(LogEntry.self, row["entry"], row: "log entry \(sequence)"))
             }
+            return (image, log)
         }
-        self.durableSequence = entries.last?.sequence ?? 0
-        return entries
+        self.checkpointSequence = image.sequence
+        self.durableSequence = log.last?.sequence ?? image.sequence
+        return (image, log)
+    }
+
+    private static func readImage(_ db: Database) throws -> ReplicaSnapshot {
+        var image = ReplicaSnapshot()
+        if let row = try Row.fetchOne(db, sql: "SELECT sequence, state_version FROM checkpoint WHERE id = 1") {
+            image.sequence = UInt64(row["sequence"] as Int64)
+            image.stateVersion = UInt64(row["state_version"] as Int64)
+        }
+        let series = try Row.fetchCursor(db, sql: "SELECT id, service, operation, status_class FROM series ORDER BY id")
+        while let row = try series.next() {
+            let id: Int64 = row["id"]
+            let rawClass: Int64 = row["status_class"]
+            guard id == image.series.count, let statusClass = StatusClass(rawValue: UInt8(clamping: rawClass)) else {
+                throw StoreError.corrupt(row: "series \(id)", reason: "expected id \(image.series.count) and a status class 1...5, found status class \(rawClass)")
+            }
+            image.series.append(SeriesKey(service: row["service"], operation: row["operation"], statusClass: statusClass))
+        }
+        let buckets = try Row.fetchCursor(db, sql: "SELECT series, resolution, start, aggregate FROM bucket")
+        while let row = try buckets.next() {
+            let series: Int64 = row["series"]
+            let rawResolution: Int64 = row["resolution"]
+            let start: Int64 = row["start"]
+            let name = "bucket (series \(series), resolution \(rawResolution), start \(start))"
+            guard series >= 0, series < image.series.count,
+                let resolution = Resolution(rawValue: Int(rawResolution))
+            else { throw StoreError.corrupt(row: name, reason: "unknown series or resolution") }
+            image.buckets[BucketAddress(series: Int(series), resolution: resolution, start: start)] =
+                try Self.decode(BucketAggregate.self, row["aggregate"], row: name)
+        }
+        let keys = try Row.fetchCursor(db, sql: "SELECT client, key, expires_at, receipt FROM idempotency_key")
+        while let row = try keys.next() {
+            let client: String = row["client"]
+            let key: String = row["key"]
+            let receipt = try Self.decode(IngestReceipt.self, row["receipt"], row: "idempotency key \(client)/\(key)")
+            let record = IdempotencyRecord(
+                client: client, key: key, receipt: receipt,
+                expiresAt: Timestamp(millisecondsSinceEpoch: row["expires_at"]))
+            image.idempotencyKeys[record.name] = record
+        }
+        return image
+    }
+
+    private static func decode<Value: VersionedEncoding>(_ type: Value.Type, _ data: Data?, row: String) throws -> Value {
+        guard let data else { throw StoreError.corrupt(row: row, reason: "no value") }
+        do {
+            return try Value(encoded: [UInt8](data))
+        } catch {
+            throw StoreError.corrupt(row: row, reason: "\(error)")
+        }
     }
 
     /// Queues `entry` for the next transaction.
     public func append(_ entry: LogEntry) throws {
         if let failure = self.failure { throw failure }
         self.pending.append((entry.sequence, Data(entry.encoded())))
+        self.startWriting()
+    }
+
+    /// Queues a checkpoint; it is written once every log entry it covers is committed.
+    /// Checkpoints MUST be passed in the order they were taken.
+    public func store(_ checkpoint: EncodedCheckpoint) throws {
+        if let failure = self.failure { throw failure }
+        precondition(checkpoint.sequence >= (self.checkpoints.last?.sequence ?? self.checkpointSequence),
+                     "checkpoint \(checkpoint.sequence) stored out of order")
+        self.checkpoints.append(checkpoint)
+        self.startWriting()
+    }
+
+    private func startWriting() {
         if !self.writing {
             self.writing = true
             Task { await self.writeLoop() }
@@ -121,29 +230,46 @@ public actor EventStore {
     }
 
     private func writeLoop() async {
-        while !self.pending.isEmpty && self.failure == nil {
+        while self.failure == nil {
             let batch = self.pending
+            // Checkpoints whose entries are all committed, counting those this transaction commits.
+            var covered = self.durableSequence
+            var ahead = self.committedAhead
+            for (sequence, _) in batch { ahead.insert(sequence) }
+            while ahead.remove(covered + 1) != nil { covered += 1 }
+            let ready = self.checkpoints.prefix { $0.sequence <= covered }
+            if batch.isEmpty && ready.isEmpty { break }
             self.pending = []
+            self.checkpoints.removeFirst(ready.count)
             let start = ContinuousClock.now
             do {
                 try await self.pool.write { db in
+                    let insert = try db.cachedStatement(sql: "INSERT INTO log (sequence, entry) VALUES (?, ?)")
                     for (sequence, bytes) in batch {
-                        try db.execute(sql: "INSERT INTO log (sequence, entry) VALUES (?, ?)",
-                                       arguments: [Int64(sequence), bytes])
+                        try insert.execute(arguments: [Int64(sequence), bytes])
                     }
+                    for checkpoint in ready { try checkpoint.write(db) }
                 }
             } catch {
                 self.fail(.failed("\(error)"))
                 break
             }
-            self.commitDuration += ContinuousClock.now - start
-            self.commits += 1
-            self.committedEntries += UInt64(batch.count)
+            let elapsed = ContinuousClock.now - start
+            if !batch.isEmpty {
+                self.commitDuration += elapsed
+                self.commits += 1
+                self.committedEntries += UInt64(batch.count)
+            }
+            if let last = ready.last {
+                self.checkpointsWritten += UInt64(ready.count)
+                self.checkpointDuration += elapsed
+                self.checkpointSequence = last.sequence
+            }
             for (sequence, _) in batch { self.committedAhead.insert(sequence) }
             while self.committedAhead.remove(self.durableSequence + 1) != nil { self.durableSequence += 1 }
-            let ready = self.waiters.filter { $0.sequence <= self.durableSequence }
+            let released = self.waiters.filter { $0.sequence <= self.durableSequence }
             self.waiters.removeAll { $0.sequence <= self.durableSequence }
-            for waiter in ready { waiter.continuation.resume() }
+            for waiter in released { waiter.continuation.resume() }
         }
         self.writing = false
     }
@@ -153,6 +279,7 @@ public actor EventStore {
         for waiter in self.waiters { waiter.continuation.resume(throwing: error) }
         self.waiters = []
         self.pending = []
+        self.checkpoints = []
         self.onFailure(error)
     }
 
@@ -163,5 +290,74 @@ public actor EventStore {
             let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.int64Value
             return total + (size ?? 0)  // a missing WAL file is size 0
         }
+    }
+}
+
+/// A replica `Checkpoint` in its stored form: every aggregate and receipt already in its canonical
+/// encoding, so the writer's transaction only binds bytes.
+public struct EncodedCheckpoint: Sendable {
+    public let sequence: UInt64
+    let stateVersion: UInt64
+    let takenAt: Int64
+    let firstNewSeries: Int
+    let newSeries: [SeriesKey]
+    let buckets: [(series: Int64, resolution: Int64, start: Int64, aggregate: Data)]
+    let keys: [(client: String, key: String, sequence: Int64, expiresAt: Int64, receipt: Data)]
+    let expiredBefore: [Int64]
+    /// Time buckets it writes.
+    public var bucketCount: Int { self.buckets.count }
+
+    /// Encodes off the caller's actor: a checkpoint can hold thousands of buckets.
+    @concurrent
+    public static func encode(_ checkpoint: Checkpoint) async -> EncodedCheckpoint {
+        EncodedCheckpoint(checkpoint)
+    }
+
+    public init(_ checkpoint: Checkpoint) {
+        self.sequence = checkpoint.sequence
+        self.stateVersion = checkpoint.stateVersion
+        self.takenAt = checkpoint.takenAt.millisecondsSinceEpoch
+        self.firstNewSeries = checkpoint.firstNewSeries
+        self.newSeries = checkpoint.newSeries
+        self.buckets = checkpoint.buckets.map { bucket in
+            (Int64(bucket.address.series), Int64(bucket.address.resolution.rawValue), bucket.address.start,
+             Data(bucket.aggregate.encoded()))
+        }
+        self.keys = checkpoint.idempotencyKeys.map { record in
+            (record.client, record.key, Int64(record.receipt.sequence), record.expiresAt.millisecondsSinceEpoch,
+             Data(record.receipt.encoded()))
+        }
+        self.expiredBefore = checkpoint.expiredBefore
+    }
+
+    /// Stores it as `ReplicaSnapshot.apply` would, and deletes the log entries it covers.
+    func write(_ db: Database) throws {
+        let insertSeries = try db.cachedStatement(
+            sql: "INSERT INTO series (id, service, operation, status_class) VALUES (?, ?, ?, ?)")
+        for (offset, key) in self.newSeries.enumerated() {
+            try insertSeries.execute(arguments: [
+                Int64(self.firstNewSeries + offset), key.service, key.operation, Int64(key.statusClass.rawValue),
+            ])
+        }
+        let upsertBucket = try db.cachedStatement(
+            sql: "INSERT OR REPLACE INTO bucket (series, resolution, start, aggregate) VALUES (?, ?, ?, ?)")
+        for bucket in self.buckets {
+            try upsertBucket.execute(arguments: [bucket.series, bucket.resolution, bucket.start, bucket.aggregate])
+        }
+        for (resolution, cutoff) in self.expiredBefore.enumerated() {
+            try db.execute(sql: "DELETE FROM bucket WHERE resolution = ? AND start < ?",
+                           arguments: [Int64(resolution), cutoff])
+        }
+        try db.execute(sql: "DELETE FROM idempotency_key WHERE expires_at <= ?", arguments: [self.takenAt])
+        let upsertKey = try db.cachedStatement(sql: """
+            INSERT OR REPLACE INTO idempotency_key (client, key, sequence, expires_at, receipt) VALUES (?, ?, ?, ?, ?)
+            """)
+        for key in self.keys {
+            try upsertKey.execute(arguments: [key.client, key.key, key.sequence, key.expiresAt, key.receipt])
+        }
+        try db.execute(sql: "DELETE FROM log WHERE sequence <= ?", arguments: [Int64(self.sequence)])
+        try db.execute(sql: """
+            INSERT OR REPLACE INTO checkpoint (id, sequence, state_version, taken_at) VALUES (1, ?, ?, ?)
+            """, arguments: [Int64(self.sequence), Int64(self.stateVersion), self.takenAt])
     }
 }
