@@ -32,6 +32,14 @@ public struct BucketAggregate: Lattice {
         if let userHash { self.users.add(hash: userHash) }
     }
 
+    /// Drops spare array capacity, once the bucket's time is over.
+    mutating func shrinkToFit() {
+        self.requests.shrinkToFit()
+        self.errors.shrinkToFit()
+        self.latency.shrinkToFit()
+        self.users.shrinkToFit()
+    }
+
     public mutating func merge(_ other: BucketAggregate) {
         self.requests.merge(other.requests)
         self.errors.merge(other.errors)

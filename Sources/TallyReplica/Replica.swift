@@ -130,7 +130,7 @@ public struct Replica: Sendable {
         let retention = self.config.retention
         var removed = 0
         for position in self.series.indices {
-            removed += self.series[position].expire(retention: retention, now: now)
+            removed += self.series[position].expire(retention: retention, now: now, settleAfter: .seconds(60))
         }
         if removed > 0 { self.stateVersion += 1 }
         self.idempotency.expire(now: now)
@@ -290,13 +290,17 @@ struct SeriesState: Sendable {
         self.buckets[resolution.rawValue][start.millisecondsSinceEpoch]
     }
 
-    /// Drops the buckets retention no longer keeps; returns how many.
-    mutating func expire(retention: Retention, now: Timestamp) -> Int {
+    /// Drops the buckets retention no longer keeps, and settles the ones whose time ended over
+    /// `settleAfter` ago; returns how many were dropped.
+    mutating func expire(retention: Retention, now: Timestamp, settleAfter: Duration) -> Int {
         var removed = 0
         for resolution in Resolution.allCases {
             // Kept while start + width + retention > now: the first kept start is after this.
-            let cutoff = now.millisecondsSinceEpoch - resolution.width.milliseconds - retention[resolution].milliseconds
+            let width = resolution.width.milliseconds
+            let cutoff = now.millisecondsSinceEpoch - width - retention[resolution].milliseconds
             removed += self.buckets[resolution.rawValue].removeBuckets(startingBefore: cutoff + 1)
+            self.buckets[resolution.rawValue].settle(
+                startingBefore: now.millisecondsSinceEpoch - width - settleAfter.milliseconds)
         }
         return removed
     }
@@ -338,11 +342,14 @@ extension Replica {
 }
 
 extension Replica {
-    /// Estimated bytes per time bucket (aggregate plus its dictionary slot), sorted ascending.
+    /// Estimated bytes per time bucket, sorted ascending: its start (8 bytes in `TimeBuckets.starts`),
+    /// its aggregate's slot in `TimeBuckets.aggregates` (the struct's stride) and the aggregate's heap.
     public var bucketBytes: [Int] {
         var sizes: [Int] = []
         sizes.reserveCapacity(self.bucketCount)
+        // estimatedBytes counts the struct's size; the array slot adds its padding to the stride.
         let slot = MemoryLayout<Int64>.stride + MemoryLayout<BucketAggregate>.stride
+            - MemoryLayout<BucketAggregate>.size
         for series in self.series {
             for buckets in series.buckets {
                 for aggregate in buckets.aggregates { sizes.append(aggregate.estimatedBytes + slot) }

@@ -6,6 +6,8 @@
 struct TimeBuckets: Sendable {
     private(set) var starts: [Int64] = []
     private(set) var aggregates: [BucketAggregate] = []
+    /// Buckets before this position were settled: their arrays shrunk to fit.
+    private var settled = 0
 
     var count: Int { self.starts.count }
 
@@ -50,7 +52,17 @@ struct TimeBuckets: Sendable {
         guard index > 0 else { return 0 }
         self.starts.removeFirst(index)
         self.aggregates.removeFirst(index)
+        self.settled = max(0, self.settled - index)
         return index
+    }
+
+    /// Shrinks the arrays of the buckets starting before `cutoff` that are not yet settled: they
+    /// are closed, and a late event that still reaches one just grows it again.
+    mutating func settle(startingBefore cutoff: Int64) {
+        while self.settled < self.starts.count && self.starts[self.settled] < cutoff {
+            self.aggregates[self.settled].shrinkToFit()
+            self.settled += 1
+        }
     }
 
     /// (start, aggregate) pairs in time order.

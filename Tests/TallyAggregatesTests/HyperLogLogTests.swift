@@ -19,6 +19,36 @@ import Testing
         }
     }
 
+    /// Settling packs a sparse sketch's entries; it changes no value, no answer and no byte of the
+    /// encoding, and a settled sketch keeps taking values and merges.
+    @Test(arguments: [1, 10, 300, 2_000, 2_048, 2_049] as [Int])
+    func settledFormIsTheSameSketch(distinct: Int) {
+        var plain = HyperLogLog()
+        for value in 0..<distinct { plain.add(hash: Self.hash(value, stream: 9)) }
+        var settled = plain
+        settled.settle()
+        #expect(settled == plain && plain == settled)
+        #expect(settled.encoded() == plain.encoded())
+        #expect(settled.cardinality == plain.cardinality)
+        if plain.isSparse && distinct > 100 {
+            #expect(settled.heapBytes * 3 < plain.heapBytes, "settled \(settled.heapBytes) B, plain \(plain.heapBytes) B")
+        }
+        var other = HyperLogLog()
+        for value in 0..<500 { other.add(hash: Self.hash(value, stream: 10)) }
+        var mergedPlain = plain
+        mergedPlain.merge(other)
+        var mergedSettled = settled
+        mergedSettled.merge(other)
+        var settledOther = other
+        settledOther.settle()
+        var mergedIntoOther = settledOther
+        mergedIntoOther.merge(settled)
+        #expect(mergedSettled == mergedPlain && mergedIntoOther == mergedPlain)
+        settled.add(hash: Self.hash(distinct, stream: 9))
+        plain.add(hash: Self.hash(distinct, stream: 9))
+        #expect(settled == plain && settled.encoded() == plain.encoded())
+    }
+
     @Test func standardErrorAtDefaultPrecision() {
         #expect(abs(HyperLogLog().standardError - 0.008125) < 1e-6)
     }

@@ -18,19 +18,11 @@ extension HyperLogLog: VersionedEncoding {
         writer.writeUInt8(UInt8(self.precision))
         if self.dense.isEmpty {
             writer.writeUInt8(0)
-            writer.writeVarint(self.sparse.count)
-            let k = Self.riceParameter(precision: self.precision, entries: self.sparse.count)
-            var bits = BitWriter(capacity: self.sparse.count + 8)
-            var previous = -1
-            for entry in self.sparse {
-                let index = Int(entry >> 6)
-                bits.writeRice(UInt64(index - previous - 1), k: k)
-                bits.writeUnary(Int(entry & 0x3F) - 1)
-                previous = index
+            if self.settled.isEmpty {
+                writer.writeBytes(Self.riceCoded(self.sparse, precision: self.precision))
+            } else {
+                writer.writeBytes(self.settled)  // the same bytes, already coded
             }
-            let stream = bits.finish()
-            writer.writeVarint(stream.count)
-            writer.writeBytes(stream)
         } else {
             writer.writeUInt8(1)
             // Four 6-bit registers to three bytes: the same bits as writing them one by one.
@@ -52,6 +44,55 @@ extension HyperLogLog: VersionedEncoding {
         max(0, precision - (Int.bitWidth - entries.leadingZeroBitCount))
     }
 
+    /// The sparse form's coded entries: count, stream length, Rice-coded stream.
+    static func riceCoded(_ entries: [UInt32], precision: Int) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.writeVarint(entries.count)
+        let k = Self.riceParameter(precision: precision, entries: entries.count)
+        var bits = BitWriter(capacity: entries.count + 8)
+        var previous = -1
+        for entry in entries {
+            let index = Int(entry >> 6)
+            bits.writeRice(UInt64(index - previous - 1), k: k)
+            bits.writeUnary(Int(entry & 0x3F) - 1)
+            previous = index
+        }
+        let stream = bits.finish()
+        writer.writeVarint(stream.count)
+        writer.writeBytes(stream)
+        return writer.bytes
+    }
+
+    /// Reads what `riceCoded` wrote, checking every field.
+    static func readRiceCoded(from reader: inout ByteReader, precision: Int) throws(DecodeError) -> [UInt32] {
+        let registerCount = 1 << precision
+        let rankMax = 64 - precision + 1
+        let entries = try reader.readCount("HyperLogLog sparse entries", max: registerCount / 8)
+        let k = Self.riceParameter(precision: precision, entries: entries)
+        // Each entry takes at least two bits: the Rice code's terminator and the rank's.
+        let byteCount = try reader.readCount("HyperLogLog sparse byte count", max: reader.remaining)
+        guard byteCount * 8 >= entries * 2 else {
+            throw .truncated(field: "HyperLogLog sparse bits", offset: reader.offset)
+        }
+        var bits = BitReader(try reader.readBytes("HyperLogLog sparse bits", count: byteCount),
+                             field: "HyperLogLog sparse entries")
+        var sparse: [UInt32] = []
+        sparse.reserveCapacity(entries)
+        var previous = -1
+        for _ in 0..<entries {
+            let gap = try bits.readRice(k: k, quotientMax: registerCount >> k)
+            let index = previous + 1 + Int(gap)
+            guard index < registerCount else {
+                throw .invalidValue(field: "HyperLogLog sparse index", value: "\(index)")
+            }
+            let rank = try bits.readUnary(max: rankMax - 1) + 1
+            sparse.append(UInt32(index) << 6 | UInt32(rank))
+            previous = index
+        }
+        try bits.expectZeroPadding()
+        return sparse
+    }
+
     public init(from reader: inout ByteReader) throws(DecodeError) {
         let precision = Int(try reader.readUInt8("HyperLogLog precision"))
         guard Self.precisionRange.contains(precision) else {
@@ -62,30 +103,7 @@ extension HyperLogLog: VersionedEncoding {
         let rankMax = self.rankMax
         switch try reader.readUInt8("HyperLogLog form") {
         case 0:
-            let entries = try reader.readCount("HyperLogLog sparse entries", max: self.sparseEntriesMax)
-            let k = Self.riceParameter(precision: precision, entries: entries)
-            // Each entry takes at least two bits: the Rice code's terminator and the rank's.
-            let byteCount = try reader.readCount("HyperLogLog sparse byte count", max: reader.remaining)
-            guard byteCount * 8 >= entries * 2 else {
-                throw .truncated(field: "HyperLogLog sparse bits", offset: reader.offset)
-            }
-            var bits = BitReader(try reader.readBytes("HyperLogLog sparse bits", count: byteCount),
-                                 field: "HyperLogLog sparse entries")
-            var sparse: [UInt32] = []
-            sparse.reserveCapacity(entries)
-            var previous = -1
-            for _ in 0..<entries {
-                let gap = try bits.readRice(k: k, quotientMax: registerCount >> k)
-                let index = previous + 1 + Int(gap)
-                guard index < registerCount else {
-                    throw .invalidValue(field: "HyperLogLog sparse index", value: "\(index)")
-                }
-                let rank = try bits.readUnary(max: rankMax - 1) + 1
-                sparse.append(UInt32(index) << 6 | UInt32(rank))
-                previous = index
-            }
-            try bits.expectZeroPadding()
-            self.sparse = sparse
+            self.sparse = try Self.readRiceCoded(from: &reader, precision: precision)
         case 1:
             // 2^p registers with p >= 4: a whole number of 3-byte groups of four.
             let packed = try reader.readBytes("HyperLogLog registers", count: registerCount / 4 * 3)

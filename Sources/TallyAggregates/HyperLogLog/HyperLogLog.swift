@@ -22,6 +22,9 @@ public struct HyperLogLog: Lattice {
     @usableFromInline var sparse: [UInt32]
     /// One byte per register once dense; empty while sparse.
     @usableFromInline var dense: [UInt8]
+    /// A settled sparse sketch: its entries Rice-coded as in the encoding (about 1.2 bytes per
+    /// entry instead of 4), with `sparse` empty. Any change or read unpacks it first (`settle()`).
+    @usableFromInline var settled: [UInt8]
 
     /// What one `add` changed: register `index` now holds at least `rank`.
     public struct Delta: Sendable, Hashable {
@@ -45,6 +48,7 @@ public struct HyperLogLog: Lattice {
         self.precision = precision
         self.sparse = []
         self.dense = []
+        self.settled = []
     }
 
     public init(delta: Delta) {
@@ -101,6 +105,7 @@ public struct HyperLogLog: Lattice {
 
     @usableFromInline
     mutating func insertSparse(index: Int, rank: UInt8) {
+        if !self.settled.isEmpty { self.unsettle() }
         let entry = UInt32(index) << 6 | UInt32(rank)
         // Entries sort by index then rank: find the first at or after this index's smallest entry.
         // Read-only bisection through a buffer pointer: no copy-on-write check, no bounds checks.
@@ -123,6 +128,32 @@ public struct HyperLogLog: Lattice {
         if self.sparse.count > self.sparseEntriesMax { self.densify() }
     }
 
+    /// Packs a sparse sketch's entries into the coded form: for a time bucket whose time is over.
+    /// Changes no value, and neither equality nor the encoding.
+    public mutating func settle() {
+        guard self.dense.isEmpty, self.settled.isEmpty, !self.sparse.isEmpty else { return }
+        self.settled = Self.riceCoded(self.sparse, precision: self.precision)
+        self.sparse = []
+    }
+
+    @usableFromInline
+    mutating func unsettle() {
+        self.sparse = self.sparseEntries
+        self.settled = []
+    }
+
+    /// The sparse entries, whether settled or not.
+    @usableFromInline
+    var sparseEntries: [UInt32] {
+        guard !self.settled.isEmpty else { return self.sparse }
+        var reader = ByteReader(self.settled)
+        do {
+            return try Self.readRiceCoded(from: &reader, precision: self.precision)
+        } catch {
+            preconditionFailure("settled HyperLogLog entries do not decode: \(error)")
+        }
+    }
+
     mutating func densify() {
         var registers = [UInt8](repeating: 0, count: self.registerCount)
         for entry in self.sparse {
@@ -135,6 +166,7 @@ public struct HyperLogLog: Lattice {
     // MARK: - Merging
 
     public mutating func merge(delta: Delta) {
+        if !self.settled.isEmpty { self.unsettle() }
         if delta.precision == self.precision {
             guard delta.rank > 0 else { return }
             if self.dense.isEmpty {
@@ -148,7 +180,9 @@ public struct HyperLogLog: Lattice {
     }
 
     public mutating func merge(_ other: HyperLogLog) {
+        if !self.settled.isEmpty { self.unsettle() }
         var other = other
+        if !other.settled.isEmpty { other.unsettle() }
         if other.precision > self.precision { other.fold(to: self.precision) }
         if self.precision > other.precision { self.fold(to: other.precision) }
         switch (self.dense.isEmpty, other.dense.isEmpty) {
@@ -215,6 +249,7 @@ public struct HyperLogLog: Lattice {
             "fold from precision \(self.precision) to \(precision)")
         let steps = self.precision - precision
         guard steps > 0 else { return }
+        if !self.settled.isEmpty { self.unsettle() }
         func folded(index: Int, rank: UInt8) -> (Int, UInt8) {
             let low = index & ((1 << steps) - 1)
             if low == 0 { return (index >> steps, UInt8(steps) + rank) }
@@ -248,8 +283,9 @@ public struct HyperLogLog: Lattice {
     func registerHistogram() -> [Int] {
         var histogram = [Int](repeating: 0, count: self.rankMax + 1)
         if self.dense.isEmpty {
-            histogram[0] = self.registerCount - self.sparse.count
-            for entry in self.sparse { histogram[Int(entry & 0x3F)] += 1 }
+            let entries = self.sparseEntries
+            histogram[0] = self.registerCount - entries.count
+            for entry in entries { histogram[Int(entry & 0x3F)] += 1 }
         } else {
             for rank in self.dense { histogram[Int(rank)] += 1 }
         }
@@ -304,3 +340,14 @@ public struct HyperLogLog: Lattice {
     public var standardError: Double { 1.04 / Double(self.registerCount).squareRoot() }
 }
 
+
+extension HyperLogLog {
+    /// Equal registers: the settled and unsettled forms of one sketch are equal.
+    public static func == (lhs: HyperLogLog, rhs: HyperLogLog) -> Bool {
+        guard lhs.precision == rhs.precision, lhs.dense == rhs.dense else { return false }
+        if lhs.settled.isEmpty == rhs.settled.isEmpty {
+            return lhs.sparse == rhs.sparse && lhs.settled == rhs.settled  // one form each: compare as stored
+        }
+        return lhs.sparseEntries == rhs.sparseEntries
+    }
+}

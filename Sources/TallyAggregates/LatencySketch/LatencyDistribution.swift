@@ -62,8 +62,8 @@ public struct LatencyDistribution: Sendable, Equatable {
             counts: other.counts, sum: other.sum, minimum: minimum, maximum: maximum)
     }
 
-    private mutating func add(
-        scale: Int, zeroCount: UInt64, floorIndex: Int32?, offset: Int32, counts: [UInt64], sum: Double,
+    private mutating func add<Counts: Collection<UInt64>>(
+        scale: Int, zeroCount: UInt64, floorIndex: Int32?, offset: Int32, counts: Counts, sum: Double,
         minimum: Double, maximum: Double
     ) {
         if scale < self.scale { self.downscale(by: self.scale - scale) }

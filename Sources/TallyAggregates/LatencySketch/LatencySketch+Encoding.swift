@@ -104,7 +104,7 @@ extension LatencySketch: VersionedEncoding {
                 guard counts.first != 0, counts.last != 0 else {
                     throw .nonCanonical(field: "LatencySketch buckets (zero at an end)")
                 }
-                histogram.counts = counts
+                histogram.counts = PackedCounts(counts)
             } else {
                 guard offset == 0 else { throw .nonCanonical(field: "LatencySketch offset of no buckets") }
             }

@@ -19,7 +19,7 @@ struct OriginHistogram: Sendable, Equatable {
     /// The index of `counts[0]`.
     @usableFromInline var offset: Int32
     /// Bucket counts from `offset` on; empty, or with non-zero first and last entries.
-    @usableFromInline var counts: [UInt64]
+    @usableFromInline var counts: PackedCounts
     @usableFromInline var sum: Double
     @usableFromInline var minimum: Double
     @usableFromInline var maximum: Double
@@ -71,12 +71,8 @@ struct OriginHistogram: Sendable, Equatable {
         if index < self.floorIndex { index = self.floorIndex }
         let position = Int(index) &- Int(self.offset)
         if position >= 0 && position < self.counts.count {
-            let count = self.counts.withUnsafeMutableBufferPointer { counts in
-                // position is in bounds: checked just above.
-                counts[position] &+= 1
-                return counts[position]
-            }
-            return LatencySketch.Bucket(index: index, count: count)
+            // position is in bounds: checked just above.
+            return LatencySketch.Bucket(index: index, count: self.counts.increment(at: position))
         }
         return self.recordOutsideRange(index, bucketsMax: bucketsMax)
     }
@@ -156,7 +152,7 @@ struct OriginHistogram: Sendable, Equatable {
             newCounts[Int(index - newOffset)] += count
         }
         self.offset = newOffset
-        self.counts = newCounts
+        self.counts = PackedCounts(newCounts)
     }
 
     /// Raises the floor so the index range fits `bucketsMax`, and trims zero buckets at both ends.
@@ -168,7 +164,7 @@ struct OriginHistogram: Sendable, Equatable {
         if let first = self.counts.firstIndex(where: { $0 != 0 }) {
             let last = self.counts.lastIndex(where: { $0 != 0 })!  // exists: first does
             if first > 0 || last < self.counts.count - 1 {
-                self.counts = Array(self.counts[first...last])
+                self.counts = PackedCounts(self.counts[first...last])
                 self.offset += Int32(first)
             }
         } else {
@@ -196,13 +192,7 @@ struct OriginHistogram: Sendable, Equatable {
             } else if other.offset >= self.offset && other.top <= self.top {
                 // In place: the common case of a newer or older version of the same range.
                 let shift = Int(other.offset - self.offset)
-                self.counts.withUnsafeMutableBufferPointer { mine in
-                    other.counts.withUnsafeBufferPointer { theirs in
-                        for position in 0..<theirs.count {
-                            mine[shift + position] = max(mine[shift + position], theirs[position])
-                        }
-                    }
-                }
+                self.counts.formMax(other.counts, at: shift)
             } else {
                 let offset = min(self.offset, other.offset)
                 let top = max(self.top, other.top)
@@ -215,7 +205,7 @@ struct OriginHistogram: Sendable, Equatable {
                     counts[target] = max(counts[target], count)
                 }
                 self.offset = offset
-                self.counts = counts
+                self.counts = PackedCounts(counts)
             }
         }
         self.normalize(bucketsMax: bucketsMax)
