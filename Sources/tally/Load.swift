@@ -58,6 +58,9 @@ struct Load: AsyncParsableCommand {
         let interval = self.rate == 0 ? Duration.zero : .seconds(Double(self.batch) / Double(self.rate))
         let tally = LoadTally(services: self.services)
         let client = HTTPClient.shared
+        // Keys are unique to this run (a second run with the same seed must not be answered from
+        // the first run's keys) and stable within it (a retry reuses its batch's key).
+        let run = String(UInt64.random(in: 0...UInt64.max), radix: 36)
         // Every event is stamped inside this window; the node's counts in it are read before and
         // after, so events already there (an earlier run) do not disturb the comparison.
         let windowStart = Node.wallClock() - .seconds(120)
@@ -87,7 +90,7 @@ struct Load: AsyncParsableCommand {
                         }
                         let (body, services) = generator.batch(index: index, count: self.batch, at: Node.wallClock())
                         let sent = ContinuousClock.now
-                        let answer = try await self.send(body, key: "load-\(self.seed)-\(index)", client: client,
+                        let answer = try await self.send(body, key: "load-\(run)-\(index)", client: client,
                                                          tally: tally)
                         await tally.record(services: services, answer: answer, latency: ContinuousClock.now - sent)
                     }

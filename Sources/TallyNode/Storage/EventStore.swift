@@ -112,6 +112,12 @@ public actor EventStore {
     public private(set) var checkpointDuration: Duration = .zero
     /// The log sequence the stored image covers.
     public private(set) var checkpointSequence: UInt64 = 0
+    /// Log entries through this sequence are deleted. Entries the image covers are deleted lazily,
+    /// a few at a time when the writer is idle: deleting a checkpoint interval's log at once (tens
+    /// of MB of blobs, whose overflow pages SQLite walks to free them) stalled commits for a second.
+    private var trimmedThrough: UInt64 = 0
+    /// Most covered log entries deleted per trimming transaction.
+    static let trimEntriesMax = 64
 
     /// Opens (creating if needed) the store in `directory`.
     public init(directory: String, onFailure: @escaping @Sendable (StoreError) -> Void = { _ in }) throws {
@@ -130,7 +136,7 @@ public actor EventStore {
     /// Reads the stored image and the log after it, for recovery at start-up: restore the image
     /// (`Replica(config:restoring:)`), then replay the entries in order.
     public func recover() throws -> (image: ReplicaSnapshot, log: [LogEntry]) {
-        let (image, log) = try self.pool.read { db in
+        let (image, log, trimmed) = try self.pool.read { db in
             let image = try Self.readImage(db)
             let rows = try Row.fetchCursor(
                 db, sql: "SELECT sequence, entry FROM log WHERE sequence > ? ORDER BY sequence",
@@ -140,9 +146,11 @@ public actor EventStore {
                 let sequence: Int64 = row["sequence"]
                 log.append(try Self.decode(LogEntry.self, row["entry"], row: "log entry \(sequence)"))
             }
-            return (image, log)
+            let first = try Int64.fetchOne(db, sql: "SELECT MIN(sequence) FROM log") ?? Int64(image.sequence) + 1
+            return (image, log, UInt64(max(first, 1) - 1))
         }
         self.checkpointSequence = image.sequence
+        self.trimmedThrough = trimmed
         self.durableSequence = log.last?.sequence ?? image.sequence
         return (image, log)
     }
@@ -231,6 +239,13 @@ public actor EventStore {
 
     private func writeLoop() async {
         while self.failure == nil {
+            if self.pending.isEmpty && self.trimmedThrough < self.checkpointSequence
+                && (self.checkpoints.first?.sequence ?? .max) > self.durableSequence
+            {
+                // Idle, with covered log left: delete a little of it, so that appends never wait long.
+                await self.trimLog()
+                continue
+            }
             let batch = self.pending
             // Checkpoints whose entries are all committed, counting those this transaction commits.
             var covered = self.durableSequence
@@ -272,6 +287,19 @@ public actor EventStore {
             for waiter in released { waiter.continuation.resume() }
         }
         self.writing = false
+    }
+
+    /// Deletes up to `trimEntriesMax` log entries that the stored image covers, in a transaction of their own.
+    private func trimLog() async {
+        let through = min(self.checkpointSequence, self.trimmedThrough + UInt64(Self.trimEntriesMax))
+        do {
+            try await self.pool.write { db in
+                try db.execute(sql: "DELETE FROM log WHERE sequence <= ?", arguments: [Int64(through)])
+            }
+            self.trimmedThrough = through
+        } catch {
+            self.fail(.failed("\(error)"))
+        }
     }
 
     private func fail(_ error: StoreError) {
@@ -330,7 +358,8 @@ public struct EncodedCheckpoint: Sendable {
         self.expiredBefore = checkpoint.expiredBefore
     }
 
-    /// Stores it as `ReplicaSnapshot.apply` would, and deletes the log entries it covers.
+    /// Stores it as `ReplicaSnapshot.apply` would. The log entries it covers are left for the
+    /// store to delete lazily; recovery reads only the entries after it.
     func write(_ db: Database) throws {
         let insertSeries = try db.cachedStatement(
             sql: "INSERT INTO series (id, service, operation, status_class) VALUES (?, ?, ?, ?)")
@@ -355,7 +384,6 @@ public struct EncodedCheckpoint: Sendable {
         for key in self.keys {
             try upsertKey.execute(arguments: [key.client, key.key, key.sequence, key.expiresAt, key.receipt])
         }
-        try db.execute(sql: "DELETE FROM log WHERE sequence <= ?", arguments: [Int64(self.sequence)])
         try db.execute(sql: """
             INSERT OR REPLACE INTO checkpoint (id, sequence, state_version, taken_at) VALUES (1, ?, ?, ?)
             """, arguments: [Int64(self.sequence), Int64(self.stateVersion), self.takenAt])
