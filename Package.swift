@@ -3,7 +3,8 @@ import PackageDescription
 
 // Layers (dependencies point down only); see docs/architecture.md.
 //   tally (CLI)  ->  TallyNode (HTTP, SQLite, config)  ->  TallyReplica  ->  TallyAggregates
-//   tally-bench  ->  TallyAggregates (+ benchmark-only dependencies, kept out of the product)
+//   tally-bench  ->  TallyReplica, TallyWorkload (+ benchmark-only dependencies, kept out of the product)
+//   TallyWorkload (the traffic shape of load, benchmarks and simulator)  ->  TallyAggregates
 // TallyAggregates depends on the standard library only.
 let package = Package(
     name: "tally",
@@ -28,6 +29,8 @@ let package = Package(
     targets: [
         .target(name: "TallyAggregates"),
         .target(name: "TallyReplica", dependencies: ["TallyAggregates"]),
+        // The traffic shape shared by `tally load`, the benchmarks and the simulator.
+        .target(name: "TallyWorkload", dependencies: ["TallyAggregates"]),
         .target(
             name: "TallyNode",
             dependencies: [
@@ -48,6 +51,7 @@ let package = Package(
                 "TallyAggregates",
                 "TallyReplica",
                 "TallyNode",
+                "TallyWorkload",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -60,6 +64,7 @@ let package = Package(
             dependencies: [
                 "TallyAggregates",
                 "TallyReplica",
+                "TallyWorkload",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),

@@ -3,6 +3,7 @@ import Foundation
 import MallocInterposerSwift
 import TallyAggregates
 import TallyReplica
+import TallyWorkload
 
 /// `tally-bench replica`: decoded events into all three resolutions, on one core, and the memory
 /// held per series-bucket, on the load generator's workload.
@@ -26,28 +27,15 @@ struct ReplicaBenchmark: ParsableCommand {
     func run() throws {
         let start = Timestamp(millisecondsSinceEpoch: 1_795_953_600_000)
         let now = start + .seconds(Int64(self.seconds))
-        // Events like `tally load` sends, spread evenly over the window.
+        // Events like `tally load` sends (the same `Workload`), spread evenly over the window.
         var random = SeededRandom(seed: 11)
-        var cdf: [Double] = []
-        var total = 0.0
-        for rank in 1...self.users {
-            total += 1 / pow(Double(rank), 1.1)
-            cdf.append(total)
-        }
+        let workload = Workload(services: self.services, operations: self.operations, users: self.users)
         let userNames = (0..<self.users).map { "user-\($0)" }
         let events: [Event] = (0..<self.events).map { index in
-            let u = random.nextUnit() * total
-            var low = 0
-            var high = cdf.count - 1
-            while low < high {
-                let mid = (low + high) / 2
-                if cdf[mid] < u { low = mid + 1 } else { high = mid }
-            }
-            let status: UInt16 = random.nextUnit() < 0.03 ? 503 : 200
+            let request = workload.request(using: &random)
             return Event(
-                service: "svc-\(Int.random(in: 0..<self.services, using: &random))",
-                operation: "op-\(Int.random(in: 0..<self.operations, using: &random))", status: status,
-                latencyMicros: (20_000 * exp(0.7 * random.nextGaussian())).rounded(), user: userNames[low],
+                service: "svc-\(request.service)", operation: "op-\(request.operation)", status: request.status,
+                latencyMicros: Double(request.latencyMicros), user: userNames[request.user],
                 timestamp: start + .milliseconds(Int64(index) * Int64(self.seconds) * 1_000 / Int64(self.events)))
         }
         let batches = stride(from: 0, to: events.count, by: self.batch).map { offset in

@@ -5,6 +5,7 @@ import NIOCore
 import TallyAggregates
 import TallyNode
 import TallyReplica
+import TallyWorkload
 
 /// `tally load`: realistic traffic against a node, with exact expected totals checked at the end.
 struct Load: AsyncParsableCommand {
@@ -237,24 +238,12 @@ actor LoadTally {
 /// Deterministic traffic: a batch's events depend only on the seed and the batch number, so a
 /// retried batch carries exactly the same events.
 struct TrafficGenerator: Sendable {
-    let services: Int
-    let operations: Int
-    /// Cumulative Zipf(1.1) weights of the users.
-    let userCDF: [Double]
+    let workload: Workload
     let seed: UInt64
 
     init(services: Int, operations: Int, users: Int, seed: UInt64) {
-        self.services = services
-        self.operations = operations
+        self.workload = Workload(services: services, operations: operations, users: users)
         self.seed = seed
-        var cumulative: [Double] = []
-        cumulative.reserveCapacity(users)
-        var total = 0.0
-        for rank in 1...users {
-            total += 1 / pow(Double(rank), 1.1)
-            cumulative.append(total)
-        }
-        self.userCDF = cumulative.map { $0 / total }
     }
 
     /// The body of batch `index` (NDJSON) and the service of each event in it, written straight to
@@ -267,29 +256,18 @@ struct TrafficGenerator: Sendable {
         services.reserveCapacity(count)
         let timestamp = now.millisecondsSinceEpoch
         for _ in 0..<count {
-            let service = Int.random(in: 0..<self.services, using: &random)
-            let operation = Int.random(in: 0..<self.operations, using: &random)
-            let failed = random.nextUnit() < 0.03
-            let status = failed ? 503 : (random.nextUnit() < 0.05 ? 404 : 200)
-            let latency = Int((20_000 * exp(0.7 * random.nextGaussian())).rounded())
-            let u = random.nextUnit()
-            var low = 0
-            var high = self.userCDF.count - 1
-            while low < high {
-                let mid = (low + high) / 2
-                if self.userCDF[mid] < u { low = mid + 1 } else { high = mid }
-            }
-            services.append(service)
+            let request = self.workload.request(using: &random)
+            services.append(request.service)
             Self.append("{\"service\":\"svc-", to: &body)
-            Self.append(service, to: &body)
+            Self.append(request.service, to: &body)
             Self.append("\",\"operation\":\"op-", to: &body)
-            Self.append(operation, to: &body)
+            Self.append(request.operation, to: &body)
             Self.append("\",\"status\":", to: &body)
-            Self.append(status, to: &body)
+            Self.append(Int(request.status), to: &body)
             Self.append(",\"latency\":", to: &body)
-            Self.append(latency, to: &body)
+            Self.append(request.latencyMicros, to: &body)
             Self.append(",\"user\":\"user-", to: &body)
-            Self.append(low, to: &body)
+            Self.append(request.user, to: &body)
             Self.append("\",\"timestamp\":", to: &body)
             Self.append(Int(timestamp), to: &body)
             Self.append("}\n", to: &body)
