@@ -52,6 +52,23 @@ public struct BucketAggregate: Lattice {
     }
 }
 
+extension BucketAggregate: Differentiable {
+    /// Field by field: the counter slots, sketch buckets and registers that grew.
+    public func difference(from older: BucketAggregate) -> BucketAggregate {
+        var difference = self
+        difference.requests = self.requests.difference(from: older.requests)
+        difference.errors = self.errors.difference(from: older.errors)
+        difference.latency = self.latency.difference(from: older.latency)
+        difference.users = self.users.difference(from: older.users)
+        return difference
+    }
+
+    /// True when it holds nothing: merging it changes no state.
+    public var isEmpty: Bool {
+        self.requests.value == 0 && self.errors.value == 0 && self.latency.isEmpty && self.users.isEmpty
+    }
+}
+
 extension BucketAggregate: VersionedEncoding {
     public static let encodingTag: UInt8 = 0x10
     public static let encodingVersion: UInt8 = 1

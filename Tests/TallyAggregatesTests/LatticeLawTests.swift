@@ -17,6 +17,8 @@ import Testing
             noneLower([Double($0.value)], [Double($1.value)])
         }
         #expect(failures.isEmpty, "\(failures)")
+        let differences = checkDifferenceLaws(universe, seed: seed, trials: 300) { $0 == GCounter() }
+        #expect(differences.isEmpty, "\(differences)")
         #expect(universe.states.contains { !$0.spilled.isEmpty } && universe.states.contains { $0.inlineCount == 4 })
     }
 
@@ -34,6 +36,8 @@ import Testing
         }
         let failures = checkLatticeLaws(universe, seed: seed, trials: 500) { noneLower(observed($0), observed($1)) }
         #expect(failures.isEmpty, "\(failures)")
+        let differences = checkDifferenceLaws(universe, seed: seed, trials: 300) { $0.histograms.isEmpty }
+        #expect(differences.isEmpty, "\(differences)")
         let collapsed = universe.states.contains { $0.histograms.contains(where: \.hasFloor) }
         #expect(collapsed, "the universe never collapsed a bucket: the floor laws went untested")
     }
@@ -53,6 +57,10 @@ import Testing
             return zip(Self.registers(after), Self.registers(before)).allSatisfy { $0 >= $1 }
         }
         #expect(failures.isEmpty, "\(failures)")
+        let differences = checkDifferenceLaws(universe, seed: seed, trials: 300) {
+            $0.isSparse && $0.sparseEntries.isEmpty
+        }
+        #expect(differences.isEmpty, "\(differences)")
         #expect(universe.states.contains { !$0.isSparse } && universe.states.contains { $0.isSparse && $0.sparse.count > 0 })
     }
 

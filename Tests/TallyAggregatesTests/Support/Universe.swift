@@ -103,3 +103,23 @@ func noneLower(_ after: [Double], _ before: [Double]) -> Bool {
     precondition(after.count == before.count, "observations must align")
     return zip(after, before).allSatisfy { $0 >= $1 * (1 - 1e-12) }
 }
+
+/// Checks the difference laws on values drawn from a universe: for `older` and `newer = older ⊔ x`,
+/// `d = newer.difference(from: older)` restores newer (`older ⊔ d == newer`), adds nothing newer
+/// lacks (`newer ⊔ d == newer`), and is empty when nothing changed.
+func checkDifferenceLaws<T: Differentiable>(
+    _ universe: Universe<T>, seed: UInt64, trials: Int, isEmpty: (T) -> Bool
+) -> [String] {
+    var failures: [String] = []
+    var random = SeededRandom(seed: seed)
+    for trial in 0..<trials {
+        let older = universe.randomState(&random)
+        let newer = older.merging(universe.randomState(&random))
+        let difference = newer.difference(from: older)
+        if older.merging(difference) != newer { failures.append("older ⊔ d != newer at trial \(trial) (seed \(seed))") }
+        if newer.merging(difference) != newer { failures.append("newer ⊔ d != newer at trial \(trial) (seed \(seed))") }
+        if !isEmpty(newer.difference(from: newer)) { failures.append("x - x is not empty at trial \(trial) (seed \(seed))") }
+        if failures.count >= 10 { break }
+    }
+    return failures
+}

@@ -1,0 +1,113 @@
+/// A lattice value's *difference* from an older version of itself: the smallest state `d` with
+/// `older ⊔ d == self`, for any `older` that `self` has absorbed (`older ⊔ self == self`).
+///
+/// Replication ships differences, not whole states: a time bucket that took 50 events since the
+/// last gossip round ships the 50 events' worth of changed slots, sketch buckets and registers,
+/// not its thousand-user HyperLogLog again. Like any state, a difference merges idempotently, so
+/// shipping one twice, or out of order with other differences, is harmless.
+public protocol Differentiable: Lattice {
+    /// The part of `self` that `older` lacks. `older` MUST be a version `self` has absorbed.
+    func difference(from older: Self) -> Self
+}
+
+extension GCounter: Differentiable {
+    /// The slots that grew.
+    public func difference(from older: GCounter) -> GCounter {
+        var difference = GCounter()
+        difference.slots = self.slots.filter { $0.value > older.value(of: $0.origin) }
+        return difference
+    }
+}
+
+extension HyperLogLog: Differentiable {
+    /// The registers that grew, at `self`'s precision (never finer than `older`'s).
+    public func difference(from older: HyperLogLog) -> HyperLogLog {
+        precondition(self.precision <= older.precision, "difference from a coarser HyperLogLog: not a version of it")
+        var older = older
+        if older.precision > self.precision { older.fold(to: self.precision) }
+        var difference = HyperLogLog(precision: self.precision)
+        if self.isSparse {
+            let theirs = older.isSparse ? older.sparseEntries : []
+            var position = 0
+            for entry in self.sparseEntries {
+                let index = Int(entry >> 6)
+                var rank: UInt32 = 0
+                if older.isSparse {
+                    while position < theirs.count && theirs[position] >> 6 < UInt32(index) { position += 1 }
+                    if position < theirs.count && theirs[position] >> 6 == UInt32(index) { rank = theirs[position] & 0x3F }
+                } else {
+                    rank = UInt32(older.dense[index])
+                }
+                if entry & 0x3F > rank { difference.sparse.append(entry) }
+            }
+        } else {
+            var registers = [UInt8](repeating: 0, count: self.registerCount)
+            if older.isSparse {
+                for entry in older.sparseEntries { registers[Int(entry >> 6)] = UInt8(entry & 0x3F) }
+            } else {
+                registers = older.dense
+            }
+            for (index, rank) in self.dense.enumerated() where rank > registers[index] {
+                difference.sparse.append(UInt32(index) << 6 | UInt32(rank))
+            }
+        }
+        if difference.sparse.count > difference.sparseEntriesMax { difference.densify() }
+        return difference
+    }
+}
+
+extension LatencySketch: Differentiable {
+    /// Per origin, the histogram's buckets that grew, with its totals; an origin whose floor
+    /// differs from `older`'s (after bringing `older` to `self`'s scale and bound) ships whole.
+    public func difference(from older: LatencySketch) -> LatencySketch {
+        var older = older
+        older.conform(scale: Swift.min(self.scale, older.scale), bucketsMax: Swift.min(self.bucketsMax, older.bucketsMax))
+        var difference = LatencySketch(scale: self.scale, bucketsMax: self.bucketsMax)
+        var changed: [OriginHistogram] = []
+        let theirs = older.histograms
+        self.forEachHistogram { histogram in
+            guard var base = theirs.first(where: { $0.origin == histogram.origin }) else {
+                changed.append(histogram)
+                return
+            }
+            base.collapse(toFloor: histogram.floorIndex)
+            if let part = histogram.difference(from: base) { changed.append(part) }
+        }
+        difference.others = changed.sorted { $0.origin < $1.origin }
+        return difference
+    }
+}
+
+extension OriginHistogram {
+    /// The buckets that grew (others zero, trimmed) with the current totals; nil if nothing grew.
+    /// `older` is a version of the same origin's histogram at the same scale and floor.
+    func difference(from older: OriginHistogram) -> OriginHistogram? {
+        guard self.zeroCount > older.zeroCount || self.counts != older.counts || self.floorIndex != older.floorIndex
+        else { return nil }
+        var part = self
+        part.zeroCount = self.zeroCount > older.zeroCount ? self.zeroCount : 0
+        var counts = [UInt64](repeating: 0, count: self.counts.count)
+        for (position, count) in self.counts.enumerated() {
+            let index = Int(self.offset) + position
+            let olderPosition = index - Int(older.offset)
+            let olderCount = olderPosition >= 0 && olderPosition < older.counts.count ? older.counts[olderPosition] : 0
+            if count > olderCount { counts[position] = count }
+        }
+        part.counts = PackedCounts(counts)
+        part.normalize(bucketsMax: Int.max)
+        if part.isEmpty && part.floorIndex == older.floorIndex { return nil }
+        return part
+    }
+}
+
+extension LatencySketch {
+    /// True when no origin has recorded into it: the bottom of the lattice (at its scale).
+    public var isEmpty: Bool {
+        (self.primary?.isEmpty ?? true) && self.others.isEmpty
+    }
+}
+
+extension HyperLogLog {
+    /// True when every register is zero: the bottom of the lattice (at its precision).
+    public var isEmpty: Bool { self.dense.isEmpty && self.sparse.isEmpty && self.settled.isEmpty }
+}
