@@ -184,8 +184,8 @@ public actor Node {
             case .reject(_, let reason):
                 self.metrics.batches["refused", default: 0] += 1
                 return .refused(reason)
-            case .scheduleTick:
-                break
+            case .scheduleTick, .send:
+                break  // ingest neither schedules nor sends; the node has no peers yet (issue 5)
             }
         }
         preconditionFailure("replica.ingest returned no answer for a batch: \(actions)")

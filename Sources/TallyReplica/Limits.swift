@@ -23,12 +23,20 @@ public struct Limits: Sendable, Equatable {
     public var idempotencyKeysMax: Int
     /// Longest idempotency key, in UTF-8 bytes.
     public var idempotencyKeyBytesMax: Int
+    /// Most bytes of batches or state chunks sent in answer to one digest (the per-round budget).
+    public var gossipBytesMax: Int
+    /// Most bytes of sealed batches kept per origin for peers that are behind; a peer behind the
+    /// oldest gets a state transfer instead.
+    public var replicationBufferBytesMax: Int
+    /// Most time buckets in one sealed batch (a seal of more makes several batches).
+    public var sealBucketsMax: Int
 
     public init(
         batchEventsMax: Int = 10_000, nameBytesMax: Int = 128, userBytesMax: Int = 256,
         servicesMax: Int = 10_000, operationsPerServiceMax: Int = 1_000, latencyMax: Duration = .seconds(3_600),
         futureSkewMax: Duration = .seconds(300), idempotencyWindow: Duration = .seconds(86_400),
-        idempotencyKeysMax: Int = 1_000_000, idempotencyKeyBytesMax: Int = 256
+        idempotencyKeysMax: Int = 1_000_000, idempotencyKeyBytesMax: Int = 256,
+        gossipBytesMax: Int = 256 << 10, replicationBufferBytesMax: Int = 8 << 20, sealBucketsMax: Int = 1_024
     ) {
         self.batchEventsMax = batchEventsMax
         self.nameBytesMax = nameBytesMax
@@ -40,6 +48,9 @@ public struct Limits: Sendable, Equatable {
         self.idempotencyWindow = idempotencyWindow
         self.idempotencyKeysMax = idempotencyKeysMax
         self.idempotencyKeyBytesMax = idempotencyKeyBytesMax
+        self.gossipBytesMax = gossipBytesMax
+        self.replicationBufferBytesMax = replicationBufferBytesMax
+        self.sealBucketsMax = sealBucketsMax
     }
 }
 
@@ -57,14 +68,25 @@ public struct ReplicaConfig: Sendable, Equatable {
     public var sketchBucketsMax: Int
     /// Distinct-user sketch precision (14: 0.81% standard error).
     public var usersPrecision: Int
-    /// How often `tick` runs (retention, idempotency-key expiry).
+    /// How often `tick` runs (retention, idempotency-key expiry, gossip).
     public var tickInterval: Duration
+    /// The peers this replica gossips with, by the names the shell routes messages by. Empty: a
+    /// single region, which keeps no replication state at all.
+    public var peers: [String]
+    /// How often the replica seals its changes and starts an exchange with a peer.
+    public var gossipInterval: Duration
+    /// The high 32 bits of this replica's own versions: the shell raises it on every start, so a
+    /// restarted replica never reuses a version it may already have published.
+    public var versionEpoch: UInt32
+    /// Seeds the replica's own random choices (which peer to gossip with).
+    public var seed: UInt64
 
     public init(
         id: ReplicaID, retention: Retention = Retention(), limits: Limits = Limits(),
         errorClasses: Set<StatusClass> = [.serverError], sketchScale: Int = LatencySketch.defaultScale,
         sketchBucketsMax: Int = LatencySketch.defaultBucketsMax, usersPrecision: Int = HyperLogLog.defaultPrecision,
-        tickInterval: Duration = .seconds(1)
+        tickInterval: Duration = .seconds(1), peers: [String] = [], gossipInterval: Duration = .seconds(1),
+        versionEpoch: UInt32 = 0, seed: UInt64 = 0
     ) {
         self.id = id
         self.retention = retention
@@ -74,5 +96,9 @@ public struct ReplicaConfig: Sendable, Equatable {
         self.sketchBucketsMax = sketchBucketsMax
         self.usersPrecision = usersPrecision
         self.tickInterval = tickInterval
+        self.peers = peers
+        self.gossipInterval = gossipInterval
+        self.versionEpoch = versionEpoch
+        self.seed = seed
     }
 }

@@ -18,7 +18,7 @@ public struct Replica: Sendable {
 
     /// Series in order of first appearance; `SeriesID` indexes this array.
     var series: [SeriesState] = []
-    private var seriesIndex: [SeriesKey: SeriesID] = [:]
+    var seriesIndex: [SeriesKey: SeriesID] = [:]
     /// Operations seen per service (any status class), for the cardinality limit.
     private var operations: [String: Set<String>] = [:]
     /// Remembered answers by idempotency key, and their expiry order.
@@ -31,15 +31,18 @@ public struct Replica: Sendable {
     var savedSeriesCount = 0
     /// Series with time buckets changed since the last checkpoint, each once.
     var dirtySeries: [SeriesID] = []
+    /// Gossip: versions, buffers and transfers per origin (empty without peers).
+    var replication: ReplicationState
 
     /// The config in the form the ingest path uses: integer milliseconds and bit masks, because
     /// `Duration` arithmetic (128-bit) and `Set` lookups showed up in the ingest profile.
-    private let plan: IngestPlan
+    let plan: IngestPlan
 
     public init(config: ReplicaConfig) {
         self.config = config
         self.plan = IngestPlan(config)
         self.idempotency = IdempotencyCache(capacity: config.limits.idempotencyKeysMax)
+        self.replication = ReplicationState(config)
     }
 
     /// Number of series (service, operation, status class) known.
@@ -134,6 +137,11 @@ public struct Replica: Sendable {
         }
         if removed > 0 { self.stateVersion += 1 }
         self.idempotency.expire(now: now)
+        if let last = self.replication.lastGossip, now - last < self.config.gossipInterval {
+            // Not yet: a tick more often than the gossip interval only expires.
+        } else {
+            actions += self.gossip(now: now)
+        }
         actions.append(.scheduleTick(after: self.config.tickInterval))
         return actions
     }
@@ -201,9 +209,10 @@ public struct Replica: Sendable {
     mutating func apply(_ event: Event, key: SeriesKey, known: SeriesID?, now: Timestamp) {
         let id = known ?? self.addSeries(key)
         let isError = self.plan.errorMask & (1 << key.statusClass.rawValue) != 0
-        if self.series[Int(id.rawValue)].record(event, isError: isError, now: now, plan: self.plan) {
-            self.dirtySeries.append(id)
-        }
+        let (wasClean, wasSealed) = self.series[Int(id.rawValue)].record(
+            event, isError: isError, now: now, plan: self.plan)
+        if wasClean { self.dirtySeries.append(id) }
+        if wasSealed { self.replication.unsealedSeries.append(id) }
         self.stateVersion += 1
     }
 
@@ -239,6 +248,8 @@ struct SeriesState: Sendable {
     /// tight and cheap description of what changed.
     private var dirtyFrom: InlineArray<3, Int64> = InlineArray(repeating: .max)
     private var isDirty = false
+    /// Own events changed buckets since the last seal (`TimeBuckets.bases` holds which).
+    var isUnsealed = false
 
     init(key: SeriesKey) {
         self.key = key
@@ -246,25 +257,30 @@ struct SeriesState: Sendable {
 
     var bucketCount: Int { self.buckets.reduce(0) { $0 + $1.count } }
 
-    /// Counts `event` into every resolution keeping its bucket. Returns true when this is the
-    /// series' first change since the last checkpoint (the replica lists it as dirty then).
-    mutating func record(_ event: Event, isError: Bool, now: Timestamp, plan: IngestPlan) -> Bool {
+    /// Counts `event` into every resolution keeping its bucket. Returns whether this is the
+    /// series' first change since the last checkpoint, and since the last seal (the replica lists
+    /// it as dirty, or unsealed, then).
+    mutating func record(_ event: Event, isError: Bool, now: Timestamp, plan: IngestPlan)
+        -> (wasClean: Bool, wasSealed: Bool)
+    {
         let userHash = event.user?.hash
         let wasClean = !self.isDirty
         self.isDirty = true
+        let wasSealed = plan.replicates && !self.isUnsealed
+        if plan.replicates { self.isUnsealed = true }
         for resolution in 0..<plan.widthMillis.count {
             // A late event whose bucket this resolution no longer keeps counts only where it is kept.
             let start = plan.bucketStart(resolution, event.timestamp)
             guard plan.keeps(resolution, bucketStart: start, now: now) else { continue }
             if start < self.dirtyFrom[resolution] { self.dirtyFrom[resolution] = start }
-            self.buckets[resolution].update(start) {
+            self.buckets[resolution].update(start, trackBase: plan.replicates) {
                 BucketAggregate(sketchScale: plan.sketchScale, sketchBucketsMax: plan.sketchBucketsMax,
                                 usersPrecision: plan.usersPrecision)
             } _: { aggregate in
                 aggregate.record(event, userHash: userHash, isError: isError, at: plan.id)
             }
         }
-        return wasClean
+        return (wasClean, wasSealed)
     }
 
     /// Appends the buckets changed since the last checkpoint to `stored`, and marks them saved.
@@ -279,6 +295,32 @@ struct SeriesState: Sendable {
             self.dirtyFrom[resolution.rawValue] = .max
         }
         self.isDirty = false
+    }
+
+    /// Joins a replicated bucket part into the bucket at `start` (creating it), for checkpoints a
+    /// change like any other. Returns true when this is the series' first change since the last
+    /// checkpoint.
+    mutating func merge(_ part: BucketAggregate, resolution: Resolution, start: Int64) -> Bool {
+        let wasClean = !self.isDirty
+        self.isDirty = true
+        if start < self.dirtyFrom[resolution.rawValue] { self.dirtyFrom[resolution.rawValue] = start }
+        self.buckets[resolution.rawValue].update(start) { part } _: { $0.merge(part) }
+        return wasClean
+    }
+
+    /// Takes the buckets own events changed since the last seal, with their values before.
+    mutating func takeUnsealed() -> [(resolution: Resolution, start: Int64, base: BucketAggregate?, current: BucketAggregate)] {
+        var changed: [(resolution: Resolution, start: Int64, base: BucketAggregate?, current: BucketAggregate)] = []
+        for resolution in Resolution.allCases {
+            for (start, base) in self.buckets[resolution.rawValue].takeBases() {
+                // A bucket retention dropped since has nothing left to ship.
+                if let current = self.buckets[resolution.rawValue][start] {
+                    changed.append((resolution, start, base, current))
+                }
+            }
+        }
+        self.isUnsealed = false
+        return changed
     }
 
     /// Puts back a bucket from a stored image.
@@ -373,6 +415,8 @@ struct IngestPlan: Sendable {
     let sketchScale: Int
     let sketchBucketsMax: Int
     let usersPrecision: Int
+    /// The replica has peers: own changes are tracked for sealing.
+    let replicates: Bool
 
     init(_ config: ReplicaConfig) {
         self.id = config.id
@@ -387,6 +431,7 @@ struct IngestPlan: Sendable {
         self.sketchScale = config.sketchScale
         self.sketchBucketsMax = config.sketchBucketsMax
         self.usersPrecision = config.usersPrecision
+        self.replicates = !config.peers.isEmpty
     }
 
     /// The start (ms) of the time bucket of `resolution` holding `timestamp`; floor, also before 1970.

@@ -8,6 +8,10 @@ struct TimeBuckets: Sendable {
     private(set) var aggregates: [BucketAggregate] = []
     /// Buckets before this position were settled: their arrays shrunk to fit.
     private var settled = 0
+    /// When the replica replicates: the buckets its own events changed since its last seal, each
+    /// with its value before the first such change (nil: created since). Usually one entry, the
+    /// current bucket; a seal takes them all.
+    private(set) var bases: [(start: Int64, base: BucketAggregate?)] = []
 
     var count: Int { self.starts.count }
 
@@ -33,9 +37,15 @@ struct TimeBuckets: Sendable {
     }
 
     /// Applies `body` to the bucket at `start`, creating it with `make` first if absent.
+    /// `trackBase`: remember the bucket's value before its first change since the last seal.
     @inline(__always)
-    mutating func update(_ start: Int64, make: () -> BucketAggregate, _ body: (inout BucketAggregate) -> Void) {
+    mutating func update(_ start: Int64, trackBase: Bool = false, make: () -> BucketAggregate,
+                         _ body: (inout BucketAggregate) -> Void)
+    {
         let (index, found) = self.position(of: start)
+        if trackBase && self.bases.last?.start != start && !self.bases.contains(where: { $0.start == start }) {
+            self.bases.append((start, found ? self.aggregates[index] : nil))
+        }
         if found {
             body(&self.aggregates[index])
         } else {
@@ -63,6 +73,12 @@ struct TimeBuckets: Sendable {
             self.aggregates[self.settled].shrinkToFit()
             self.settled += 1
         }
+    }
+
+    /// Takes the buckets changed by own events since the last seal, with their bases.
+    mutating func takeBases() -> [(start: Int64, base: BucketAggregate?)] {
+        defer { self.bases.removeAll(keepingCapacity: true) }
+        return self.bases
     }
 
     /// (start, aggregate) pairs in time order.

@@ -24,6 +24,12 @@ struct PackedCounts: Sendable {
         self.replaceSubrange(0..<0, with: values)
     }
 
+    @usableFromInline
+    init(_ values: [UInt64]) {
+        self.init()
+        self.replace(0..<0, with: values)
+    }
+
     /// The smallest shift whose width holds `value`.
     @inlinable @inline(__always)
     static func shift(for value: UInt64) -> Int {
@@ -132,6 +138,28 @@ struct PackedCounts: Sendable {
 extension PackedCounts: RandomAccessCollection, MutableCollection, RangeReplaceableCollection {
     @inlinable var startIndex: Int { 0 }
     @inlinable var endIndex: Int { self.storage.count &>> self.shift }
+    @inlinable var count: Int { self.storage.count &>> self.shift }
+    @inlinable var isEmpty: Bool { self.storage.isEmpty }
+
+    /// A concrete iterator: the generic one goes through the subscript's witness, which unoptimized
+    /// builds (the tests) resolve at run time for every element.
+    @usableFromInline
+    struct Iterator: IteratorProtocol {
+        @usableFromInline let counts: PackedCounts
+        @usableFromInline var position = 0
+
+        @inlinable init(counts: PackedCounts) { self.counts = counts }
+
+        @inlinable
+        mutating func next() -> UInt64? {
+            guard self.position < self.counts.count else { return nil }
+            defer { self.position += 1 }
+            let (shift, position) = (self.counts.shift, self.position)
+            return self.counts.storage.withUnsafeBytes { PackedCounts.load($0, position, shift: shift) }
+        }
+    }
+
+    @inlinable func makeIterator() -> Iterator { Iterator(counts: self) }
 
     @usableFromInline
     subscript(position: Int) -> UInt64 {
@@ -150,13 +178,27 @@ extension PackedCounts: RandomAccessCollection, MutableCollection, RangeReplacea
 
     @usableFromInline
     mutating func replaceSubrange<C: Collection>(_ range: Range<Int>, with values: C) where C.Element == UInt64 {
-        self.widen(to: Self.shift(for: values.max() ?? 0))
-        let shift = self.shift
-        var bytes = [UInt8](repeating: 0, count: values.count << shift)
-        bytes.withUnsafeMutableBytes { to in
-            for (position, value) in values.enumerated() { Self.store(value, to, position, shift: shift) }
+        if let values = values as? [UInt64] {
+            self.replace(range, with: values)
+        } else {
+            self.replace(range, with: Array(values))
         }
-        self.storage.replaceSubrange((range.lowerBound << shift)..<(range.upperBound << shift), with: bytes)
+    }
+
+    /// `replaceSubrange` for an array: no generic code per element (the tests run unoptimized).
+    @usableFromInline
+    mutating func replace(_ range: Range<Int>, with values: [UInt64]) {
+        values.withUnsafeBufferPointer { values in
+            var largest: UInt64 = 0
+            for value in values where value > largest { largest = value }
+            self.widen(to: Self.shift(for: largest))
+            let shift = self.shift
+            var bytes = [UInt8](repeating: 0, count: values.count << shift)
+            bytes.withUnsafeMutableBytes { to in
+                for position in 0..<values.count { Self.store(values[position], to, position, shift: shift) }
+            }
+            self.storage.replaceSubrange((range.lowerBound << shift)..<(range.upperBound << shift), with: bytes)
+        }
     }
 
     @usableFromInline

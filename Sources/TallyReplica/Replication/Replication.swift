@@ -1,0 +1,308 @@
+import TallyAggregates
+
+/// What a replica knows of one origin: the head of its chain, the batches it can relay, the
+/// origin time it is current as of, and a state transfer it is receiving.
+struct OriginState: Sendable {
+    /// The last batch integrated (0: none).
+    var version: UInt64 = 0
+    /// The origin time as of which `version` is known to be the origin's latest.
+    var currentAsOf = Timestamp(millisecondsSinceEpoch: .min)
+    /// Recent batches in chain order, ending at `version`, for peers that are behind.
+    var buffer: [(batch: DeltaBatch, bytes: Int)] = []
+    var bufferBytes = 0
+    /// A state transfer being received: complete through `next` (exclusive), as of `asOf`.
+    var transfer: (asOf: UInt64, asOfTime: Timestamp, next: BucketKey)?
+
+    /// The buffered batches after `version` in chain order, or nil when the buffer does not reach
+    /// back to it (the peer needs a state transfer).
+    func chain(after version: UInt64) -> ArraySlice<(batch: DeltaBatch, bytes: Int)>? {
+        if version == self.version { return self.buffer[self.buffer.endIndex...] }
+        guard let start = self.buffer.firstIndex(where: { $0.batch.previous == version }) else { return nil }
+        return self.buffer[start...]
+    }
+
+    mutating func append(_ batch: DeltaBatch, bytes: Int, limit: Int) {
+        self.buffer.append((batch, bytes))
+        self.bufferBytes += bytes
+        var dropped = 0
+        while self.bufferBytes > limit && dropped < self.buffer.count - 1 {
+            self.bufferBytes -= self.buffer[dropped].bytes
+            dropped += 1
+        }
+        if dropped > 0 { self.buffer.removeFirst(dropped) }
+        self.version = batch.version
+    }
+}
+
+/// The replica's gossip state. Origins are kept in a dictionary but every output iterates them
+/// sorted by id, so no hash order reaches a message.
+struct ReplicationState: Sendable {
+    var origins: [ReplicaID: OriginState] = [:]
+    /// Series with own changes since the last seal, each once.
+    var unsealedSeries: [SeriesID] = []
+    /// The last own version sealed (published or not).
+    var sealedVersion: UInt64
+    /// Sealed own batches waiting for the log sequence they cover to be durable.
+    var unpublished: [(batch: DeltaBatch, through: UInt64)] = []
+    /// The highest log sequence the shell reported durable.
+    var durableThrough: UInt64 = 0
+    var random: SeededRandom
+    var lastGossip: Timestamp?
+    /// Messages received that did not decode or did not follow the protocol, for `/metrics`.
+    var refused: UInt64 = 0
+
+    init(_ config: ReplicaConfig) {
+        self.sealedVersion = UInt64(config.versionEpoch) << 32
+        self.random = SeededRandom(seed: config.seed ^ config.id.rawValue)
+    }
+}
+
+extension Replica {
+    // MARK: - Sealing and publishing own changes
+
+    /// Seals own changes since the last seal into batches of this origin (differences of each
+    /// changed bucket's own part), to be published once the log is durable through `lastSequence`.
+    mutating func seal(now: Timestamp) {
+        let own = self.config.id
+        var parts: [ReplicatedBucket] = []
+        for id in self.replication.unsealedSeries {
+            let position = Int(id.rawValue)
+            let key = self.series[position].key
+            for change in self.series[position].takeUnsealed() {
+                let current = change.current.projection(of: own)
+                let part = change.base.map { current.difference(from: $0.projection(of: own)) } ?? current
+                if !part.isEmpty {
+                    parts.append(ReplicatedBucket(
+                        key: BucketKey(series: key, resolution: change.resolution,
+                                       start: Timestamp(millisecondsSinceEpoch: change.start)),
+                        aggregate: part))
+                }
+            }
+        }
+        self.replication.unsealedSeries.removeAll(keepingCapacity: true)
+        guard !parts.isEmpty else { return }
+        let size = self.config.limits.sealBucketsMax
+        for chunk in stride(from: 0, to: parts.count, by: size) {
+            let previous = self.replication.sealedVersion
+            self.replication.sealedVersion += 1
+            let batch = DeltaBatch(
+                origin: own, version: self.replication.sealedVersion, previous: previous, sealedAt: now,
+                buckets: Array(parts[chunk..<min(chunk + size, parts.count)]))
+            self.replication.unpublished.append((batch, self.lastSequence))
+        }
+        self.publishDurable()
+    }
+
+    /// The shell reports that the log is durable through `sequence`: own batches covering only
+    /// durable events are published (peers may now count them).
+    public mutating func durable(through sequence: UInt64) {
+        self.replication.durableThrough = max(self.replication.durableThrough, sequence)
+        self.publishDurable()
+    }
+
+    private mutating func publishDurable() {
+        while let first = self.replication.unpublished.first, first.through <= self.replication.durableThrough {
+            self.replication.unpublished.removeFirst()
+            let bytes = ReplicationMessage.deltas([first.batch]).encoded().count
+            self.replication.origins[first.batch.origin, default: OriginState()].append(
+                first.batch, bytes: bytes, limit: self.config.limits.replicationBufferBytesMax)
+        }
+    }
+
+    // MARK: - Gossip rounds
+
+    /// A gossip round: seal own changes, and send this replica's digest to one peer chosen at random.
+    mutating func gossip(now: Timestamp) -> [Action] {
+        guard !self.config.peers.isEmpty else { return [] }
+        self.replication.lastGossip = now
+        self.seal(now: now)
+        let peer = self.config.peers[Int(self.replication.random.next() % UInt64(self.config.peers.count))]
+        return [.send(.digest(self.digest(now: now, reply: true)), to: peer)]
+    }
+
+    /// Per origin (sorted), the version held and the origin time it is current as of; the own
+    /// origin is current as of now.
+    func digest(now: Timestamp, reply: Bool) -> Digest {
+        var entries: [Digest.Entry] = []
+        var transfers: [Digest.Transfer] = []
+        for origin in self.replication.origins.keys.sorted() {
+            let state = self.replication.origins[origin]!  // key from the same dictionary
+            let asOf = origin == self.config.id ? now : state.currentAsOf
+            entries.append(Digest.Entry(origin: origin, version: state.version, currentAsOf: asOf))
+            if let transfer = state.transfer {
+                transfers.append(Digest.Transfer(origin: origin, asOf: transfer.asOf, cursor: transfer.next))
+            }
+        }
+        return Digest(entries: entries, transfers: transfers, reply: reply)
+    }
+
+    // MARK: - Receiving
+
+    /// A message arrived from `peer`. Messages are idempotent: a duplicate or a stale one changes
+    /// nothing, and one out of order is ignored (its content comes again).
+    public mutating func receive(_ message: ReplicationMessage, from peer: String, now: Timestamp) -> [Action] {
+        switch message {
+        case .digest(let digest):
+            return self.answer(digest, from: peer, now: now)
+        case .deltas(let batches):
+            for batch in batches { self.integrate(batch, now: now) }
+            return []
+        case .stateChunk(let chunk):
+            self.integrate(chunk, now: now)
+            return []
+        }
+    }
+
+    /// Answers a digest with what the peer lacks (within the byte budget) and, when the peer has
+    /// what this replica lacks and asked for it, this replica's digest.
+    mutating func answer(_ digest: Digest, from peer: String, now: Timestamp) -> [Action] {
+        var theirs: [ReplicaID: Digest.Entry] = [:]
+        for entry in digest.entries { theirs[entry.origin] = entry }
+        var transfers: [ReplicaID: Digest.Transfer] = [:]
+        for transfer in digest.transfers { transfers[transfer.origin] = transfer }
+        var lacking = false
+        // What the peer knows tells this replica how current it is.
+        for entry in digest.entries where entry.origin != self.config.id {
+            let mine = self.replication.origins[entry.origin]?.version ?? 0
+            if entry.version > mine {
+                lacking = true
+            } else if entry.version == mine, var state = self.replication.origins[entry.origin] {
+                state.currentAsOf = max(state.currentAsOf, entry.currentAsOf)
+                self.replication.origins[entry.origin] = state
+            }
+        }
+        var budget = self.config.limits.gossipBytesMax
+        var batches: [DeltaBatch] = []
+        var actions: [Action] = []
+        for origin in self.replication.origins.keys.sorted() where budget > 0 {
+            let state = self.replication.origins[origin]!  // key from the same dictionary
+            let known = theirs[origin]?.version ?? 0
+            guard state.version > known else { continue }
+            if let chain = state.chain(after: known) {
+                for (batch, bytes) in chain {
+                    // The first batch goes even over budget, or a large one would never pass.
+                    if bytes > budget && !batches.isEmpty { break }
+                    batches.append(batch)
+                    budget -= bytes
+                }
+            } else {
+                let resume = transfers[origin].flatMap { $0.asOf <= state.version ? $0.cursor : nil }
+                let chunk = self.stateChunk(of: origin, from: resume, budget: budget, now: now)
+                budget -= chunk.bytes
+                actions.append(.send(.stateChunk(chunk.chunk), to: peer))
+            }
+        }
+        if !batches.isEmpty { actions.insert(.send(.deltas(batches), to: peer), at: 0) }
+        if digest.reply && lacking { actions.append(.send(.digest(self.digest(now: now, reply: false)), to: peer)) }
+        return actions
+    }
+
+    /// Every bucket part of `origin` in key order from `from`, until the budget is spent.
+    func stateChunk(of origin: ReplicaID, from: BucketKey?, budget: Int, now: Timestamp)
+        -> (chunk: StateChunk, bytes: Int)
+    {
+        let state = self.replication.origins[origin] ?? OriginState()
+        var buckets: [ReplicatedBucket] = []
+        var bytes = 0
+        var next: BucketKey?
+        let ordered = self.series.indices.sorted { self.series[$0].key < self.series[$1].key }
+        search: for position in ordered {
+            let series = self.series[position]
+            if let from, series.key < from.series { continue }
+            for resolution in Resolution.allCases {
+                for (start, aggregate) in series.buckets[resolution.rawValue].all {
+                    let key = BucketKey(series: series.key, resolution: resolution,
+                                        start: Timestamp(millisecondsSinceEpoch: start))
+                    if let from, key < from { continue }
+                    guard aggregate.hasPart(of: origin) else { continue }
+                    if bytes >= budget && !buckets.isEmpty {
+                        next = key
+                        break search
+                    }
+                    let part = aggregate.projection(of: origin)
+                    bytes += part.encoded().count + 32
+                    buckets.append(ReplicatedBucket(key: key, aggregate: part))
+                }
+            }
+        }
+        let chunk = StateChunk(origin: origin, asOf: state.version,
+                               asOfTime: origin == self.config.id ? now : state.currentAsOf,
+                               from: from, next: next, buckets: buckets)
+        return (chunk, bytes)
+    }
+
+    /// Integrates a batch that follows the last one of its origin; ignores any other.
+    mutating func integrate(_ batch: DeltaBatch, now: Timestamp) {
+        guard batch.origin != self.config.id else { return }
+        var state = self.replication.origins[batch.origin] ?? OriginState()
+        guard batch.previous == state.version, state.transfer == nil else { return }
+        for bucket in batch.buckets { self.merge(bucket, now: now) }
+        state.currentAsOf = max(state.currentAsOf, batch.sealedAt)
+        let bytes = ReplicationMessage.deltas([batch]).encoded().count
+        state.append(batch, bytes: bytes, limit: self.config.limits.replicationBufferBytesMax)
+        self.replication.origins[batch.origin] = state
+    }
+
+    /// Integrates a state chunk that starts or continues a transfer; ignores any other.
+    mutating func integrate(_ chunk: StateChunk, now: Timestamp) {
+        guard chunk.origin != self.config.id else { return }
+        var state = self.replication.origins[chunk.origin] ?? OriginState()
+        guard chunk.asOf > state.version else { return }
+        var asOf = chunk.asOf
+        var asOfTime = chunk.asOfTime
+        if let transfer = state.transfer {
+            // Continues the transfer from where it stands, with a state at least as new.
+            guard chunk.from == transfer.next, chunk.asOf >= transfer.asOf else { return }
+            asOf = transfer.asOf
+            asOfTime = transfer.asOfTime
+        } else {
+            guard chunk.from == nil else { return }
+        }
+        for bucket in chunk.buckets { self.merge(bucket, now: now) }
+        if let next = chunk.next {
+            state.transfer = (asOf, asOfTime, next)
+        } else {
+            // Complete: everything of the origin up to `asOf` is here. The buffer no longer chains
+            // to the new head, so it is dropped.
+            state.transfer = nil
+            state.version = asOf
+            state.currentAsOf = max(state.currentAsOf, asOfTime)
+            state.buffer = []
+            state.bufferBytes = 0
+        }
+        self.replication.origins[chunk.origin] = state
+    }
+
+    /// Joins a replicated bucket part into this replica's state: the series is created if new (a
+    /// remote series is not subject to the local cardinality limit, which its origin enforced:
+    /// refusing it would make regions diverge), and a bucket retention no longer keeps is dropped.
+    mutating func merge(_ bucket: ReplicatedBucket, now: Timestamp) {
+        let resolution = bucket.key.resolution.rawValue
+        guard self.plan.keeps(resolution, bucketStart: bucket.key.start.millisecondsSinceEpoch, now: now) else {
+            return
+        }
+        let id = self.seriesIndex[bucket.key.series] ?? self.addSeries(bucket.key.series)
+        if self.series[Int(id.rawValue)].merge(
+            bucket.aggregate, resolution: bucket.key.resolution, start: bucket.key.start.millisecondsSinceEpoch)
+        {
+            self.dirtySeries.append(id)
+        }
+        self.stateVersion += 1
+    }
+
+    // MARK: - Observing
+
+    /// Per other origin (sorted): how far behind it this replica is, as of `now`. Includes clock
+    /// skew between the regions; nil for an origin this replica holds nothing of yet.
+    public func staleness(now: Timestamp) -> [(origin: ReplicaID, behind: Duration?)] {
+        self.replication.origins.keys.sorted().filter { $0 != self.config.id }.map { origin in
+            let state = self.replication.origins[origin]!  // key from the same dictionary
+            return (origin, state.version == 0 ? nil : now - state.currentAsOf)
+        }
+    }
+
+    /// Per origin (sorted), the last version integrated: equal digests mean converged.
+    public var versions: [(origin: ReplicaID, version: UInt64)] {
+        self.replication.origins.keys.sorted().map { ($0, self.replication.origins[$0]!.version) }
+    }
+}

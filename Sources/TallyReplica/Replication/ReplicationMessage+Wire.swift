@@ -1,0 +1,217 @@
+import TallyAggregates
+
+/// The wire format of replication messages (protocol version 1).
+///
+/// ```
+/// message:  tag 0x20, protocol version u8, kind u8 (0 digest, 1 deltas, 2 state chunk), body
+/// strings:  count, then each string: every service and operation name in the message, once;
+///           a series key is then (service index, operation index, status class u8)
+/// key:      series key, resolution u8, start zigzag
+/// digest:   reply u8, entries: count, per entry: origin u64 LE, version varint, currentAsOf zigzag;
+///           transfers: count, per transfer: origin u64 LE, asOf varint, cursor key
+/// deltas:   batches: count, per batch: origin u64 LE, version, previous, sealedAt zigzag,
+///           buckets: count, per bucket: key, BucketAggregate body
+/// chunk:    origin u64 LE, asOf varint, asOfTime zigzag, from: 0 | 1 key, next: 0 | 1 key,
+///           buckets: count, per bucket: key, BucketAggregate body
+/// ```
+/// Decoding enforces the reader's limits and `ReplicationMessage.limits`, and never traps: a peer's
+/// bytes are untrusted input. The transport caps the frame size before the bytes get here.
+extension ReplicationMessage {
+    public static let encodingTag: UInt8 = 0x20
+    /// The protocol versions this build speaks; a handshake picks the highest both do.
+    public static let protocolVersions: ClosedRange<UInt8> = 1...1
+    /// Most batches, buckets, digest entries or strings in one message.
+    public static let countMax = 1 << 16
+
+    public func encoded(protocolVersion: UInt8 = ReplicationMessage.protocolVersions.upperBound) -> [UInt8] {
+        var strings = StringTable()
+        var body = ByteWriter()
+        switch self {
+        case .digest(let digest):
+            body.writeUInt8(digest.reply ? 1 : 0)
+            body.writeVarint(digest.entries.count)
+            for entry in digest.entries {
+                body.writeUInt64LE(entry.origin.rawValue)
+                body.writeVarint(entry.version)
+                body.writeZigZag(entry.currentAsOf.millisecondsSinceEpoch)
+            }
+            body.writeVarint(digest.transfers.count)
+            for transfer in digest.transfers {
+                body.writeUInt64LE(transfer.origin.rawValue)
+                body.writeVarint(transfer.asOf)
+                Self.write(transfer.cursor, to: &body, strings: &strings)
+            }
+        case .deltas(let batches):
+            body.writeVarint(batches.count)
+            for batch in batches {
+                body.writeUInt64LE(batch.origin.rawValue)
+                body.writeVarint(batch.version)
+                body.writeVarint(batch.previous)
+                body.writeZigZag(batch.sealedAt.millisecondsSinceEpoch)
+                Self.write(batch.buckets, to: &body, strings: &strings)
+            }
+        case .stateChunk(let chunk):
+            body.writeUInt64LE(chunk.origin.rawValue)
+            body.writeVarint(chunk.asOf)
+            body.writeZigZag(chunk.asOfTime.millisecondsSinceEpoch)
+            for key in [chunk.from, chunk.next] {
+                if let key {
+                    body.writeUInt8(1)
+                    Self.write(key, to: &body, strings: &strings)
+                } else {
+                    body.writeUInt8(0)
+                }
+            }
+            Self.write(chunk.buckets, to: &body, strings: &strings)
+        }
+        var writer = ByteWriter(capacity: body.bytes.count + 64)
+        writer.writeUInt8(Self.encodingTag)
+        writer.writeUInt8(protocolVersion)
+        writer.writeUInt8(self.kind)
+        writer.writeVarint(strings.strings.count)
+        for string in strings.strings { writer.writeString(string) }
+        writer.writeBytes(body.bytes)
+        return writer.bytes
+    }
+
+    var kind: UInt8 {
+        switch self {
+        case .digest: return 0
+        case .deltas: return 1
+        case .stateChunk: return 2
+        }
+    }
+
+    public init(encoded bytes: [UInt8], limits: DecodeLimits = .default) throws(DecodeError) {
+        var reader = ByteReader(bytes, limits: limits)
+        _ = try reader.readHeader(tag: Self.encodingTag, type: "ReplicationMessage", versions: Self.protocolVersions)
+        let kind = try reader.readUInt8("ReplicationMessage kind")
+        let stringCount = try reader.readCount("ReplicationMessage string count", max: Self.countMax)
+        var strings: [String] = []
+        strings.reserveCapacity(min(stringCount, reader.remaining))
+        for _ in 0..<stringCount { strings.append(try reader.readString("ReplicationMessage string")) }
+        switch kind {
+        case 0:
+            let reply: Bool
+            switch try reader.readUInt8("Digest reply") {
+            case 0: reply = false
+            case 1: reply = true
+            case let flag: throw .invalidValue(field: "Digest reply", value: "\(flag)")
+            }
+            var entries: [Digest.Entry] = []
+            for _ in 0..<(try reader.readCount("Digest entry count", max: reader.limits.originsMax)) {
+                let origin = ReplicaID(try reader.readUInt64LE("Digest origin"))
+                if let last = entries.last, last.origin >= origin { throw .nonCanonical(field: "Digest origins order") }
+                entries.append(Digest.Entry(
+                    origin: origin, version: try reader.readVarint("Digest version"),
+                    currentAsOf: Timestamp(millisecondsSinceEpoch: try reader.readZigZag("Digest currentAsOf"))))
+            }
+            var transfers: [Digest.Transfer] = []
+            for _ in 0..<(try reader.readCount("Digest transfer count", max: reader.limits.originsMax)) {
+                let origin = ReplicaID(try reader.readUInt64LE("Digest transfer origin"))
+                if let last = transfers.last, last.origin >= origin {
+                    throw .nonCanonical(field: "Digest transfer origins order")
+                }
+                transfers.append(Digest.Transfer(
+                    origin: origin, asOf: try reader.readVarint("Digest transfer asOf"),
+                    cursor: try Self.readKey(from: &reader, strings: strings)))
+            }
+            self = .digest(Digest(entries: entries, transfers: transfers, reply: reply))
+        case 1:
+            var batches: [DeltaBatch] = []
+            for _ in 0..<(try reader.readCount("Deltas batch count", max: Self.countMax)) {
+                let origin = ReplicaID(try reader.readUInt64LE("DeltaBatch origin"))
+                let version = try reader.readVarint("DeltaBatch version")
+                let previous = try reader.readVarint("DeltaBatch previous")
+                guard previous < version else {
+                    throw .invalidValue(field: "DeltaBatch previous", value: "\(previous) not below version \(version)")
+                }
+                let sealedAt = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("DeltaBatch sealedAt"))
+                batches.append(DeltaBatch(
+                    origin: origin, version: version, previous: previous, sealedAt: sealedAt,
+                    buckets: try Self.readBuckets(from: &reader, strings: strings)))
+            }
+            self = .deltas(batches)
+        case 2:
+            let origin = ReplicaID(try reader.readUInt64LE("StateChunk origin"))
+            let asOf = try reader.readVarint("StateChunk asOf")
+            let asOfTime = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("StateChunk asOfTime"))
+            var keys: [BucketKey?] = []
+            for field in ["StateChunk from", "StateChunk next"] {
+                switch try reader.readUInt8(field) {
+                case 0: keys.append(nil)
+                case 1: keys.append(try Self.readKey(from: &reader, strings: strings))
+                case let flag: throw .invalidValue(field: field, value: "\(flag)")
+                }
+            }
+            self = .stateChunk(StateChunk(
+                origin: origin, asOf: asOf, asOfTime: asOfTime, from: keys[0], next: keys[1],
+                buckets: try Self.readBuckets(from: &reader, strings: strings)))
+        default:
+            throw .invalidValue(field: "ReplicationMessage kind", value: "\(kind)")
+        }
+        try reader.expectEnd()
+    }
+
+    // MARK: - Parts
+
+    private struct StringTable {
+        var strings: [String] = []
+        var index: [String: Int] = [:]
+
+        mutating func reference(_ string: String) -> Int {
+            if let position = self.index[string] { return position }
+            self.index[string] = self.strings.count
+            self.strings.append(string)
+            return self.strings.count - 1
+        }
+    }
+
+    private static func write(_ key: BucketKey, to writer: inout ByteWriter, strings: inout StringTable) {
+        writer.writeVarint(strings.reference(key.series.service))
+        writer.writeVarint(strings.reference(key.series.operation))
+        writer.writeUInt8(key.series.statusClass.rawValue)
+        writer.writeUInt8(UInt8(key.resolution.rawValue))
+        writer.writeZigZag(key.start.millisecondsSinceEpoch)
+    }
+
+    private static func write(_ buckets: [ReplicatedBucket], to writer: inout ByteWriter, strings: inout StringTable) {
+        writer.writeVarint(buckets.count)
+        for bucket in buckets {
+            Self.write(bucket.key, to: &writer, strings: &strings)
+            bucket.aggregate.encode(to: &writer)
+        }
+    }
+
+    private static func readKey(from reader: inout ByteReader, strings: [String]) throws(DecodeError) -> BucketKey {
+        func string(_ field: String) throws(DecodeError) -> String {
+            let index = try reader.readCount(field, max: Swift.max(strings.count - 1, 0))
+            guard index < strings.count else { throw .invalidValue(field: field, value: "\(index)") }
+            return strings[index]
+        }
+        let service = try string("BucketKey service")
+        let operation = try string("BucketKey operation")
+        let rawClass = try reader.readUInt8("BucketKey status class")
+        guard let statusClass = StatusClass(rawValue: rawClass) else {
+            throw .invalidValue(field: "BucketKey status class", value: "\(rawClass)")
+        }
+        let rawResolution = try reader.readUInt8("BucketKey resolution")
+        guard let resolution = Resolution(rawValue: Int(rawResolution)) else {
+            throw .invalidValue(field: "BucketKey resolution", value: "\(rawResolution)")
+        }
+        let start = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("BucketKey start"))
+        return BucketKey(series: SeriesKey(service: service, operation: operation, statusClass: statusClass),
+                         resolution: resolution, start: start)
+    }
+
+    private static func readBuckets(from reader: inout ByteReader, strings: [String]) throws(DecodeError)
+        -> [ReplicatedBucket]
+    {
+        var buckets: [ReplicatedBucket] = []
+        for _ in 0..<(try reader.readCount("bucket count", max: Self.countMax)) {
+            let key = try Self.readKey(from: &reader, strings: strings)
+            buckets.append(ReplicatedBucket(key: key, aggregate: try BucketAggregate(from: &reader)))
+        }
+        return buckets
+    }
+}
