@@ -174,6 +174,31 @@ import TallyAggregates
         #expect(cluster.totals(2) == cluster.accepted)
     }
 
+    /// A replica restarted from its checkpoint (new version epoch) keeps the chain heads it had
+    /// integrated, and the cluster converges again, its own new batches included.
+    @Test func restartFromCheckpointKeepsChainHeadsAndConverges() {
+        var cluster = Cluster(size: 3, seed: 17)
+        for replica in 0..<3 { cluster.ingest(at: replica, events: 40) }
+        for _ in 0..<6 { cluster.round(loss: 0) }
+        #expect(cluster.converged)
+        var image = ReplicaSnapshot()
+        image.apply(cluster.replicas[1].checkpoint(now: cluster.now))
+        let before = cluster.replicas[1].versions.filter { $0.origin != cluster.replicas[1].config.id }
+        var config = cluster.replicas[1].config
+        config.versionEpoch = 1
+        cluster.replicas[1] = Replica(config: config, restoring: image)
+        #expect(cluster.replicas[1].versions.map(\.origin) == before.map(\.origin))
+        #expect(cluster.replicas[1].versions.map(\.version) == before.map(\.version))
+        for replica in 0..<3 { cluster.ingest(at: replica, events: 25) }
+        var rounds = 0
+        while !cluster.converged && rounds < 20 {
+            cluster.round(loss: 0)
+            rounds += 1
+        }
+        #expect(cluster.converged, "not converged \(rounds) rounds after the restart")
+        for replica in 0..<3 { #expect(cluster.totals(replica) == cluster.accepted) }
+    }
+
     @Test func idleReplicasSendOnlyDigests() {
         var cluster = Cluster(size: 3, seed: 5)
         cluster.ingest(at: 0, events: 10)

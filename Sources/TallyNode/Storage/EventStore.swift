@@ -66,6 +66,17 @@ public actor EventStore {
                 CREATE INDEX idempotency_key_by_expiry ON idempotency_key (expires_at);
                 """)
         }
+        migrator.registerMigration("v3: replication") { db in
+            // Replication chain heads, stored whole with each checkpoint. 64-bit ids and versions
+            // are stored by bit pattern in SQLite's signed integers.
+            try db.execute(sql: """
+                CREATE TABLE origin (
+                    origin INTEGER PRIMARY KEY,
+                    version INTEGER NOT NULL,
+                    current_as_of INTEGER NOT NULL
+                )
+                """)
+        }
         return migrator
     }()
 
@@ -182,6 +193,13 @@ public actor EventStore {
             image.buckets[BucketAddress(series: Int(series), resolution: resolution, start: start)] =
                 try Self.decode(BucketAggregate.self, row["aggregate"], row: name)
         }
+        let origins = try Row.fetchCursor(db, sql: "SELECT origin, version, current_as_of FROM origin")
+        while let row = try origins.next() {
+            image.origins.append(OriginVersion(
+                origin: ReplicaID(UInt64(bitPattern: row["origin"])), version: UInt64(bitPattern: row["version"]),
+                currentAsOf: Timestamp(millisecondsSinceEpoch: row["current_as_of"])))
+        }
+        image.origins.sort { $0.origin < $1.origin }
         let keys = try Row.fetchCursor(db, sql: "SELECT client, key, expires_at, receipt FROM idempotency_key")
         while let row = try keys.next() {
             let client: String = row["client"]
@@ -332,6 +350,7 @@ public struct EncodedCheckpoint: Sendable {
     let buckets: [(series: Int64, resolution: Int64, start: Int64, aggregate: Data)]
     let keys: [(client: String, key: String, sequence: Int64, expiresAt: Int64, receipt: Data)]
     let expiredBefore: [Int64]
+    let origins: [OriginVersion]
     /// Time buckets it writes.
     public var bucketCount: Int { self.buckets.count }
 
@@ -356,6 +375,7 @@ public struct EncodedCheckpoint: Sendable {
              Data(record.receipt.encoded()))
         }
         self.expiredBefore = checkpoint.expiredBefore
+        self.origins = checkpoint.origins
     }
 
     /// Stores it as `ReplicaSnapshot.apply` would. The log entries it covers are left for the
@@ -383,6 +403,13 @@ public struct EncodedCheckpoint: Sendable {
             """)
         for key in self.keys {
             try upsertKey.execute(arguments: [key.client, key.key, key.sequence, key.expiresAt, key.receipt])
+        }
+        try db.execute(sql: "DELETE FROM origin")
+        for origin in self.origins {
+            try db.execute(sql: "INSERT INTO origin (origin, version, current_as_of) VALUES (?, ?, ?)", arguments: [
+                Int64(bitPattern: origin.origin.rawValue), Int64(bitPattern: origin.version),
+                origin.currentAsOf.millisecondsSinceEpoch,
+            ])
         }
         try db.execute(sql: """
             INSERT OR REPLACE INTO checkpoint (id, sequence, state_version, taken_at) VALUES (1, ?, ?, ?)

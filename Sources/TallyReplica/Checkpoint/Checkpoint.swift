@@ -26,10 +26,27 @@ public struct Checkpoint: Sendable {
     public var idempotencyKeys: [IdempotencyRecord]
     /// Per resolution (by raw value): buckets starting before this many ms are expired.
     public var expiredBefore: [Int64]
+    /// Per origin (sorted), the replication chain's head integrated into these buckets. Stored whole
+    /// each time (one row per region). After a restart the replica continues from these versions;
+    /// peers resend, or transfer, what it integrated after them and lost.
+    public var origins: [OriginVersion]
 
     /// True when storing it would change nothing but the expiry of old rows.
     public var isEmpty: Bool {
         self.newSeries.isEmpty && self.buckets.isEmpty && self.idempotencyKeys.isEmpty
+    }
+}
+
+/// An origin's replication chain head as stored: its version and the origin time it was current as of.
+public struct OriginVersion: Sendable, Equatable {
+    public var origin: ReplicaID
+    public var version: UInt64
+    public var currentAsOf: Timestamp
+
+    public init(origin: ReplicaID, version: UInt64, currentAsOf: Timestamp) {
+        self.origin = origin
+        self.version = version
+        self.currentAsOf = currentAsOf
     }
 }
 
@@ -71,6 +88,8 @@ public struct ReplicaSnapshot: Sendable {
     public var buckets: [BucketAddress: BucketAggregate] = [:]
     /// By client and key; restored in the order of their receipts' sequences.
     public var idempotencyKeys: [IdempotencyRecord.Name: IdempotencyRecord] = [:]
+    /// Replication chain heads, sorted by origin.
+    public var origins: [OriginVersion] = []
 
     public init() {}
 
@@ -89,6 +108,7 @@ public struct ReplicaSnapshot: Sendable {
         }
         self.sequence = checkpoint.sequence
         self.stateVersion = checkpoint.stateVersion
+        self.origins = checkpoint.origins
     }
 }
 
@@ -108,10 +128,16 @@ extension Replica {
             now.millisecondsSinceEpoch - resolution.width.milliseconds
                 - self.config.retention[resolution].milliseconds + 1
         }
+        // Remote merges are in `buckets` (they mark them changed), own changes are in the log: the
+        // chain heads stored with them are exactly what these buckets contain.
+        let origins = self.replication.origins.keys.sorted().map { origin in
+            let state = self.replication.origins[origin]!  // key from the same dictionary
+            return OriginVersion(origin: origin, version: state.version, currentAsOf: state.currentAsOf)
+        }
         return Checkpoint(
             sequence: self.lastSequence, stateVersion: self.stateVersion, takenAt: now, firstNewSeries: first,
             newSeries: newSeries, buckets: buckets, idempotencyKeys: self.idempotency.takeUnsaved(),
-            expiredBefore: expiredBefore)
+            expiredBefore: expiredBefore, origins: origins)
     }
 
     /// A replica rebuilt from its durable image; replay the log entries after `snapshot.sequence`
@@ -131,6 +157,12 @@ extension Replica {
                                     expiresAt: record.expiresAt)
         }
         self.idempotency.markSaved()
+        for stored in snapshot.origins where stored.origin != config.id {
+            var state = OriginState()
+            state.version = stored.version
+            state.currentAsOf = stored.currentAsOf
+            self.replication.origins[stored.origin] = state
+        }
         self.savedSeriesCount = self.series.count
         self.lastSequence = snapshot.sequence
         self.stateVersion = snapshot.stateVersion
