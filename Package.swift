@@ -5,6 +5,7 @@ import PackageDescription
 //   tally (CLI)  ->  TallyNode (HTTP, SQLite, config)  ->  TallyReplica  ->  TallyAggregates
 //   tally-bench  ->  TallyReplica, TallyWorkload (+ benchmark-only dependencies, kept out of the product)
 //   TallyWorkload (the traffic shape of load, benchmarks and simulator)  ->  TallyAggregates
+//   TallySimulation (virtual time, faults, checkers)  ->  TallyReplica, TallyWorkload
 // TallyAggregates depends on the standard library only.
 let package = Package(
     name: "tally",
@@ -31,6 +32,11 @@ let package = Package(
         .target(name: "TallyReplica", dependencies: ["TallyAggregates"]),
         // The traffic shape shared by `tally load`, the benchmarks and the simulator.
         .target(name: "TallyWorkload", dependencies: ["TallyAggregates"]),
+        // The other shell: the real replica in virtual time, with seeded faults and checkers.
+        .target(
+            name: "TallySimulation",
+            dependencies: ["TallyReplica", "TallyAggregates", "TallyWorkload", .product(name: "Yams", package: "Yams")]
+        ),
         .target(
             name: "TallyNode",
             dependencies: [
@@ -52,6 +58,7 @@ let package = Package(
                 "TallyReplica",
                 "TallyNode",
                 "TallyWorkload",
+                "TallySimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -72,6 +79,7 @@ let package = Package(
         ),
         .testTarget(name: "TallyAggregatesTests", dependencies: ["TallyAggregates"]),
         .testTarget(name: "TallyReplicaTests", dependencies: ["TallyReplica", "TallyAggregates"]),
+        .testTarget(name: "TallySimulationTests", dependencies: ["TallySimulation", "TallyReplica", "TallyAggregates"]),
         .testTarget(
             name: "TallyNodeTests",
             dependencies: [

@@ -282,8 +282,17 @@ extension Replica {
             return
         }
         let id = self.seriesIndex[bucket.key.series] ?? self.addSeries(bucket.key.series)
+        var part = bucket.aggregate
+        if self.config.brokenMergeForTesting, let current = self.series[Int(id.rawValue)].bucket(
+            bucket.key.resolution, startingAt: bucket.key.start)
+        {
+            // Deliberately wrong, for the test that shows the simulator's checkers catch it: counters
+            // add what arrives to what is there (a sum, not a join), so a redelivery counts twice.
+            part.requests = GCounter.sumForTesting(current.requests, bucket.aggregate.requests)
+            part.errors = GCounter.sumForTesting(current.errors, bucket.aggregate.errors)
+        }
         if self.series[Int(id.rawValue)].merge(
-            bucket.aggregate, resolution: bucket.key.resolution, start: bucket.key.start.millisecondsSinceEpoch)
+            part, resolution: bucket.key.resolution, start: bucket.key.start.millisecondsSinceEpoch)
         {
             self.dirtySeries.append(id)
         }
@@ -299,6 +308,21 @@ extension Replica {
             let state = self.replication.origins[origin]!  // key from the same dictionary
             return (origin, state.version == 0 ? nil : now - state.currentAsOf)
         }
+    }
+
+    /// The request count over every bucket of one resolution: for checks that reads never go back.
+    public func totalRequests(at resolution: Resolution) -> UInt64 {
+        var total: UInt64 = 0
+        for series in self.series {
+            for aggregate in series.buckets[resolution.rawValue].aggregates { total &+= aggregate.requests.value }
+        }
+        return total
+    }
+
+    /// Bytes of sealed batches buffered for peers, for the largest origin, and own batches sealed
+    /// but not yet published: both bounded (`Limits`), and checked by the simulator.
+    public var replicationBuffers: (largestOriginBytes: Int, unpublished: Int) {
+        (self.replication.origins.values.map(\.bufferBytes).max() ?? 0, self.replication.unpublished.count)
     }
 
     /// Per origin (sorted), the last version integrated: equal digests mean converged.

@@ -1,0 +1,99 @@
+import TallyReplica
+
+/// What a run found: each checker's verdict, and the figures of the run.
+public struct SimulationResult: Sendable {
+    public struct Check: Sendable {
+        public var name: String
+        public var passed: Bool
+        public var detail: String
+    }
+
+    public var scenario: String
+    public var seed: UInt64
+    public var regions: [String]
+    public var checks: [Check]
+    public var timeline: [String]
+    /// Convergence after the faults ended: simulated time and gossip rounds; nil if never.
+    public var convergenceMillis: Int64?
+    public var convergenceRounds: Int?
+    public var roundsBound: Int
+    public var bytesSent: [Int]
+    public var messagesSent: Int
+    public var eventsAcknowledged: UInt64
+    public var batchesRefused: Int
+    public var staleness: (p50: Int64, p99: Int64, max: Int64)?
+    public var simulatedMillis: Int64
+    public var traceHash: UInt64
+
+    public var passed: Bool { self.checks.allSatisfy(\.passed) }
+
+    /// The command that replays this run.
+    public func replayCommand(file: String) -> String { "tally sim \(file) --seed \(self.seed)" }
+}
+
+extension Simulation {
+    func result(_ state: State) -> SimulationResult {
+        var checks: [SimulationResult.Check] = []
+        let rounds = state.convergedAt.map {
+            Int((Double($0 - state.quietStart) / Double(self.scenario.gossipInterval.milliseconds)).rounded(.up))
+        }
+        // ceil(log2 N) + 4 at 0% loss; twice that on a lossy network.
+        let count = self.scenario.regions.count
+        var bound = (Int.bitWidth - (count - 1).leadingZeroBitCount) + 4
+        if self.scenario.network.loss > 0 { bound *= 2 }
+        checks.append(.init(
+            name: "convergence", passed: state.convergedAt != nil,
+            detail: state.convergedAt == nil
+                ? "regions still differ \(Self.format(self.scenario.quiet)) after the faults ended"
+                : "equal digests and equal buckets, byte for byte, in every region"))
+        checks.append(.init(
+            name: "liveness", passed: rounds.map { $0 <= bound } ?? false,
+            detail: rounds.map { "converged in \($0) gossip rounds after the heal (bound \(bound))" } ?? "did not converge"))
+        var conservation: [String] = []
+        if state.convergedAt != nil {
+            for region in state.regions {
+                var totals: [Int: UInt64] = [:]
+                for (key, aggregate) in region.replica!.buckets where key.resolution == .day {  // all up when converged
+                    totals[Int(key.series.service.dropFirst(4))!, default: 0] += aggregate.requests.value
+                }
+                if totals != state.acknowledged {
+                    let services = Set(totals.keys).union(state.acknowledged.keys).sorted()
+                    let diffs = services.filter { totals[$0] != state.acknowledged[$0] }.map {
+                        "svc-\($0): \(totals[$0] ?? 0) counted, \(state.acknowledged[$0] ?? 0) acknowledged"
+                    }
+                    conservation.append("\(region.name): \(diffs.prefix(3).joined(separator: "; "))")
+                }
+            }
+        }
+        let acknowledged = state.acknowledged.values.reduce(0, +)
+        checks.append(.init(
+            name: "conservation", passed: state.convergedAt != nil && conservation.isEmpty,
+            detail: conservation.isEmpty
+                ? (state.convergedAt == nil ? "not checked: no convergence"
+                    : "every region counts the \(acknowledged) acknowledged events exactly once")
+                : conservation.joined(separator: " | ")))
+        let monotonic = state.violations.filter { $0.hasPrefix("monotonic") }
+        checks.append(.init(
+            name: "monotonic reads", passed: monotonic.isEmpty,
+            detail: monotonic.first ?? "no region's total went down within a process lifetime"))
+        let limits = Limits()
+        let bounded = state.largestBuffer <= limits.replicationBufferBytesMax && state.largestUnpublished <= 64
+        checks.append(.init(
+            name: "bounded memory", passed: bounded,
+            detail: "largest per-origin buffer \(state.largestBuffer) B (limit \(limits.replicationBufferBytesMax)), "
+                + "most unpublished batches \(state.largestUnpublished), most held messages \(state.mostHeld)"))
+        let other = state.violations.filter { !$0.hasPrefix("monotonic") }
+        checks.append(.init(name: "protocol", passed: other.isEmpty, detail: other.first ?? "every message decoded"))
+        var staleness: (Int64, Int64, Int64)?
+        if !state.staleness.isEmpty {
+            let sorted = state.staleness.sorted()
+            staleness = (sorted[sorted.count / 2], sorted[min(sorted.count - 1, sorted.count * 99 / 100)], sorted.last!)
+        }
+        return SimulationResult(
+            scenario: self.scenario.name, seed: self.seed, regions: self.scenario.regions, checks: checks,
+            timeline: state.timeline, convergenceMillis: state.convergedAt.map { $0 - state.quietStart },
+            convergenceRounds: rounds, roundsBound: bound, bytesSent: state.regions.map(\.bytesSent),
+            messagesSent: state.messages, eventsAcknowledged: acknowledged, batchesRefused: state.refusedBatches,
+            staleness: staleness, simulatedMillis: state.now, traceHash: state.trace.value)
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+import TallyReplica
+@testable import TallySimulation
+
+@Suite struct SimulationTests {
+    static func scenario(_ name: String) throws -> Scenario {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("simulations/\(name).yaml").path
+        return try Scenario.load(path: path)
+    }
+
+    /// A short partition-and-heal with crashes, so that the tests run fast in debug builds.
+    static let quick = """
+        name: quick
+        regions: [us-east, eu-west, ap-south]
+        duration: 40s
+        quiet: 30s
+        checkpoint_interval: 3s
+        traffic: {events_per_second: 300, batch: 30}
+        network: {loss: 0.05, duplication: 0.05, jitter: 1.0}
+        faults:
+          - at: 5s
+            partition: [[us-east], [eu-west, ap-south]]
+          - at: 12s
+            crash: eu-west
+          - at: 18s
+            restart: eu-west
+          - at: 25s
+            heal: true
+        """
+
+    @Test(arguments: 1...6 as ClosedRange<UInt64>)
+    func quickScenarioPassesEveryChecker(seed: UInt64) throws {
+        let result = Simulation(scenario: try Scenario.parse(yaml: Self.quick, file: "quick"), seed: seed).run()
+        for check in result.checks { #expect(check.passed, "seed \(seed): \(check.name): \(check.detail)") }
+        #expect(result.eventsAcknowledged > 5_000)
+    }
+
+    @Test func sameSeedSameTrace() throws {
+        let scenario = try Scenario.parse(yaml: Self.quick, file: "quick")
+        let first = Simulation(scenario: scenario, seed: 42).run()
+        let second = Simulation(scenario: scenario, seed: 42).run()
+        let other = Simulation(scenario: scenario, seed: 43).run()
+        #expect(first.traceHash == second.traceHash && first.bytesSent == second.bytesSent)
+        #expect(first.traceHash != other.traceHash)
+    }
+
+    /// Counters merged by adding instead of joining: the checkers must notice within 100 seeds.
+    @Test func brokenMergeIsCaught() throws {
+        let scenario = try Scenario.parse(yaml: Self.quick, file: "quick")
+        var caughtAt: UInt64?
+        for seed in 1...100 as ClosedRange<UInt64> {
+            var simulation = Simulation(scenario: scenario, seed: seed)
+            simulation.brokenMerge = true
+            if !simulation.run().passed {
+                caughtAt = seed
+                break
+            }
+        }
+        #expect(caughtAt != nil, "a merge that sums passed 100 seeds")
+    }
+
+    @Test func everyScenarioFileParses() throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("simulations")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }
+        #expect(files.count >= 10)
+        for file in files {
+            #expect(throws: Never.self) { try Scenario.load(path: directory.appendingPathComponent(file).path) }
+        }
+    }
+
+    @Test func badScenariosNameTheKey() {
+        func problem(_ yaml: String) -> String {
+            do {
+                _ = try Scenario.parse(yaml: yaml, file: "bad.yaml")
+                return "accepted"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(problem("regions: [a]\nduration: 1s").contains("regions"))
+        #expect(problem("regions: [a, b]\nduration: 1s\nfaults:\n  - at: 0s\n    crash: c").contains("faults[0].crash"))
+        #expect(problem("regions: [a, b]\nduration: 10x").contains("duration"))
+        #expect(problem("regions: [a, b]\nduration: 1s\nspeed: 3").contains("speed"))
+        #expect(problem("regions: [a, b]\nduration: 1s\nfaults:\n  - at: 0s\n    explode: a").contains("explode"))
+    }
+}
