@@ -40,13 +40,18 @@ extension HyperLogLog: Differentiable {
                 }
                 if entry & 0x3F > rank { difference.sparse.append(entry) }
             }
+        } else if !older.isSparse {
+            // Both dense: compare in place, no register array to build.
+            self.dense.withUnsafeBufferPointer { mine in
+                older.dense.withUnsafeBufferPointer { theirs in
+                    for index in 0..<mine.count where mine[index] > theirs[index] {
+                        difference.sparse.append(UInt32(index) << 6 | UInt32(mine[index]))
+                    }
+                }
+            }
         } else {
             var registers = [UInt8](repeating: 0, count: self.registerCount)
-            if older.isSparse {
-                for entry in older.sparseEntries { registers[Int(entry >> 6)] = UInt8(entry & 0x3F) }
-            } else {
-                registers = older.dense
-            }
+            for entry in older.sparseEntries { registers[Int(entry >> 6)] = UInt8(entry & 0x3F) }
             for (index, rank) in self.dense.enumerated() where rank > registers[index] {
                 difference.sparse.append(UInt32(index) << 6 | UInt32(rank))
             }
@@ -75,6 +80,32 @@ extension LatencySketch: Differentiable {
         }
         difference.others = changed.sorted { $0.origin < $1.origin }
         return difference
+    }
+}
+
+extension LatencySketch {
+    /// `difference(from:)` restricted to one origin's histogram: what a replica seals of its own
+    /// changes, without walking the other origins' histograms.
+    public func difference(from older: LatencySketch, origin: ReplicaID) -> LatencySketch {
+        var difference = LatencySketch(scale: self.scale, bucketsMax: self.bucketsMax)
+        guard let mine = self.histogram(of: origin) else { return difference }
+        var older = older
+        if older.scale != self.scale || older.bucketsMax != self.bucketsMax {
+            older.conform(scale: Swift.min(self.scale, older.scale), bucketsMax: Swift.min(self.bucketsMax, older.bucketsMax))
+        }
+        guard var base = older.histogram(of: origin) else {
+            difference.others = [mine]
+            return difference
+        }
+        base.collapse(toFloor: mine.floorIndex)
+        if let part = mine.difference(from: base) { difference.others = [part] }
+        return difference
+    }
+
+    /// One origin's histogram, if it recorded here.
+    func histogram(of origin: ReplicaID) -> OriginHistogram? {
+        if let primary = self.primary, primary.origin == origin { return primary.isEmpty ? nil : primary }
+        return self.others.first { $0.origin == origin }
     }
 }
 

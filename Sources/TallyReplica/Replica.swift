@@ -273,7 +273,7 @@ struct SeriesState: Sendable {
             let start = plan.bucketStart(resolution, event.timestamp)
             guard plan.keeps(resolution, bucketStart: start, now: now) else { continue }
             if start < self.dirtyFrom[resolution] { self.dirtyFrom[resolution] = start }
-            self.buckets[resolution].update(start, trackBase: plan.replicates) {
+            self.buckets[resolution].update(start, trackBase: plan.replicates, userHash: userHash) {
                 BucketAggregate(sketchScale: plan.sketchScale, sketchBucketsMax: plan.sketchBucketsMax,
                                 usersPrecision: plan.usersPrecision)
             } _: { aggregate in
@@ -309,13 +309,13 @@ struct SeriesState: Sendable {
     }
 
     /// Takes the buckets own events changed since the last seal, with their values before.
-    mutating func takeUnsealed() -> [(resolution: Resolution, start: Int64, base: BucketAggregate?, current: BucketAggregate)] {
-        var changed: [(resolution: Resolution, start: Int64, base: BucketAggregate?, current: BucketAggregate)] = []
+    mutating func takeUnsealed() -> [(resolution: Resolution, unsealed: TimeBuckets.Unsealed, current: BucketAggregate)] {
+        var changed: [(resolution: Resolution, unsealed: TimeBuckets.Unsealed, current: BucketAggregate)] = []
         for resolution in Resolution.allCases {
-            for (start, base) in self.buckets[resolution.rawValue].takeBases() {
+            for unsealed in self.buckets[resolution.rawValue].takeBases() {
                 // A bucket retention dropped since has nothing left to ship.
-                if let current = self.buckets[resolution.rawValue][start] {
-                    changed.append((resolution, start, base, current))
+                if let current = self.buckets[resolution.rawValue][unsealed.start] {
+                    changed.append((resolution, unsealed, current))
                 }
             }
         }

@@ -1,3 +1,5 @@
+import TallyAggregates
+
 /// One series' time buckets at one resolution, sorted by start.
 ///
 /// Events arrive mostly for the newest bucket, so a lookup checks the last bucket first and only
@@ -11,7 +13,15 @@ struct TimeBuckets: Sendable {
     /// When the replica replicates: the buckets its own events changed since its last seal, each
     /// with its value before the first such change (nil: created since). Usually one entry, the
     /// current bucket; a seal takes them all.
-    private(set) var bases: [(start: Int64, base: BucketAggregate?)] = []
+    /// The base keeps no distinct-user sketch (copying a dense one on the next write would cost
+    /// 16 KB per bucket per round); the users the own events added are listed by hash instead.
+    private(set) var bases: [Unsealed] = []
+
+    struct Unsealed: Sendable {
+        var start: Int64
+        var base: BucketAggregate?
+        var userHashes: [UInt64]
+    }
 
     var count: Int { self.starts.count }
 
@@ -39,12 +49,25 @@ struct TimeBuckets: Sendable {
     /// Applies `body` to the bucket at `start`, creating it with `make` first if absent.
     /// `trackBase`: remember the bucket's value before its first change since the last seal.
     @inline(__always)
-    mutating func update(_ start: Int64, trackBase: Bool = false, make: () -> BucketAggregate,
-                         _ body: (inout BucketAggregate) -> Void)
+    mutating func update(_ start: Int64, trackBase: Bool = false, userHash: UInt64? = nil,
+                         make: () -> BucketAggregate, _ body: (inout BucketAggregate) -> Void)
     {
         let (index, found) = self.position(of: start)
-        if trackBase && self.bases.last?.start != start && !self.bases.contains(where: { $0.start == start }) {
-            self.bases.append((start, found ? self.aggregates[index] : nil))
+        if trackBase {
+            var position = self.bases.count - 1
+            if self.bases.last?.start != start {
+                position = self.bases.firstIndex { $0.start == start } ?? -1
+                if position < 0 {
+                    var base: BucketAggregate?
+                    if found {
+                        base = self.aggregates[index]
+                        base!.users = HyperLogLog(precision: self.aggregates[index].users.precision)  // set above
+                    }
+                    self.bases.append(Unsealed(start: start, base: base, userHashes: []))
+                    position = self.bases.count - 1
+                }
+            }
+            if let userHash { self.bases[position].userHashes.append(userHash) }
         }
         if found {
             body(&self.aggregates[index])
@@ -76,7 +99,7 @@ struct TimeBuckets: Sendable {
     }
 
     /// Takes the buckets changed by own events since the last seal, with their bases.
-    mutating func takeBases() -> [(start: Int64, base: BucketAggregate?)] {
+    mutating func takeBases() -> [Unsealed] {
         defer { self.bases.removeAll(keepingCapacity: true) }
         return self.bases
     }

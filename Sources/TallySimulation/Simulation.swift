@@ -284,9 +284,8 @@ public struct Simulation {
     }
 
     private func carryOut(_ actions: [Action], from index: Int, _ state: inout State) {
-        for case .send(let message, let peer) in actions {
+        for case .send(let bytes, let peer) in actions {
             guard let to = self.scenario.regions.firstIndex(of: peer) else { continue }
-            let bytes = message.encoded()
             state.regions[index].bytesSent += bytes.count
             state.regions[index].messagesSent += 1
             state.messages += 1
@@ -316,15 +315,12 @@ public struct Simulation {
             state.queue.schedule(.deliver(to: to, from: from, bytes: bytes), at: until)
             return
         }
-        let message: ReplicationMessage
-        do {
-            message = try ReplicationMessage(encoded: bytes)
-        } catch {
-            state.violations.append("a message the replica encoded did not decode: \(error)")
-            return
-        }
         let now = self.localTime(to, state)
-        let actions = state.regions[to].replica!.receive(message, from: self.scenario.regions[from], now: now)
+        let refused = state.regions[to].replica!.refusedMessages
+        let actions = state.regions[to].replica!.receive(bytes, from: self.scenario.regions[from], now: now)
+        if state.regions[to].replica!.refusedMessages > refused {
+            state.violations.append("a message a replica encoded did not decode at \(self.scenario.regions[to])")
+        }
         state.trace.add(3, UInt64(to), UInt64(bitPattern: state.now), XXH3.hash(bytes))
         self.carryOut(actions, from: to, &state)
     }

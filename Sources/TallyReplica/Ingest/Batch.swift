@@ -126,8 +126,9 @@ public enum Action: Sendable, Equatable {
     case reject(batch: BatchID, reason: BatchRejection)
     /// Call `tick` again after this long.
     case scheduleTick(after: Duration)
-    /// Send `message` to the peer of that name (best effort: gossip repairs any loss).
-    case send(ReplicationMessage, to: String)
+    /// Send these bytes (an encoded `ReplicationMessage`) to the peer of that name, best effort:
+    /// gossip repairs any loss.
+    case send([UInt8], to: String)
 }
 
 /// A durable record of one batch's accepted events: replaying the log through `Replica.replay`

@@ -45,6 +45,21 @@ extension BucketAggregate {
         return part
     }
 
+    /// The part `origin` wrote since `older`, plus every user register that grew: what a replica
+    /// seals of its own changes. Equal to `projection(of:).difference(from: older.projection(of:))`.
+    public func difference(from older: BucketAggregate, origin: ReplicaID) -> BucketAggregate {
+        var part = self
+        let requests = self.requests.value(of: origin)
+        part.requests = requests > older.requests.value(of: origin)
+            ? GCounter(delta: GCounter.Delta(origin: origin, value: requests)) : GCounter()
+        let errors = self.errors.value(of: origin)
+        part.errors = errors > older.errors.value(of: origin)
+            ? GCounter(delta: GCounter.Delta(origin: origin, value: errors)) : GCounter()
+        part.latency = self.latency.difference(from: older.latency, origin: origin)
+        part.users = older.users.isEmpty ? self.users : self.users.difference(from: older.users)
+        return part
+    }
+
     /// True when `origin` counted anything in this bucket.
     public func hasPart(of origin: ReplicaID) -> Bool {
         self.requests.value(of: origin) > 0

@@ -7,31 +7,39 @@ struct OriginState: Sendable {
     var version: UInt64 = 0
     /// The origin time as of which `version` is known to be the origin's latest.
     var currentAsOf = Timestamp(millisecondsSinceEpoch: .min)
-    /// Recent batches in chain order, ending at `version`, for peers that are behind.
-    var buffer: [(batch: DeltaBatch, bytes: Int)] = []
+    /// Recent batches in chain order, ending at `version`, for peers that are behind: as encoded
+    /// by their origin, relayed as they are.
+    var buffer: [BufferedBatch] = []
     var bufferBytes = 0
     /// A state transfer being received: complete through `next` (exclusive), as of `asOf`.
     var transfer: (asOf: UInt64, asOfTime: Timestamp, next: BucketKey)?
 
     /// The buffered batches after `version` in chain order, or nil when the buffer does not reach
     /// back to it (the peer needs a state transfer).
-    func chain(after version: UInt64) -> ArraySlice<(batch: DeltaBatch, bytes: Int)>? {
+    func chain(after version: UInt64) -> ArraySlice<BufferedBatch>? {
         if version == self.version { return self.buffer[self.buffer.endIndex...] }
-        guard let start = self.buffer.firstIndex(where: { $0.batch.previous == version }) else { return nil }
+        guard let start = self.buffer.firstIndex(where: { $0.previous == version }) else { return nil }
         return self.buffer[start...]
     }
 
-    mutating func append(_ batch: DeltaBatch, bytes: Int, limit: Int) {
-        self.buffer.append((batch, bytes))
-        self.bufferBytes += bytes
+    mutating func append(_ batch: BufferedBatch, limit: Int) {
+        self.buffer.append(batch)
+        self.bufferBytes += batch.bytes.count
         var dropped = 0
         while self.bufferBytes > limit && dropped < self.buffer.count - 1 {
-            self.bufferBytes -= self.buffer[dropped].bytes
+            self.bufferBytes -= self.buffer[dropped].bytes.count
             dropped += 1
         }
         if dropped > 0 { self.buffer.removeFirst(dropped) }
         self.version = batch.version
     }
+}
+
+/// A batch in a buffer: its place in the chain and its encoding.
+struct BufferedBatch: Sendable {
+    var version: UInt64
+    var previous: UInt64
+    var bytes: [UInt8]
 }
 
 /// The replica's gossip state. Origins are kept in a dictionary but every output iterates them
@@ -69,12 +77,17 @@ extension Replica {
             let position = Int(id.rawValue)
             let key = self.series[position].key
             for change in self.series[position].takeUnsealed() {
-                let current = change.current.projection(of: own)
-                let part = change.base.map { current.difference(from: $0.projection(of: own)) } ?? current
+                var part = change.unsealed.base.map { change.current.difference(from: $0, origin: own) }
+                    ?? change.current.projection(of: own)
+                // The users own events added since the seal: their registers, at most as high as the
+                // bucket's own (which may hold more, from other origins' merges).
+                var users = HyperLogLog(precision: change.current.users.precision)
+                for hash in change.unsealed.userHashes { users.add(hash: hash) }
+                part.users = users
                 if !part.isEmpty {
                     parts.append(ReplicatedBucket(
                         key: BucketKey(series: key, resolution: change.resolution,
-                                       start: Timestamp(millisecondsSinceEpoch: change.start)),
+                                       start: Timestamp(millisecondsSinceEpoch: change.unsealed.start)),
                         aggregate: part))
                 }
             }
@@ -103,9 +116,10 @@ extension Replica {
     private mutating func publishDurable() {
         while let first = self.replication.unpublished.first, first.through <= self.replication.durableThrough {
             self.replication.unpublished.removeFirst()
-            let bytes = ReplicationMessage.deltas([first.batch]).encoded().count
+            let batch = BufferedBatch(version: first.batch.version, previous: first.batch.previous,
+                                      bytes: first.batch.encoded())
             self.replication.origins[first.batch.origin, default: OriginState()].append(
-                first.batch, bytes: bytes, limit: self.config.limits.replicationBufferBytesMax)
+                batch, limit: self.config.limits.replicationBufferBytesMax)
         }
     }
 
@@ -117,7 +131,7 @@ extension Replica {
         self.replication.lastGossip = now
         self.seal(now: now)
         let peer = self.config.peers[Int(self.replication.random.next() % UInt64(self.config.peers.count))]
-        return [.send(.digest(self.digest(now: now, reply: true)), to: peer)]
+        return [.send(ReplicationMessage.digest(self.digest(now: now, reply: true)).encoded(), to: peer)]
     }
 
     /// Per origin (sorted), the version held and the origin time it is current as of; the own
@@ -138,19 +152,47 @@ extension Replica {
 
     // MARK: - Receiving
 
-    /// A message arrived from `peer`. Messages are idempotent: a duplicate or a stale one changes
-    /// nothing, and one out of order is ignored (its content comes again).
-    public mutating func receive(_ message: ReplicationMessage, from peer: String, now: Timestamp) -> [Action] {
-        switch message {
-        case .digest(let digest):
-            return self.answer(digest, from: peer, now: now)
-        case .deltas(let batches):
-            for batch in batches { self.integrate(batch, now: now) }
-            return []
-        case .stateChunk(let chunk):
-            self.integrate(chunk, now: now)
+    /// A message arrived from `peer`, as bytes off the wire. Messages are idempotent: a duplicate
+    /// or a stale one changes nothing, and one out of order is ignored (its content comes again).
+    /// Bytes that do not decode are counted and dropped (`refusedMessages`): a peer's bytes are
+    /// untrusted input, and nothing already accepted depends on them.
+    public mutating func receive(_ bytes: [UInt8], from peer: String, now: Timestamp) -> [Action] {
+        do {
+            var reader = ByteReader(bytes)
+            if try ReplicationMessage.readFrameHeader(&reader) == 1 {
+                // Deltas: read each batch's header, decode only those that continue a chain.
+                for frame in try ReplicationMessage.readBatchFrames(from: &reader) {
+                    var header = ByteReader(Array(frame.prefix(32)))
+                    let head = try DeltaBatch.header(&header)
+                    guard self.follows(head) else { continue }
+                    self.integrate(try DeltaBatch(encoded: frame), bytes: Array(frame), now: now)
+                }
+                try reader.expectEnd()
+                return []
+            }
+            switch try ReplicationMessage(encoded: bytes) {
+            case .digest(let digest):
+                return self.answer(digest, from: peer, now: now)
+            case .stateChunk(let chunk):
+                self.integrate(chunk, now: now)
+                return []
+            case .deltas:
+                return []  // read above
+            }
+        } catch {
+            self.replication.refused += 1
             return []
         }
+    }
+
+    /// Messages from peers that did not decode.
+    public var refusedMessages: UInt64 { self.replication.refused }
+
+    /// True when a batch with this header continues its origin's chain here.
+    func follows(_ header: DeltaBatch.Header) -> Bool {
+        guard header.origin != self.config.id else { return false }
+        let state = self.replication.origins[header.origin]
+        return header.previous == (state?.version ?? 0) && state?.transfer == nil
     }
 
     /// Answers a digest with what the peer lacks (within the byte budget) and, when the peer has
@@ -172,28 +214,30 @@ extension Replica {
             }
         }
         var budget = self.config.limits.gossipBytesMax
-        var batches: [DeltaBatch] = []
+        var batches: [[UInt8]] = []
         var actions: [Action] = []
         for origin in self.replication.origins.keys.sorted() where budget > 0 {
             let state = self.replication.origins[origin]!  // key from the same dictionary
             let known = theirs[origin]?.version ?? 0
             guard state.version > known else { continue }
             if let chain = state.chain(after: known) {
-                for (batch, bytes) in chain {
+                for batch in chain {
                     // The first batch goes even over budget, or a large one would never pass.
-                    if bytes > budget && !batches.isEmpty { break }
-                    batches.append(batch)
-                    budget -= bytes
+                    if batch.bytes.count > budget && !batches.isEmpty { break }
+                    batches.append(batch.bytes)
+                    budget -= batch.bytes.count
                 }
             } else {
                 let resume = transfers[origin].flatMap { $0.asOf <= state.version ? $0.cursor : nil }
                 let chunk = self.stateChunk(of: origin, from: resume, budget: budget, now: now)
                 budget -= chunk.bytes
-                actions.append(.send(.stateChunk(chunk.chunk), to: peer))
+                actions.append(.send(ReplicationMessage.stateChunk(chunk.chunk).encoded(), to: peer))
             }
         }
-        if !batches.isEmpty { actions.insert(.send(.deltas(batches), to: peer), at: 0) }
-        if digest.reply && lacking { actions.append(.send(.digest(self.digest(now: now, reply: false)), to: peer)) }
+        if !batches.isEmpty { actions.insert(.send(ReplicationMessage.deltas(batches), to: peer), at: 0) }
+        if digest.reply && lacking {
+            actions.append(.send(ReplicationMessage.digest(self.digest(now: now, reply: false)).encoded(), to: peer))
+        }
         return actions
     }
 
@@ -231,15 +275,14 @@ extension Replica {
         return (chunk, bytes)
     }
 
-    /// Integrates a batch that follows the last one of its origin; ignores any other.
-    mutating func integrate(_ batch: DeltaBatch, now: Timestamp) {
-        guard batch.origin != self.config.id else { return }
+    /// Integrates a batch that follows the last one of its origin (`follows`), keeping its bytes
+    /// to relay.
+    mutating func integrate(_ batch: DeltaBatch, bytes: [UInt8], now: Timestamp) {
         var state = self.replication.origins[batch.origin] ?? OriginState()
-        guard batch.previous == state.version, state.transfer == nil else { return }
         for bucket in batch.buckets { self.merge(bucket, now: now) }
         state.currentAsOf = max(state.currentAsOf, batch.sealedAt)
-        let bytes = ReplicationMessage.deltas([batch]).encoded().count
-        state.append(batch, bytes: bytes, limit: self.config.limits.replicationBufferBytesMax)
+        state.append(BufferedBatch(version: batch.version, previous: batch.previous, bytes: bytes),
+                     limit: self.config.limits.replicationBufferBytesMax)
         self.replication.origins[batch.origin] = state
     }
 

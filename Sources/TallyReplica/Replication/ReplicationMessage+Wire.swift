@@ -4,16 +4,20 @@ import TallyAggregates
 ///
 /// ```
 /// message:  tag 0x20, protocol version u8, kind u8 (0 digest, 1 deltas, 2 state chunk), body
-/// strings:  count, then each string: every service and operation name in the message, once;
+/// strings:  count, then each string: every service and operation name of a part, once;
 ///           a series key is then (service index, operation index, status class u8)
 /// key:      series key, resolution u8, start zigzag
-/// digest:   reply u8, entries: count, per entry: origin u64 LE, version varint, currentAsOf zigzag;
-///           transfers: count, per transfer: origin u64 LE, asOf varint, cursor key
-/// deltas:   batches: count, per batch: origin u64 LE, version, previous, sealedAt zigzag,
+/// digest:   strings, reply u8, entries: count, per entry: origin u64 LE, version varint,
+///           currentAsOf zigzag; transfers: count, per transfer: origin u64 LE, asOf varint, cursor key
+/// deltas:   batches: count, per batch: byte length varint, then the batch
+/// batch:    origin u64 LE, version varint, previous varint, sealedAt zigzag, strings,
 ///           buckets: count, per bucket: key, BucketAggregate body
-/// chunk:    origin u64 LE, asOf varint, asOfTime zigzag, from: 0 | 1 key, next: 0 | 1 key,
+/// chunk:    strings, origin u64 LE, asOf varint, asOfTime zigzag, from: 0 | 1 key, next: 0 | 1 key,
 ///           buckets: count, per bucket: key, BucketAggregate body
 /// ```
+/// A batch is self-contained (its own string table), so it is encoded once, by its origin, and
+/// relayed as the same bytes by every replica after it; a receiver reads its header (origin,
+/// version, previous) and decodes the rest only if the batch continues its chain.
 /// Decoding enforces the reader's limits and `ReplicationMessage.limits`, and never traps: a peer's
 /// bytes are untrusted input. The transport caps the frame size before the bytes get here.
 extension ReplicationMessage {
@@ -24,10 +28,10 @@ extension ReplicationMessage {
     public static let countMax = 1 << 16
 
     public func encoded(protocolVersion: UInt8 = ReplicationMessage.protocolVersions.upperBound) -> [UInt8] {
-        var strings = StringTable()
-        var body = ByteWriter()
         switch self {
         case .digest(let digest):
+            var strings = StringTable()
+            var body = ByteWriter()
             body.writeUInt8(digest.reply ? 1 : 0)
             body.writeVarint(digest.entries.count)
             for entry in digest.entries {
@@ -41,16 +45,12 @@ extension ReplicationMessage {
                 body.writeVarint(transfer.asOf)
                 Self.write(transfer.cursor, to: &body, strings: &strings)
             }
+            return Self.frame(kind: 0, protocolVersion: protocolVersion, strings: strings, body: body)
         case .deltas(let batches):
-            body.writeVarint(batches.count)
-            for batch in batches {
-                body.writeUInt64LE(batch.origin.rawValue)
-                body.writeVarint(batch.version)
-                body.writeVarint(batch.previous)
-                body.writeZigZag(batch.sealedAt.millisecondsSinceEpoch)
-                Self.write(batch.buckets, to: &body, strings: &strings)
-            }
+            return Self.deltas(batches.map { $0.encoded() }, protocolVersion: protocolVersion)
         case .stateChunk(let chunk):
+            var strings = StringTable()
+            var body = ByteWriter()
             body.writeUInt64LE(chunk.origin.rawValue)
             body.writeVarint(chunk.asOf)
             body.writeZigZag(chunk.asOfTime.millisecondsSinceEpoch)
@@ -63,13 +63,32 @@ extension ReplicationMessage {
                 }
             }
             Self.write(chunk.buckets, to: &body, strings: &strings)
+            return Self.frame(kind: 2, protocolVersion: protocolVersion, strings: strings, body: body)
         }
+    }
+
+    /// A deltas message from batches already encoded (`DeltaBatch.encoded()`): relays copy bytes.
+    public static func deltas(_ batches: [[UInt8]],
+                              protocolVersion: UInt8 = ReplicationMessage.protocolVersions.upperBound) -> [UInt8]
+    {
+        var writer = ByteWriter(capacity: batches.reduce(16) { $0 + $1.count + 4 })
+        writer.writeUInt8(Self.encodingTag)
+        writer.writeUInt8(protocolVersion)
+        writer.writeUInt8(1)
+        writer.writeVarint(batches.count)
+        for batch in batches {
+            writer.writeVarint(batch.count)
+            writer.writeBytes(batch)
+        }
+        return writer.bytes
+    }
+
+    private static func frame(kind: UInt8, protocolVersion: UInt8, strings: StringTable, body: ByteWriter) -> [UInt8] {
         var writer = ByteWriter(capacity: body.bytes.count + 64)
         writer.writeUInt8(Self.encodingTag)
         writer.writeUInt8(protocolVersion)
-        writer.writeUInt8(self.kind)
-        writer.writeVarint(strings.strings.count)
-        for string in strings.strings { writer.writeString(string) }
+        writer.writeUInt8(kind)
+        strings.write(to: &writer)
         writer.writeBytes(body.bytes)
         return writer.bytes
     }
@@ -84,14 +103,10 @@ extension ReplicationMessage {
 
     public init(encoded bytes: [UInt8], limits: DecodeLimits = .default) throws(DecodeError) {
         var reader = ByteReader(bytes, limits: limits)
-        _ = try reader.readHeader(tag: Self.encodingTag, type: "ReplicationMessage", versions: Self.protocolVersions)
-        let kind = try reader.readUInt8("ReplicationMessage kind")
-        let stringCount = try reader.readCount("ReplicationMessage string count", max: Self.countMax)
-        var strings: [String] = []
-        strings.reserveCapacity(min(stringCount, reader.remaining))
-        for _ in 0..<stringCount { strings.append(try reader.readString("ReplicationMessage string")) }
+        let kind = try Self.readFrameHeader(&reader)
         switch kind {
         case 0:
+            let strings = try Self.readStrings(from: &reader)
             let reply: Bool
             switch try reader.readUInt8("Digest reply") {
             case 0: reply = false
@@ -119,20 +134,12 @@ extension ReplicationMessage {
             self = .digest(Digest(entries: entries, transfers: transfers, reply: reply))
         case 1:
             var batches: [DeltaBatch] = []
-            for _ in 0..<(try reader.readCount("Deltas batch count", max: Self.countMax)) {
-                let origin = ReplicaID(try reader.readUInt64LE("DeltaBatch origin"))
-                let version = try reader.readVarint("DeltaBatch version")
-                let previous = try reader.readVarint("DeltaBatch previous")
-                guard previous < version else {
-                    throw .invalidValue(field: "DeltaBatch previous", value: "\(previous) not below version \(version)")
-                }
-                let sealedAt = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("DeltaBatch sealedAt"))
-                batches.append(DeltaBatch(
-                    origin: origin, version: version, previous: previous, sealedAt: sealedAt,
-                    buckets: try Self.readBuckets(from: &reader, strings: strings)))
+            for bytes in try Self.readBatchFrames(from: &reader) {
+                batches.append(try DeltaBatch(encoded: bytes, limits: limits))
             }
             self = .deltas(batches)
         case 2:
+            let strings = try Self.readStrings(from: &reader)
             let origin = ReplicaID(try reader.readUInt64LE("StateChunk origin"))
             let asOf = try reader.readVarint("StateChunk asOf")
             let asOfTime = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("StateChunk asOfTime"))
@@ -155,7 +162,31 @@ extension ReplicationMessage {
 
     // MARK: - Parts
 
-    private struct StringTable {
+    /// Reads the tag and protocol version; returns the kind.
+    static func readFrameHeader(_ reader: inout ByteReader) throws(DecodeError) -> UInt8 {
+        _ = try reader.readHeader(tag: Self.encodingTag, type: "ReplicationMessage", versions: Self.protocolVersions)
+        return try reader.readUInt8("ReplicationMessage kind")
+    }
+
+    /// The encoded batches of a deltas message body.
+    static func readBatchFrames(from reader: inout ByteReader) throws(DecodeError) -> [ArraySlice<UInt8>] {
+        var frames: [ArraySlice<UInt8>] = []
+        for _ in 0..<(try reader.readCount("Deltas batch count", max: Self.countMax)) {
+            let length = try reader.readCount("DeltaBatch length", max: reader.remaining)
+            frames.append(try reader.readBytes("DeltaBatch", count: length))
+        }
+        return frames
+    }
+
+    static func readStrings(from reader: inout ByteReader) throws(DecodeError) -> [String] {
+        let count = try reader.readCount("string count", max: Self.countMax)
+        var strings: [String] = []
+        strings.reserveCapacity(min(count, reader.remaining))
+        for _ in 0..<count { strings.append(try reader.readString("string")) }
+        return strings
+    }
+
+    struct StringTable {
         var strings: [String] = []
         var index: [String: Int] = [:]
 
@@ -165,9 +196,14 @@ extension ReplicationMessage {
             self.strings.append(string)
             return self.strings.count - 1
         }
+
+        func write(to writer: inout ByteWriter) {
+            writer.writeVarint(self.strings.count)
+            for string in self.strings { writer.writeString(string) }
+        }
     }
 
-    private static func write(_ key: BucketKey, to writer: inout ByteWriter, strings: inout StringTable) {
+    static func write(_ key: BucketKey, to writer: inout ByteWriter, strings: inout StringTable) {
         writer.writeVarint(strings.reference(key.series.service))
         writer.writeVarint(strings.reference(key.series.operation))
         writer.writeUInt8(key.series.statusClass.rawValue)
@@ -175,7 +211,7 @@ extension ReplicationMessage {
         writer.writeZigZag(key.start.millisecondsSinceEpoch)
     }
 
-    private static func write(_ buckets: [ReplicatedBucket], to writer: inout ByteWriter, strings: inout StringTable) {
+    static func write(_ buckets: [ReplicatedBucket], to writer: inout ByteWriter, strings: inout StringTable) {
         writer.writeVarint(buckets.count)
         for bucket in buckets {
             Self.write(bucket.key, to: &writer, strings: &strings)
@@ -204,7 +240,7 @@ extension ReplicationMessage {
                          resolution: resolution, start: start)
     }
 
-    private static func readBuckets(from reader: inout ByteReader, strings: [String]) throws(DecodeError)
+    static func readBuckets(from reader: inout ByteReader, strings: [String]) throws(DecodeError)
         -> [ReplicatedBucket]
     {
         var buckets: [ReplicatedBucket] = []
@@ -213,5 +249,49 @@ extension ReplicationMessage {
             buckets.append(ReplicatedBucket(key: key, aggregate: try BucketAggregate(from: &reader)))
         }
         return buckets
+    }
+}
+
+extension DeltaBatch {
+    /// The batch's self-contained encoding (see `ReplicationMessage`'s format).
+    public func encoded() -> [UInt8] {
+        var strings = ReplicationMessage.StringTable()
+        var body = ByteWriter()
+        ReplicationMessage.write(self.buckets, to: &body, strings: &strings)
+        var writer = ByteWriter(capacity: body.bytes.count + 64)
+        writer.writeUInt64LE(self.origin.rawValue)
+        writer.writeVarint(self.version)
+        writer.writeVarint(self.previous)
+        writer.writeZigZag(self.sealedAt.millisecondsSinceEpoch)
+        strings.write(to: &writer)
+        writer.writeBytes(body.bytes)
+        return writer.bytes
+    }
+
+    /// What a receiver needs to decide whether to decode the rest.
+    struct Header {
+        var origin: ReplicaID
+        var version: UInt64
+        var previous: UInt64
+    }
+
+    static func header(_ reader: inout ByteReader) throws(DecodeError) -> Header {
+        let origin = ReplicaID(try reader.readUInt64LE("DeltaBatch origin"))
+        let version = try reader.readVarint("DeltaBatch version")
+        let previous = try reader.readVarint("DeltaBatch previous")
+        guard previous < version else {
+            throw .invalidValue(field: "DeltaBatch previous", value: "\(previous) not below version \(version)")
+        }
+        return Header(origin: origin, version: version, previous: previous)
+    }
+
+    public init(encoded bytes: ArraySlice<UInt8>, limits: DecodeLimits = .default) throws(DecodeError) {
+        var reader = ByteReader(Array(bytes), limits: limits)
+        let header = try Self.header(&reader)
+        let sealedAt = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("DeltaBatch sealedAt"))
+        let strings = try ReplicationMessage.readStrings(from: &reader)
+        self.init(origin: header.origin, version: header.version, previous: header.previous, sealedAt: sealedAt,
+                  buckets: try ReplicationMessage.readBuckets(from: &reader, strings: strings))
+        try reader.expectEnd()
     }
 }
