@@ -206,6 +206,11 @@ public actor Node {
     }
 
     public var now: Timestamp { self.clock() }
+
+    /// How far behind each other origin this node is (empty without peers).
+    public func staleness() -> [(origin: ReplicaID, behind: Duration?)] {
+        self.replica.staleness(now: self.clock())
+    }
     public var stateVersion: UInt64 { self.replica.stateVersion }
 
     /// The Prometheus text exposition of the node's metrics.
@@ -219,6 +224,7 @@ public actor Node {
         return self.metrics.exposition(
             queueDepth: self.inFlight, commits: commits, committedEntries: entries, commitDuration: commitDuration,
             checkpoints: checkpoints, checkpointDuration: checkpointDuration, logEntriesAfterCheckpoint: logEntries,
+            staleness: self.replica.staleness(now: self.clock()), refusedMessages: self.replica.refusedMessages,
             storageBytes: self.store.sizeBytes(), series: self.replica.seriesCount,
             timeBuckets: self.replica.bucketCount)
     }

@@ -1,3 +1,4 @@
+import TallyAggregates
 import TallyReplica
 
 /// The node's counters, and their Prometheus text exposition (format 0.0.4).
@@ -26,7 +27,8 @@ public struct NodeMetrics: Sendable {
 
     func exposition(
         queueDepth: Int, commits: UInt64, committedEntries: UInt64, commitDuration: Duration, checkpoints: UInt64,
-        checkpointDuration: Duration, logEntriesAfterCheckpoint: UInt64, storageBytes: Int64, series: Int,
+        checkpointDuration: Duration, logEntriesAfterCheckpoint: UInt64,
+        staleness: [(origin: ReplicaID, behind: Duration?)], refusedMessages: UInt64, storageBytes: Int64, series: Int,
         timeBuckets: Int
     ) -> String {
         var lines: [String] = []
@@ -64,6 +66,14 @@ public struct NodeMetrics: Sendable {
         lines.append("tally_checkpoint_seconds_count \(checkpoints)")
         family("tally_log_entries_after_checkpoint", "gauge", "Durable log entries a restart would replay.")
         lines.append("tally_log_entries_after_checkpoint \(logEntriesAfterCheckpoint)")
+        family("tally_replication_staleness_seconds", "gauge",
+               "How far behind each other origin (region incarnation) this node is, clock skew included.")
+        for (origin, behind) in staleness {
+            guard let behind else { continue }  // nothing of that origin yet: no figure to report
+            lines.append("tally_replication_staleness_seconds{origin=\"\(origin)\"} \(seconds(behind))")
+        }
+        family("tally_replication_messages_refused_total", "counter", "Peer messages that did not decode.")
+        lines.append("tally_replication_messages_refused_total \(refusedMessages)")
         family("tally_storage_bytes", "gauge", "Size of the database and its write-ahead log.")
         lines.append("tally_storage_bytes \(storageBytes)")
         family("tally_series", "gauge", "Series (service, operation, status class) held.")

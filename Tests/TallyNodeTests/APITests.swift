@@ -82,6 +82,8 @@ import TallyReplica
                 #expect(response.status == .ok)
                 let answer = try Self.json(response.body)
                 #expect(answer["resolution"] as? String == "1h")
+                // A single region has no other origin to be behind.
+                #expect((answer["staleness"] as? [String: Any])?.isEmpty == true)
                 let groups = try #require(answer["groups"] as? [[String: Any]])
                 let points = try #require(groups.first?["points"] as? [[String: Any]])
                 let values = try #require(points.first?["values"] as? [String: Any])
@@ -227,6 +229,8 @@ import TallyReplica
                 #expect(text.contains("tally_ingest_events_accepted_total 3"))
                 #expect(text.contains("tally_series 1"))
                 #expect(text.contains("# TYPE tally_group_commit_seconds summary"))
+                #expect(text.contains("# TYPE tally_replication_staleness_seconds gauge"))
+                #expect(text.contains("tally_replication_messages_refused_total 0"))
             }
         }
     }

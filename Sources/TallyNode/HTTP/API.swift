@@ -166,10 +166,15 @@ public enum API {
             }
             return object
         }
+        // Per other origin, how far behind it this answer is (seconds; null: nothing of it yet).
+        var staleness: [String: Any] = [:]
+        for (origin, behind) in await node.staleness() {
+            staleness["\(origin)"] = behind.map { Double($0.milliseconds) / 1_000 } ?? NSNull()
+        }
         return Self.json([
             "service": query.service, "resolution": "\(result.resolution)", "from": RFC3339.format(result.from),
             "to": RFC3339.format(result.to), "step_seconds": Double(result.step.milliseconds) / 1_000,
-            "metrics": result.metrics.map(\.description), "groups": groups,
+            "metrics": result.metrics.map(\.description), "groups": groups, "staleness": staleness,
         ], headers: [.eTag: etag])
     }
 
