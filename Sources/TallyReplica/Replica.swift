@@ -384,8 +384,8 @@ extension Replica {
 }
 
 extension Replica {
-    /// Estimated bytes per time bucket, sorted ascending: its start (8 bytes in `TimeBuckets.starts`),
-    /// its aggregate's slot in `TimeBuckets.aggregates` (the struct's stride) and the aggregate's heap.
+    /// Estimated bytes per time bucket, sorted ascending: its start (8 bytes in `TimeBuckets`), its
+    /// aggregate's slot there (the struct's stride) and the aggregate's heap.
     public var bucketBytes: [Int] {
         var sizes: [Int] = []
         sizes.reserveCapacity(self.bucketCount)

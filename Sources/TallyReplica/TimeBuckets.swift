@@ -5,9 +5,15 @@ import TallyAggregates
 /// Events arrive mostly for the newest bucket, so a lookup checks the last bucket first and only
 /// then bisects; a new bucket is usually appended; expiry removes a prefix. No hashing on the
 /// ingest path, and iteration is in time order (deterministic) with no sort.
+///
+/// Expiry advances `head` instead of shifting the arrays: with 48 h of minute buckets, removing
+/// the oldest one each minute moved 2,880 aggregates (~780 KB) per series. The dead prefix is
+/// dropped once it is half the storage. Positions below are absolute indices into the storage.
 struct TimeBuckets: Sendable {
-    private(set) var starts: [Int64] = []
-    private(set) var aggregates: [BucketAggregate] = []
+    private var starts: [Int64] = []
+    private var storage: [BucketAggregate] = []
+    /// Buckets before this position are expired (dead storage).
+    private var head = 0
     /// Buckets before this position were settled: their arrays shrunk to fit.
     private var settled = 0
     /// When the replica replicates: the buckets its own events changed since its last seal, each
@@ -23,16 +29,24 @@ struct TimeBuckets: Sendable {
         var userHashes: [UInt64]
     }
 
-    var count: Int { self.starts.count }
+    var count: Int { self.starts.count - self.head }
+
+    /// What an expired slot holds until compaction: an empty aggregate, which owns no heap memory.
+    static let dead = BucketAggregate(sketchScale: LatencySketch.defaultScale,
+                                      sketchBucketsMax: LatencySketch.defaultBucketsMax,
+                                      usersPrecision: HyperLogLog.defaultPrecision)
+
+    /// The live aggregates, in time order.
+    var aggregates: ArraySlice<BucketAggregate> { self.storage[self.head...] }
 
     /// The position of the bucket starting at `start`, or where it would be inserted.
     @inline(__always)
     func position(of start: Int64) -> (index: Int, found: Bool) {
-        if let last = self.starts.last {
+        if self.starts.count > self.head, let last = self.starts.last {
             if last == start { return (self.starts.count - 1, true) }
             if last < start { return (self.starts.count, false) }
         }
-        var low = 0
+        var low = self.head
         var high = self.starts.count
         while low < high {
             let mid = (low + high) / 2
@@ -43,7 +57,7 @@ struct TimeBuckets: Sendable {
 
     subscript(start: Int64) -> BucketAggregate? {
         let (index, found) = self.position(of: start)
-        return found ? self.aggregates[index] : nil
+        return found ? self.storage[index] : nil
     }
 
     /// Applies `body` to the bucket at `start`, creating it with `make` first if absent.
@@ -60,8 +74,8 @@ struct TimeBuckets: Sendable {
                 if position < 0 {
                     var base: BucketAggregate?
                     if found {
-                        base = self.aggregates[index]
-                        base!.users = HyperLogLog(precision: self.aggregates[index].users.precision)  // set above
+                        base = self.storage[index]
+                        base!.users = HyperLogLog(precision: self.storage[index].users.precision)  // set above
                     }
                     self.bases.append(Unsealed(start: start, base: base, userHashes: []))
                     position = self.bases.count - 1
@@ -70,30 +84,38 @@ struct TimeBuckets: Sendable {
             if let userHash { self.bases[position].userHashes.append(userHash) }
         }
         if found {
-            body(&self.aggregates[index])
+            body(&self.storage[index])
         } else {
             var aggregate = make()
             body(&aggregate)
             self.starts.insert(start, at: index)
-            self.aggregates.insert(aggregate, at: index)
+            self.storage.insert(aggregate, at: index)
         }
     }
 
     /// Drops the buckets starting before `cutoff` (exclusive); returns how many.
     mutating func removeBuckets(startingBefore cutoff: Int64) -> Int {
         let (index, _) = self.position(of: cutoff)
-        guard index > 0 else { return 0 }
-        self.starts.removeFirst(index)
-        self.aggregates.removeFirst(index)
-        self.settled = max(0, self.settled - index)
-        return index
+        let removed = index - self.head
+        guard removed > 0 else { return 0 }
+        // Release what the dead buckets hold now; the slots themselves go at the next compaction.
+        for position in self.head..<index { self.storage[position] = Self.dead }
+        self.head = index
+        self.settled = max(self.settled, self.head)
+        if self.head >= 64 && self.head * 2 >= self.starts.count {
+            self.starts.removeFirst(self.head)
+            self.storage.removeFirst(self.head)
+            self.settled -= self.head
+            self.head = 0
+        }
+        return removed
     }
 
     /// Shrinks the arrays of the buckets starting before `cutoff` that are not yet settled: they
     /// are closed, and a late event that still reaches one just grows it again.
     mutating func settle(startingBefore cutoff: Int64) {
         while self.settled < self.starts.count && self.starts[self.settled] < cutoff {
-            self.aggregates[self.settled].shrinkToFit()
+            self.storage[self.settled].shrinkToFit()
             self.settled += 1
         }
     }
@@ -105,5 +127,7 @@ struct TimeBuckets: Sendable {
     }
 
     /// (start, aggregate) pairs in time order.
-    var all: Zip2Sequence<[Int64], [BucketAggregate]> { zip(self.starts, self.aggregates) }
+    var all: Zip2Sequence<ArraySlice<Int64>, ArraySlice<BucketAggregate>> {
+        zip(self.starts[self.head...], self.storage[self.head...])
+    }
 }
