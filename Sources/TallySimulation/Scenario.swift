@@ -121,7 +121,7 @@ extension Scenario {
                 if let fallback { return fallback }
                 throw fail(key, "is required")
             }
-            guard let parsed = Self.parseDuration("\(value)") else {
+            guard let parsed = Duration.parse("\(value)") else {
                 throw fail(key, "must be a duration such as 300ms, 30s, 5m, 2h or 7d (got \(value))")
             }
             return parsed
@@ -249,15 +249,5 @@ extension Scenario {
             gossipInterval: try duration("gossip_interval", root["gossip_interval"], .seconds(1)),
             checkpointInterval: try duration("checkpoint_interval", root["checkpoint_interval"], .seconds(10)),
             traffic: traffic, network: network, faults: faults.sorted { $0.at < $1.at })
-    }
-
-    /// `300ms`, `30s`, `5m`, `2h`, `7d`.
-    static func parseDuration(_ text: String) -> Duration? {
-        let units: [(String, Int64)] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
-        for (suffix, millis) in units where text.hasSuffix(suffix) {
-            let number = text.dropLast(suffix.count)
-            if let value = Int64(number), value >= 0 { return .milliseconds(value * millis) }
-        }
-        return nil
     }
 }

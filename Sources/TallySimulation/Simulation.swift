@@ -404,7 +404,6 @@ public struct Simulation {
         state.faultsOver = true
         self.heal(&state)
         for index in state.regions.indices {
-            state.regions[index].clockOffsetMillis = state.regions[index].clockOffsetMillis  // clocks keep their skew
             if !state.regions[index].isUp { self.start(index, &state) }
             state.regions[index].pausedUntil = nil
         }

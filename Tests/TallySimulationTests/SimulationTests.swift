@@ -83,6 +83,7 @@ import TallyReplica
         #expect(problem("regions: [a]\nduration: 1s").contains("regions"))
         #expect(problem("regions: [a, b]\nduration: 1s\nfaults:\n  - at: 0s\n    crash: c").contains("faults[0].crash"))
         #expect(problem("regions: [a, b]\nduration: 10x").contains("duration"))
+        #expect(problem("regions: [a, b]\nduration: 9999999999999999d").contains("duration"))  // would overflow
         #expect(problem("regions: [a, b]\nduration: 1s\nspeed: 3").contains("speed"))
         #expect(problem("regions: [a, b]\nduration: 1s\nfaults:\n  - at: 0s\n    explode: a").contains("explode"))
     }

@@ -134,7 +134,7 @@ extension NodeConfig {
         }
         func duration(_ key: String, _ value: String?, _ fallback: Duration) throws(ConfigError) -> Duration {
             guard let value else { return fallback }
-            guard let parsed = Self.parseDuration(value), parsed > .zero else {
+            guard let parsed = Duration.parse(value), parsed > .zero else {
                 throw fail(key, value, "must be a positive duration such as 300ms, 30s, 5m, 48h, 90d or 5y")
             }
             return parsed
@@ -227,20 +227,6 @@ extension NodeConfig {
             }
         }
         try check(mapping, section: "", path: "")
-    }
-
-    /// `300ms`, `30s`, `5m`, `48h`, `90d`, `2w`, `5y` (a year is 365 days).
-    public static func parseDuration(_ text: String) -> Duration? {
-        let units: [(String, Int64)] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000),
-                                        ("w", 604_800_000), ("y", 31_536_000_000)]
-        for (suffix, millis) in units where text.hasSuffix(suffix) {
-            let number = text.dropLast(suffix.count)
-            guard !number.isEmpty, number.allSatisfy(\.isASCII), let value = Int64(number), value >= 0,
-                value <= Int64.max / millis
-            else { continue }
-            return .milliseconds(value * millis)
-        }
-        return nil
     }
 
     static func bytes(hex: String) -> [UInt8]? {

@@ -197,7 +197,7 @@ public enum API {
         if let text = value("step") {
             if let seconds = Int64(text) {
                 step = .seconds(seconds)
-            } else if let duration = NodeConfig.parseDuration(text) {
+            } else if let duration = Duration.parse(text) {
                 step = duration
             } else {
                 throw .invalid(parameter: "step", message: "'\(text)' is not a duration such as 60, 60s, 5m or 1h")

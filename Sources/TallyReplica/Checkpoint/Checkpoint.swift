@@ -130,10 +130,7 @@ extension Replica {
         }
         // Remote merges are in `buckets` (they mark them changed), own changes are in the log: the
         // chain heads stored with them are exactly what these buckets contain.
-        let origins = self.replication.origins.keys.sorted().map { origin in
-            let state = self.replication.origins[origin]!  // key from the same dictionary
-            return OriginVersion(origin: origin, version: state.version, currentAsOf: state.currentAsOf)
-        }
+        let origins = self.chainHeads
         return Checkpoint(
             sequence: self.lastSequence, stateVersion: self.stateVersion, takenAt: now, firstNewSeries: first,
             newSeries: newSeries, buckets: buckets, idempotencyKeys: self.idempotency.takeUnsaved(),

@@ -44,3 +44,20 @@ extension Duration {
         return seconds &* 1_000 &+ attoseconds / 1_000_000_000_000_000
     }
 }
+
+extension Duration {
+    /// `300ms`, `30s`, `5m`, `48h`, `90d`, `2w`, `5y` (a year is 365 days); nil for anything else,
+    /// including a value that would overflow. Configs, queries and scenario files all use it.
+    public static func parse(_ text: String) -> Duration? {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000),
+                                        ("w", 604_800_000), ("y", 31_536_000_000)]
+        for (suffix, millis) in units where text.hasSuffix(suffix) {
+            let number = text.dropLast(suffix.count)
+            guard !number.isEmpty, number.allSatisfy(\.isASCII), let value = Int64(number), value >= 0,
+                value <= Int64.max / millis
+            else { continue }
+            return .milliseconds(value * millis)
+        }
+        return nil
+    }
+}

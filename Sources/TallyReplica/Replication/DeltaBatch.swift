@@ -77,19 +77,8 @@ public enum ReplicationMessage: Sendable, Equatable {
 }
 
 public struct Digest: Sendable, Equatable {
-    public struct Entry: Sendable, Equatable {
-        public var origin: ReplicaID
-        /// The last batch of the origin integrated.
-        public var version: UInt64
-        /// The origin time this replica knows `version` to be current as of.
-        public var currentAsOf: Timestamp
-
-        public init(origin: ReplicaID, version: UInt64, currentAsOf: Timestamp) {
-            self.origin = origin
-            self.version = version
-            self.currentAsOf = currentAsOf
-        }
-    }
+    /// Per origin: the last batch integrated, and the origin time it is known current as of.
+    public typealias Entry = OriginVersion
 
     /// A state transfer in progress at the sender of the digest: continue it from `cursor`.
     public struct Transfer: Sendable, Equatable {

@@ -137,17 +137,25 @@ extension Replica {
     /// Per origin (sorted), the version held and the origin time it is current as of; the own
     /// origin is current as of now.
     func digest(now: Timestamp, reply: Bool) -> Digest {
-        var entries: [Digest.Entry] = []
-        var transfers: [Digest.Transfer] = []
-        for origin in self.replication.origins.keys.sorted() {
-            let state = self.replication.origins[origin]!  // key from the same dictionary
-            let asOf = origin == self.config.id ? now : state.currentAsOf
-            entries.append(Digest.Entry(origin: origin, version: state.version, currentAsOf: asOf))
-            if let transfer = state.transfer {
-                transfers.append(Digest.Transfer(origin: origin, asOf: transfer.asOf, cursor: transfer.next))
+        var entries = self.chainHeads
+        for position in entries.indices where entries[position].origin == self.config.id {
+            entries[position].currentAsOf = now
+        }
+        let transfers = self.replication.origins.keys.sorted().compactMap { origin -> Digest.Transfer? in
+            self.replication.origins[origin]!.transfer.map {  // key from the same dictionary
+                Digest.Transfer(origin: origin, asOf: $0.asOf, cursor: $0.next)
             }
         }
         return Digest(entries: entries, transfers: transfers, reply: reply)
+    }
+
+    /// Per origin (sorted), the last version integrated and the origin time it is current as of:
+    /// what digests advertise and checkpoints store.
+    var chainHeads: [OriginVersion] {
+        self.replication.origins.keys.sorted().map { origin in
+            let state = self.replication.origins[origin]!  // key from the same dictionary
+            return OriginVersion(origin: origin, version: state.version, currentAsOf: state.currentAsOf)
+        }
     }
 
     // MARK: - Receiving
