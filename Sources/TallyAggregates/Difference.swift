@@ -113,19 +113,35 @@ extension OriginHistogram {
     /// The buckets that grew (others zero, trimmed) with the current totals; nil if nothing grew.
     /// `older` is a version of the same origin's histogram at the same scale and floor.
     func difference(from older: OriginHistogram) -> OriginHistogram? {
-        guard self.zeroCount > older.zeroCount || self.counts != older.counts || self.floorIndex != older.floorIndex
-        else { return nil }
-        var part = self
-        part.zeroCount = self.zeroCount > older.zeroCount ? self.zeroCount : 0
-        var counts = [UInt64](repeating: 0, count: self.counts.count)
-        for (position, count) in self.counts.enumerated() {
-            let index = Int(self.offset) + position
-            let olderPosition = index - Int(older.offset)
-            let olderCount = olderPosition >= 0 && olderPosition < older.counts.count ? older.counts[olderPosition] : 0
-            if count > olderCount { counts[position] = count }
+        // One pass for the range of grown counts, then counts for that range only: a day's
+        // histogram spans hundreds of buckets, and a gossip round's events touch a few of them.
+        let shift = Int(self.offset) - Int(older.offset)  // older position = own position + shift
+        func olderCount(_ position: Int) -> UInt64 {
+            let olderPosition = position + shift
+            return olderPosition >= 0 && olderPosition < older.counts.count ? older.counts[olderPosition] : 0
         }
-        part.counts = PackedCounts(counts)
-        part.normalize(bucketsMax: Int.max)
+        var first = -1
+        var last = -1
+        for (position, count) in self.counts.enumerated() where count > olderCount(position) {
+            if first < 0 { first = position }
+            last = position
+        }
+        let zeroCountGrew = self.zeroCount > older.zeroCount
+        guard first >= 0 || zeroCountGrew || self.floorIndex != older.floorIndex else { return nil }
+        var part = self
+        part.zeroCount = zeroCountGrew ? self.zeroCount : 0
+        if first >= 0 {
+            var counts = [UInt64](repeating: 0, count: last - first + 1)
+            for position in first...last {
+                let count = self.counts[position]
+                if count > olderCount(position) { counts[position - first] = count }
+            }
+            part.counts = PackedCounts(counts)
+            part.offset = self.offset + Int32(first)
+        } else {
+            part.counts = []
+            part.offset = 0
+        }
         if part.isEmpty && part.floorIndex == older.floorIndex { return nil }
         return part
     }

@@ -33,6 +33,8 @@ public struct Replica: Sendable {
     var dirtySeries: [SeriesID] = []
     /// Gossip: versions, buffers and transfers per origin (empty without peers).
     var replication: ReplicationState
+    /// When the last retention pass ran, and what it could remove (see `tick`).
+    var expiry = ExpiryPass()
 
     /// The config in the form the ingest path uses: integer milliseconds and bit masks, because
     /// `Duration` arithmetic (128-bit) and `Set` lookups showed up in the ingest profile.
@@ -130,12 +132,20 @@ public struct Replica: Sendable {
     /// MUST be called when the last `.scheduleTick` fires (and once at start).
     public mutating func tick(now: Timestamp) -> [Action] {
         var actions: [Action] = []
-        let retention = self.config.retention
-        var removed = 0
-        for position in self.series.indices {
-            removed += self.series[position].expire(retention: retention, now: now, settleAfter: .seconds(60))
+        // Walking every series' buckets touches cold memory (at 10^3 series and a tick a second,
+        // most of an idle simulated region's time); a pass that cannot remove or settle anything
+        // is skipped (`ExpiryPass`).
+        let boundaries = self.plan.expiryBoundaries(now: now)
+        if self.expiry.isNeeded(boundaries) {
+            let retention = self.config.retention
+            var removed = 0
+            for position in self.series.indices {
+                removed += self.series[position].expire(
+                    retention: retention, now: now, settleAfter: .milliseconds(IngestPlan.settleAfterMillis))
+            }
+            if removed > 0 { self.stateVersion += 1 }
+            self.expiry = ExpiryPass(at: now.millisecondsSinceEpoch, boundaries: boundaries)
         }
-        if removed > 0 { self.stateVersion += 1 }
         self.idempotency.expire(now: now)
         if let last = self.replication.lastGossip, now - last < self.config.gossipInterval {
             // Not yet: a tick more often than the gossip interval only expires.
@@ -207,6 +217,7 @@ public struct Replica: Sendable {
 
     /// Counts an admitted event into every resolution that still keeps its time bucket.
     mutating func apply(_ event: Event, key: SeriesKey, known: SeriesID?, now: Timestamp) {
+        self.expiry.noteChange(now: now)
         let id = known ?? self.addSeries(key)
         let isError = self.plan.errorMask & (1 << key.statusClass.rawValue) != 0
         let (wasClean, wasSealed) = self.series[Int(id.rawValue)].record(
@@ -229,6 +240,37 @@ public struct Replica: Sendable {
         self.idempotency.insert(
             client: entry.client, key: key, receipt: entry.receipt,
             expiresAt: entry.acceptedAt + self.config.limits.idempotencyWindow)
+    }
+}
+
+/// The last retention pass, so that `tick` can skip one that would change nothing.
+///
+/// A pass removes the buckets starting at or before a boundary and settles those before another
+/// (`IngestPlan.expiryBoundaries`). With the same boundaries as the last pass, the only buckets it
+/// could still remove or settle are ones created since, below the boundaries; every path that
+/// creates a bucket checks `keeps` at its own `now`, so that needs a `now` earlier than the last
+/// pass's (a clock stepped back), which marks the pass stale.
+struct ExpiryPass: Sendable {
+    private var at: Int64 = .min
+    private var boundaries: [Int64] = []
+    private var stale = true
+
+    init() {}
+
+    init(at: Int64, boundaries: [Int64]) {
+        self.at = at
+        self.boundaries = boundaries
+        self.stale = false
+    }
+
+    func isNeeded(_ boundaries: [Int64]) -> Bool {
+        self.stale || boundaries != self.boundaries
+    }
+
+    /// A bucket may be created or changed at `now`.
+    @inline(__always)
+    mutating func noteChange(now: Timestamp) {
+        if now.millisecondsSinceEpoch < self.at { self.stale = true }
     }
 }
 
@@ -441,6 +483,27 @@ struct IngestPlan: Sendable {
         let time = timestamp.millisecondsSinceEpoch
         let remainder = time % width
         return time - (remainder < 0 ? remainder + width : remainder)
+    }
+
+    /// A closed bucket is settled (its arrays shrunk) this long after its end.
+    static let settleAfterMillis: Int64 = 60_000
+
+    /// Per resolution, the last bucket start a retention pass at `now` removes, then the last it
+    /// settles. Bucket starts are multiples of their width, so two times with equal boundaries
+    /// remove and settle the same buckets.
+    func expiryBoundaries(now: Timestamp) -> [Int64] {
+        var boundaries: [Int64] = []
+        boundaries.reserveCapacity(2 * self.widthMillis.count)
+        for resolution in 0..<self.widthMillis.count {
+            let width = self.widthMillis[resolution]
+            // Removed: start <= now - width - retention; settled: start < now - width - settleAfter.
+            for cutoff in [now.millisecondsSinceEpoch - self.keepMillis[resolution],
+                           now.millisecondsSinceEpoch - width - Self.settleAfterMillis - 1] {
+                let remainder = cutoff % width
+                boundaries.append(cutoff - (remainder < 0 ? remainder + width : remainder))
+            }
+        }
+        return boundaries
     }
 
     /// `Retention.keeps`, in milliseconds: the bucket's end plus retention is still ahead of now.

@@ -20,7 +20,7 @@ public struct Scenario: Sendable {
 
     public struct Traffic: Sendable {
         /// Events per second over all regions (split evenly), in batches of `batch`.
-        public var eventsPerSecond: Int
+        public var eventsPerSecond: Double
         public var batch: Int
         public var services: Int
         public var operations: Int
@@ -133,6 +133,13 @@ extension Scenario {
             }
             return parsed
         }
+        func integer(_ key: String, _ value: Any?, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
+            guard let value else { return fallback }
+            guard let parsed = value as? Int, range.contains(parsed) else {
+                throw fail(key, "must be a whole number in \(range.lowerBound)...\(range.upperBound) (got \(value))")
+            }
+            return parsed
+        }
         func names(_ key: String, _ value: Any?, regions: [String]) throws -> [String] {
             let list = (value as? [Any])?.map { "\($0)" } ?? (value.map { ["\($0)"] } ?? [])
             for name in list where !regions.contains(name) {
@@ -147,11 +154,11 @@ extension Scenario {
 
         let trafficMap = root["traffic"] as? [String: Any] ?? [:]
         let traffic = Traffic(
-            eventsPerSecond: Int(try number("traffic.events_per_second", trafficMap["events_per_second"], 1_000, 0...1e7)),
-            batch: Int(try number("traffic.batch", trafficMap["batch"], 100, 1...10_000)),
-            services: Int(try number("traffic.services", trafficMap["services"], 5, 1...1_000)),
-            operations: Int(try number("traffic.operations", trafficMap["operations"], 10, 1...1_000)),
-            users: Int(try number("traffic.users", trafficMap["users"], 10_000, 1...1e7)))
+            eventsPerSecond: try number("traffic.events_per_second", trafficMap["events_per_second"], 1_000, 0...1e7),
+            batch: try integer("traffic.batch", trafficMap["batch"], 100, 1...10_000),
+            services: try integer("traffic.services", trafficMap["services"], 5, 1...1_000),
+            operations: try integer("traffic.operations", trafficMap["operations"], 10, 1...1_000),
+            users: try integer("traffic.users", trafficMap["users"], 10_000, 1...10_000_000))
 
         let networkMap = root["network"] as? [String: Any] ?? [:]
         var latency: [String: Duration] = [:]

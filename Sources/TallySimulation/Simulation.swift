@@ -20,7 +20,10 @@ public struct Simulation {
     static let epochMillis: Int64 = 1_795_910_400_000
     /// The time a group commit takes on the simulated disk.
     static let commitMillis: Int64 = 2
-    static let sampleEvery: Int64 = 5_000
+    /// Reads for the monotonic-reads check and staleness percentiles: every 5 gossip rounds, and at
+    /// least every 5 s. (Reading totals walks every day bucket: at a 1 s sample, a week-long
+    /// scenario spent a tenth of its time here.)
+    var sampleEvery: Int64 { max(5_000, 5 * self.scenario.gossipInterval.milliseconds) }
 
     enum Event {
         case tick(Int, generation: Int)
@@ -94,6 +97,30 @@ public struct Simulation {
         var quietStart: Int64 = 0
         var convergedAt: Int64?
         var messages = 0
+        var names: Names
+        /// One-way base latency (ms) per region pair, from the scenario or the defaults.
+        var latency: [[Int64]] = []
+    }
+
+    /// The workload's names, built once: formatting them per event showed in the profile.
+    struct Names {
+        let services: [String]
+        let operations: [String]
+        let serviceIndex: [String: Int]
+        private var users: [Int: UserID] = [:]
+
+        init(_ traffic: Scenario.Traffic) {
+            self.services = (0..<traffic.services).map { "svc-\($0)" }
+            self.operations = (0..<traffic.operations).map { "op-\($0)" }
+            self.serviceIndex = Dictionary(uniqueKeysWithValues: self.services.enumerated().map { ($1, $0) })
+        }
+
+        mutating func user(_ rank: Int) -> UserID {
+            if let known = self.users[rank] { return known }
+            let user = UserID("user-\(rank)")
+            self.users[rank] = user
+            return user
+        }
     }
 
     public func run() -> SimulationResult {
@@ -104,7 +131,14 @@ public struct Simulation {
                                users: self.scenario.traffic.users),
             cut: Array(repeating: Array(repeating: false, count: regions.count), count: regions.count),
             held: Array(repeating: Array(repeating: false, count: regions.count), count: regions.count),
-            loss: self.scenario.network.loss, duplication: self.scenario.network.duplication)
+            loss: self.scenario.network.loss, duplication: self.scenario.network.duplication,
+            names: Names(self.scenario.traffic))
+        let names = self.scenario.regions
+        state.latency = names.map { from in
+            names.map { to in
+                (self.scenario.network.latency["\(from)->\(to)"] ?? Scenario.defaultLatency(from, to)).milliseconds
+            }
+        }
         for index in state.regions.indices {
             self.start(index, &state)
             // Stagger the first batches so regions do not act in lockstep.
@@ -113,7 +147,7 @@ public struct Simulation {
         for (index, fault) in self.scenario.faults.enumerated() {
             state.queue.schedule(.fault(index), at: fault.at.milliseconds)
         }
-        state.queue.schedule(.sample, at: Self.sampleEvery)
+        state.queue.schedule(.sample, at: self.sampleEvery)
         state.queue.schedule(.endOfFaults, at: self.scenario.duration.milliseconds)
         let end = (self.scenario.duration + self.scenario.quiet).milliseconds
         while let (time, event) = state.queue.next(), time <= end {
@@ -213,7 +247,7 @@ public struct Simulation {
             state.spike = 1
         case .sample:
             self.sample(&state)
-            if !state.faultsOver { state.queue.schedule(.sample, at: state.now + Self.sampleEvery) }
+            if !state.faultsOver { state.queue.schedule(.sample, at: state.now + self.sampleEvery) }
         case .endOfFaults:
             self.endFaults(&state)
         case .check:
@@ -228,7 +262,7 @@ public struct Simulation {
     private func sendTraffic(_ index: Int, _ state: inout State) {
         guard !state.faultsOver else { return }
         let traffic = self.scenario.traffic
-        let perRegion = Double(traffic.eventsPerSecond) / Double(state.regions.count) * state.spike
+        let perRegion = traffic.eventsPerSecond / Double(state.regions.count) * state.spike
         if perRegion > 0 {
             let interval = max(1, Int64((Double(traffic.batch) / perRegion * 1_000).rounded()))
             state.queue.schedule(.traffic(index), at: state.now + interval)
@@ -243,8 +277,9 @@ public struct Simulation {
         for _ in 0..<traffic.batch {
             let request = state.workload.request(using: &state.random)
             items.append(.event(TallyReplica.Event(
-                service: "svc-\(request.service)", operation: "op-\(request.operation)", status: request.status,
-                latencyMicros: Double(request.latencyMicros), user: "user-\(request.user)",
+                service: state.names.services[request.service], operation: state.names.operations[request.operation],
+                status: request.status, latencyMicros: Double(request.latencyMicros),
+                userID: state.names.user(request.user),
                 timestamp: now - .milliseconds(Int64(state.random.next() % 2_000)))))
         }
         let batch = EventBatch(id: BatchID(state.random.next()), client: "client-\(index)", items: items)
@@ -253,7 +288,7 @@ public struct Simulation {
         for action in actions {
             guard case .persist(let entry) = action else { continue }
             var services: [Int: UInt64] = [:]
-            for event in entry.events { services[Int(event.service.dropFirst(4))!, default: 0] += 1 }
+            for event in entry.events { services[state.names.serviceIndex[event.service]!, default: 0] += 1 }
             state.regions[index].disk.unsynced.append(entry)
             state.regions[index].unacknowledged.append((entry.sequence, services))
             if !state.regions[index].syncScheduled {
@@ -302,9 +337,7 @@ public struct Simulation {
     }
 
     private func transmit(_ bytes: [UInt8], to: Int, from: Int, _ state: inout State) {
-        let name = "\(self.scenario.regions[from])->\(self.scenario.regions[to])"
-        let base = (self.scenario.network.latency[name]
-            ?? Scenario.defaultLatency(self.scenario.regions[from], self.scenario.regions[to])).milliseconds
+        let base = state.latency[from][to]
         let delay = Int64((Double(base) * (1 + self.scenario.network.jitter * state.random.nextUnit())).rounded())
         state.queue.schedule(.deliver(to: to, from: from, bytes: bytes), at: state.now + max(1, delay))
     }

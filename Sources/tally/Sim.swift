@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import TallySimulation
 
 /// `tally sim`: runs chaos scenarios in the deterministic simulator.
@@ -25,11 +26,14 @@ struct Sim: ParsableCommand {
     var json = false
     @Flag(help: "Print each run's trace hash (two runs of a seed must print the same).")
     var traceHashes = false
+    @Option(help: "Seeds run at once, one per core by default (each run is single-threaded and deterministic).")
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
 
     func validate() throws {
         guard !self.scenarios.isEmpty else { throw ValidationError("name at least one scenario file") }
         guard self.seed == nil || self.seeds == nil else { throw ValidationError("--seed and --seeds exclude each other") }
         if let seeds = self.seeds, seeds < 1 { throw ValidationError("--seeds must be at least 1") }
+        guard (1...256).contains(self.jobs) else { throw ValidationError("--jobs must be 1 to 256") }
     }
 
     func run() throws {
@@ -47,8 +51,15 @@ struct Sim: ParsableCommand {
             let seeds: [UInt64] = self.seeds.map { count in (0..<UInt64(count)).map { self.firstSeed + $0 } }
                 ?? [self.seed ?? 1]
             let single = seeds.count == 1 && !self.json
+            // Waves of seeds run in parallel; results are reported in seed order.
+            let wave = self.jobs * 2
+            var results: [SimulationResult] = []
             for (position, seed) in seeds.enumerated() {
-                let result = Simulation(scenario: scenario, seed: seed).run()
+                if position % wave == 0 {
+                    results = Self.run(scenario, seeds: Array(seeds[position..<min(position + wave, seeds.count)]),
+                                       jobs: self.jobs)
+                }
+                let result = results[position % wave]
                 runs += 1
                 simulatedMillis += result.simulatedMillis
                 if self.json {
@@ -78,6 +89,17 @@ struct Sim: ParsableCommand {
         }
         for failure in failures { print("FAILED \(failure)") }
         if !failures.isEmpty { throw ExitCode(1) }
+    }
+
+    /// Runs `seeds` of `scenario`, `jobs` at a time; results in the order of `seeds`.
+    static func run(_ scenario: Scenario, seeds: [UInt64], jobs: Int) -> [SimulationResult] {
+        if jobs == 1 || seeds.count == 1 { return seeds.map { Simulation(scenario: scenario, seed: $0).run() } }
+        let results = Mutex<[SimulationResult?]>(Array(repeating: nil, count: seeds.count))
+        DispatchQueue.concurrentPerform(iterations: seeds.count) { index in
+            let result = Simulation(scenario: scenario, seed: seeds[index]).run()
+            results.withLock { $0[index] = result }
+        }
+        return results.withLock { $0.map { $0! } }  // every index was filled above
     }
 
     static func progress(scenario: String, done: Int, of total: Int, failures: Int) {

@@ -86,5 +86,8 @@ import TallyReplica
         #expect(problem("regions: [a, b]\nduration: 9999999999999999d").contains("duration"))  // would overflow
         #expect(problem("regions: [a, b]\nduration: 1s\nspeed: 3").contains("speed"))
         #expect(problem("regions: [a, b]\nduration: 1s\nfaults:\n  - at: 0s\n    explode: a").contains("explode"))
+        // A fraction where a count is meant is refused, not truncated; a fractional rate is fine.
+        #expect(problem("regions: [a, b]\nduration: 1s\ntraffic: {batch: 2.5}").contains("traffic.batch"))
+        #expect(problem("regions: [a, b]\nduration: 1s\ntraffic: {events_per_second: 0.5}") == "accepted")
     }
 }

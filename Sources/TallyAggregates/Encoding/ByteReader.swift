@@ -23,7 +23,21 @@ public struct ByteReader: Sendable {
         return self.bytes[self.offset]
     }
 
+    /// Most varints in a sketch or a delta are one byte: that case inlines, the rest does not.
+    @inline(__always)
     public mutating func readVarint(_ field: String) throws(DecodeError) -> UInt64 {
+        if self.offset < self.bytes.count {
+            let byte = self.bytes[self.offset]
+            if byte < 0x80 {
+                self.offset += 1
+                return UInt64(byte)
+            }
+        }
+        return try self.readLongVarint(field)
+    }
+
+    @inline(never)
+    private mutating func readLongVarint(_ field: String) throws(DecodeError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {

@@ -207,8 +207,22 @@ public struct HyperLogLog: Lattice {
             self.dense = registers
             self.sparse = []
         case (true, true):
-            self.sparse = Self.mergeSparse(self.sparse, other.sparse)
-            if self.sparse.count > self.sparseEntriesMax { self.densify() }
+            if other.sparse.count * 16 <= self.sparse.count {
+                // A few users into many (a replicated delta into a day's bucket): insert them in
+                // place rather than rebuild the whole list. Same entries, same densify point.
+                for entry in other.sparse {
+                    let index = Int(entry >> 6)
+                    let rank = UInt8(entry & 0x3F)
+                    if self.dense.isEmpty {
+                        self.insertSparse(index: index, rank: rank)
+                    } else if self.dense[index] < rank {
+                        self.dense[index] = rank
+                    }
+                }
+            } else {
+                self.sparse = Self.mergeSparse(self.sparse, other.sparse)
+                if self.sparse.count > self.sparseEntriesMax { self.densify() }
+            }
         }
     }
 

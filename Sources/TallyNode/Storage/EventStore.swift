@@ -190,8 +190,8 @@ public actor EventStore {
             guard series >= 0, series < image.series.count,
                 let resolution = Resolution(rawValue: Int(rawResolution))
             else { throw StoreError.corrupt(row: name, reason: "unknown series or resolution") }
-            image.buckets[BucketAddress(series: Int(series), resolution: resolution, start: start)] =
-                try Self.decode(BucketAggregate.self, row["aggregate"], row: name)
+            image.store(try Self.decode(BucketAggregate.self, row["aggregate"], row: name),
+                        at: BucketAddress(series: Int(series), resolution: resolution, start: start))
         }
         let origins = try Row.fetchCursor(db, sql: "SELECT origin, version, current_as_of FROM origin")
         while let row = try origins.next() {

@@ -85,13 +85,24 @@ public struct ReplicaSnapshot: Sendable {
     public var sequence: UInt64 = 0
     public var stateVersion: UInt64 = 0
     public var series: [SeriesKey] = []
-    public var buckets: [BucketAddress: BucketAggregate] = [:]
+    public private(set) var buckets: [BucketAddress: BucketAggregate] = [:]
+    /// Per resolution (by raw value), the addresses held per bucket start: expiry finds what to
+    /// delete here instead of filtering every bucket at every checkpoint (with 48 h of minute
+    /// buckets that filter was two thirds of a week-long simulation).
+    private var addressesByStart: [[Int64: [BucketAddress]]] = Array(repeating: [:], count: Resolution.allCases.count)
     /// By client and key; restored in the order of their receipts' sequences.
     public var idempotencyKeys: [IdempotencyRecord.Name: IdempotencyRecord] = [:]
     /// Replication chain heads, sorted by origin.
     public var origins: [OriginVersion] = []
 
     public init() {}
+
+    /// Upserts one bucket (a store loading its image uses this too).
+    public mutating func store(_ aggregate: BucketAggregate, at address: BucketAddress) {
+        if self.buckets.updateValue(aggregate, forKey: address) == nil {
+            self.addressesByStart[address.resolution.rawValue][address.start, default: []].append(address)
+        }
+    }
 
     /// Stores `checkpoint`: appends its new series, upserts its buckets and keys, deletes what
     /// expired by its time. Checkpoints MUST be applied in the order they were taken.
@@ -100,8 +111,16 @@ public struct ReplicaSnapshot: Sendable {
         precondition(checkpoint.firstNewSeries == self.series.count,
                      "checkpoint's series start at \(checkpoint.firstNewSeries), image has \(self.series.count)")
         self.series += checkpoint.newSeries
-        for bucket in checkpoint.buckets { self.buckets[bucket.address] = bucket.aggregate }
-        self.buckets = self.buckets.filter { $0.key.start >= checkpoint.expiredBefore[$0.key.resolution.rawValue] }
+        for bucket in checkpoint.buckets { self.store(bucket.aggregate, at: bucket.address) }
+        for resolution in Resolution.allCases {
+            let cutoff = checkpoint.expiredBefore[resolution.rawValue]
+            let expired = self.addressesByStart[resolution.rawValue].keys.filter { $0 < cutoff }
+            for start in expired {
+                for address in self.addressesByStart[resolution.rawValue].removeValue(forKey: start) ?? [] {
+                    self.buckets.removeValue(forKey: address)
+                }
+            }
+        }
         self.idempotencyKeys = self.idempotencyKeys.filter { $0.value.expiresAt > checkpoint.takenAt }
         for record in checkpoint.idempotencyKeys {
             self.idempotencyKeys[record.name] = record

@@ -9,29 +9,59 @@ struct OriginState: Sendable {
     var currentAsOf = Timestamp(millisecondsSinceEpoch: .min)
     /// Recent batches in chain order, ending at `version`, for peers that are behind: as encoded
     /// by their origin, relayed as they are.
-    var buffer: [BufferedBatch] = []
-    var bufferBytes = 0
+    var buffer: ArraySlice<BufferedBatch> { self.storage[self.head...] }
+    private(set) var bufferBytes = 0
+    /// The buffer's storage: batches before `head` were dropped (their bytes released). A full
+    /// buffer drops one batch per batch it takes; shifting the array each time cost O(buffer).
+    private var storage: [BufferedBatch] = []
+    private var head = 0
     /// A state transfer being received: complete through `next` (exclusive), as of `asOf`.
     var transfer: (asOf: UInt64, asOfTime: Timestamp, next: BucketKey)?
 
     /// The buffered batches after `version` in chain order, or nil when the buffer does not reach
     /// back to it (the peer needs a state transfer).
     func chain(after version: UInt64) -> ArraySlice<BufferedBatch>? {
-        if version == self.version { return self.buffer[self.buffer.endIndex...] }
-        guard let start = self.buffer.firstIndex(where: { $0.previous == version }) else { return nil }
-        return self.buffer[start...]
+        let buffer = self.buffer
+        if version == self.version { return buffer[buffer.endIndex...] }
+        // A chain's versions increase (a restart's epoch is in the high bits): bisect.
+        var low = buffer.startIndex
+        var high = buffer.endIndex
+        while low < high {
+            let middle = (low + high) / 2
+            if buffer[middle].previous < version { low = middle + 1 } else { high = middle }
+        }
+        guard low < buffer.endIndex, buffer[low].previous == version else { return nil }
+        return buffer[low...]
     }
 
+    /// A batch of the origin, sealed at `sealedAt`, was integrated.
+    mutating func integrated(_ batch: BufferedBatch, sealedAt: Timestamp, limit: Int) {
+        self.currentAsOf = max(self.currentAsOf, sealedAt)
+        self.append(batch, limit: limit)
+    }
+
+    /// Appends the batch that is the new head, dropping the oldest while over `limit` bytes (the
+    /// newest always stays).
     mutating func append(_ batch: BufferedBatch, limit: Int) {
-        self.buffer.append(batch)
+        self.storage.append(batch)
         self.bufferBytes += batch.bytes.count
-        var dropped = 0
-        while self.bufferBytes > limit && dropped < self.buffer.count - 1 {
-            self.bufferBytes -= self.buffer[dropped].bytes.count
-            dropped += 1
+        while self.bufferBytes > limit && self.head < self.storage.count - 1 {
+            self.bufferBytes -= self.storage[self.head].bytes.count
+            self.storage[self.head].bytes = []
+            self.head += 1
         }
-        if dropped > 0 { self.buffer.removeFirst(dropped) }
+        if self.head >= 64 && self.head * 2 >= self.storage.count {
+            self.storage.removeFirst(self.head)
+            self.head = 0
+        }
         self.version = batch.version
+    }
+
+    /// A state transfer completed: the buffer no longer chains to the new head.
+    mutating func dropBuffer() {
+        self.storage = []
+        self.head = 0
+        self.bufferBytes = 0
     }
 }
 
@@ -216,9 +246,8 @@ extension Replica {
             let mine = self.replication.origins[entry.origin]?.version ?? 0
             if entry.version > mine {
                 lacking = true
-            } else if entry.version == mine, var state = self.replication.origins[entry.origin] {
-                state.currentAsOf = max(state.currentAsOf, entry.currentAsOf)
-                self.replication.origins[entry.origin] = state
+            } else if entry.version == mine, let current = self.replication.origins[entry.origin]?.currentAsOf {
+                self.replication.origins[entry.origin]?.currentAsOf = max(current, entry.currentAsOf)
             }
         }
         var budget = self.config.limits.gossipBytesMax
@@ -286,12 +315,12 @@ extension Replica {
     /// Integrates a batch that follows the last one of its origin (`follows`), keeping its bytes
     /// to relay.
     mutating func integrate(_ batch: DeltaBatch, bytes: [UInt8], now: Timestamp) {
-        var state = self.replication.origins[batch.origin] ?? OriginState()
         for bucket in batch.buckets { self.merge(bucket, now: now) }
-        state.currentAsOf = max(state.currentAsOf, batch.sealedAt)
-        state.append(BufferedBatch(version: batch.version, previous: batch.previous, bytes: bytes),
-                     limit: self.config.limits.replicationBufferBytesMax)
-        self.replication.origins[batch.origin] = state
+        // In place: a copy of the state taken out of the dictionary would share the buffer, and
+        // the append would then copy all of it (8 MB at the limit) for every batch.
+        self.replication.origins[batch.origin, default: OriginState()].integrated(
+            BufferedBatch(version: batch.version, previous: batch.previous, bytes: bytes), sealedAt: batch.sealedAt,
+            limit: self.config.limits.replicationBufferBytesMax)
     }
 
     /// Integrates a state chunk that starts or continues a transfer; ignores any other.
@@ -318,8 +347,7 @@ extension Replica {
             state.transfer = nil
             state.version = asOf
             state.currentAsOf = max(state.currentAsOf, asOfTime)
-            state.buffer = []
-            state.bufferBytes = 0
+            state.dropBuffer()
         }
         self.replication.origins[chunk.origin] = state
     }
@@ -332,6 +360,7 @@ extension Replica {
         guard self.plan.keeps(resolution, bucketStart: bucket.key.start.millisecondsSinceEpoch, now: now) else {
             return
         }
+        self.expiry.noteChange(now: now)
         let id = self.seriesIndex[bucket.key.series] ?? self.addSeries(bucket.key.series)
         var part = bucket.aggregate
         if self.config.brokenMergeForTesting, let current = self.series[Int(id.rawValue)].bucket(
