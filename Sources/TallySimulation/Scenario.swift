@@ -14,6 +14,9 @@ public struct Scenario: Sendable {
     public var quiet: Duration
     public var gossipInterval: Duration
     public var checkpointInterval: Duration
+    /// Each region's bound on buffered batches per origin (`Limits.replicationBufferBytesMax`):
+    /// small in a scenario that must overflow it (a long partition at low traffic).
+    public var replicationBufferBytes: Int
     public var traffic: Traffic
     public var network: Network
     public var faults: [Fault]
@@ -112,7 +115,7 @@ extension Scenario {
             throw fail("(document)", "must be a mapping of keys to values")
         }
         let known: Set<String> = ["name", "description", "regions", "duration", "quiet", "gossip_interval",
-                                  "checkpoint_interval", "traffic", "network", "faults"]
+                                  "checkpoint_interval", "replication_buffer_bytes", "traffic", "network", "faults"]
         for key in root.keys.sorted() where !known.contains(key) {
             throw fail(key, "is not a known key (known: \(known.sorted().joined(separator: ", ")))")
         }
@@ -255,6 +258,8 @@ extension Scenario {
             quiet: try duration("quiet", root["quiet"], .seconds(60)),
             gossipInterval: try duration("gossip_interval", root["gossip_interval"], .seconds(1)),
             checkpointInterval: try duration("checkpoint_interval", root["checkpoint_interval"], .seconds(10)),
+            replicationBufferBytes: try integer("replication_buffer_bytes", root["replication_buffer_bytes"],
+                                                Limits().replicationBufferBytesMax, 4_096...1 << 30),
             traffic: traffic, network: network, faults: faults.sorted { $0.at < $1.at })
     }
 }

@@ -168,6 +168,7 @@ public struct Simulation {
             peers: self.scenario.regions.filter { $0 != region.name }, gossipInterval: self.scenario.gossipInterval,
             versionEpoch: region.disk.epoch, seed: self.seed &+ UInt64(index))
         config.brokenMergeForTesting = self.brokenMerge
+        config.limits.replicationBufferBytesMax = self.scenario.replicationBufferBytes
         return config
     }
 
@@ -194,6 +195,16 @@ public struct Simulation {
         state.regions[index].syncScheduled = false
     }
 
+    /// Runs `body` on the region's replica, moved out of its optional and back: mutating it through
+    /// `replica!` copied the whole replica value in and out on every call. The region MUST be up.
+    @inline(__always)
+    static func mutate<Result>(_ region: inout Region, _ body: (inout Replica) -> Result) -> Result {
+        var replica = region.replica.take()!  // callers check isUp
+        let result = body(&replica)
+        region.replica = replica
+        return result
+    }
+
     /// The region's clock: virtual time plus its offset and drift.
     private func localTime(_ index: Int, _ state: State) -> Timestamp {
         let region = state.regions[index]
@@ -216,7 +227,7 @@ public struct Simulation {
                 return
             }
             let now = self.localTime(index, state)
-            let actions = state.regions[index].replica!.tick(now: now)  // isUp checked above
+            let actions = Self.mutate(&state.regions[index]) { $0.tick(now: now) }
             state.trace.add(1, UInt64(index), UInt64(bitPattern: state.now))
             self.carryOut(actions, from: index, &state)
             state.queue.schedule(.tick(index, generation: generation),
@@ -283,7 +294,7 @@ public struct Simulation {
                 timestamp: now - .milliseconds(Int64(state.random.next() % 2_000)))))
         }
         let batch = EventBatch(id: BatchID(state.random.next()), client: "client-\(index)", items: items)
-        let actions = state.regions[index].replica!.ingest(batch, now: now)  // isUp checked above
+        let actions = Self.mutate(&state.regions[index]) { $0.ingest(batch, now: now) }
         state.trace.add(2, UInt64(index), UInt64(bitPattern: state.now))
         for action in actions {
             guard case .persist(let entry) = action else { continue }
@@ -309,10 +320,11 @@ public struct Simulation {
             for (service, count) in services { state.acknowledged[service, default: 0] += count }
         }
         state.regions[index].unacknowledged = []
-        state.regions[index].replica!.durable(through: state.regions[index].replica!.lastSequence)  // up: checked by caller
+        Self.mutate(&state.regions[index]) { $0.durable(through: $0.lastSequence) }
         if state.now - state.regions[index].lastCheckpoint >= self.scenario.checkpointInterval.milliseconds {
             state.regions[index].lastCheckpoint = state.now
-            let checkpoint = state.regions[index].replica!.checkpoint(now: self.localTime(index, state))
+            let now = self.localTime(index, state)
+            let checkpoint = Self.mutate(&state.regions[index]) { $0.checkpoint(now: now) }
             state.regions[index].disk.image.apply(checkpoint)
             state.regions[index].disk.log.removeAll { $0.sequence <= checkpoint.sequence }
         }
@@ -349,9 +361,12 @@ public struct Simulation {
             return
         }
         let now = self.localTime(to, state)
-        let refused = state.regions[to].replica!.refusedMessages
-        let actions = state.regions[to].replica!.receive(bytes, from: self.scenario.regions[from], now: now)
-        if state.regions[to].replica!.refusedMessages > refused {
+        let peer = self.scenario.regions[from]
+        let (actions, refused) = Self.mutate(&state.regions[to]) { replica in
+            let before = replica.refusedMessages
+            return (replica.receive(bytes, from: peer, now: now), replica.refusedMessages > before)
+        }
+        if refused {
             state.violations.append("a message a replica encoded did not decode at \(self.scenario.regions[to])")
         }
         state.trace.add(3, UInt64(to), UInt64(bitPattern: state.now), XXH3.hash(bytes))
@@ -483,6 +498,8 @@ public struct Simulation {
     static func format(_ duration: Duration) -> String {
         let millis = duration.milliseconds
         if millis % 86_400_000 == 0 && millis > 0 { return "\(millis / 86_400_000)d" }
+        if millis % 3_600_000 == 0 && millis > 0 { return "\(millis / 3_600_000)h" }
+        if millis % 60_000 == 0 && millis >= 600_000 { return "\(millis / 60_000)m" }
         if millis % 1_000 == 0 { return "\(millis / 1_000)s" }
         return "\(Double(millis) / 1_000)s"
     }

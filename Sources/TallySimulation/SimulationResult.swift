@@ -76,11 +76,11 @@ extension Simulation {
         checks.append(.init(
             name: "monotonic reads", passed: monotonic.isEmpty,
             detail: monotonic.first ?? "no region's total went down within a process lifetime"))
-        let limits = Limits()
-        let bounded = state.largestBuffer <= limits.replicationBufferBytesMax && state.largestUnpublished <= 64
+        let bufferLimit = self.scenario.replicationBufferBytes
+        let bounded = state.largestBuffer <= bufferLimit && state.largestUnpublished <= 64
         checks.append(.init(
             name: "bounded memory", passed: bounded,
-            detail: "largest per-origin buffer \(state.largestBuffer) B (limit \(limits.replicationBufferBytesMax)), "
+            detail: "largest per-origin buffer \(state.largestBuffer) B (limit \(bufferLimit)), "
                 + "most unpublished batches \(state.largestUnpublished), most held messages \(state.mostHeld)"))
         let other = state.violations.filter { !$0.hasPrefix("monotonic") }
         checks.append(.init(name: "protocol", passed: other.isEmpty, detail: other.first ?? "every message decoded"))
