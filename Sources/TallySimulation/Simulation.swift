@@ -59,6 +59,10 @@ public struct Simulation {
         var lastRead: UInt64 = 0
         var bytesSent = 0
         var messagesSent = 0
+        /// Own batch bytes published by the region's earlier processes (the replica counts its own).
+        var publishedBefore: UInt64 = 0
+
+        var publishedBytes: UInt64 { self.publishedBefore + (self.replica?.publishedBatchBytes ?? 0) }
 
         var isUp: Bool { self.replica != nil }
     }
@@ -188,6 +192,7 @@ public struct Simulation {
 
     private func crash(_ index: Int, _ state: inout State) {
         guard state.regions[index].isUp else { return }
+        state.regions[index].publishedBefore = state.regions[index].publishedBytes
         state.regions[index].replica = nil
         state.regions[index].generation += 1
         state.regions[index].disk.unsynced = []

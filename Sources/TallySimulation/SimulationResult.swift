@@ -18,6 +18,8 @@ public struct SimulationResult: Sendable {
     public var convergenceRounds: Int?
     public var roundsBound: Int
     public var bytesSent: [Int]
+    /// Own batches' encoded bytes, summed over regions: each update once.
+    public var deltaBytes: UInt64
     public var messagesSent: Int
     public var eventsAcknowledged: UInt64
     public var batchesRefused: Int
@@ -26,6 +28,13 @@ public struct SimulationResult: Sendable {
     public var traceHash: UInt64
 
     public var passed: Bool { self.checks.allSatisfy(\.passed) }
+
+    /// Bytes sent (digests, batches, transfers, duplicates: everything) per byte of encoded delta
+    /// per other region; 1 would be each delta crossing to each other region once, and nothing else.
+    public var bytesPerDelta: Double? {
+        guard self.deltaBytes > 0, self.regions.count > 1 else { return nil }
+        return Double(self.bytesSent.reduce(0, +)) / (Double(self.deltaBytes) * Double(self.regions.count - 1))
+    }
 
     /// The command that replays this run.
     public func replayCommand(file: String) -> String { "tally sim \(file) --seed \(self.seed)" }
@@ -93,6 +102,7 @@ extension Simulation {
             scenario: self.scenario.name, seed: self.seed, regions: self.scenario.regions, checks: checks,
             timeline: state.timeline, convergenceMillis: state.convergedAt.map { $0 - state.quietStart },
             convergenceRounds: rounds, roundsBound: bound, bytesSent: state.regions.map(\.bytesSent),
+            deltaBytes: state.regions.reduce(0) { $0 + $1.publishedBytes },
             messagesSent: state.messages, eventsAcknowledged: acknowledged, batchesRefused: state.refusedBatches,
             staleness: staleness, simulatedMillis: state.now, traceHash: state.trace.value)
     }

@@ -125,6 +125,10 @@ struct Sim: ParsableCommand {
             + "paused or not taking traffic): \(result.batchesRefused)")
         let bytes = zip(result.regions, result.bytesSent).map { "\($0) \($1 / 1_024) KiB" }
         lines.append("bytes sent: \(bytes.joined(separator: ", ")); messages: \(result.messagesSent)")
+        if let ratio = result.bytesPerDelta {
+            lines.append("bytes sent per update: \(String(format: "%.2f", ratio)) x its encoded delta x (N - 1) "
+                + "(\(result.deltaBytes / 1_024) KiB of deltas)")
+        }
         if let staleness = result.staleness {
             lines.append("staleness per origin: p50 \(staleness.p50) ms, p99 \(staleness.p99) ms, max \(staleness.max) ms")
         }
@@ -151,6 +155,8 @@ struct Sim: ParsableCommand {
             "\"convergence_rounds\":\(result.convergenceRounds.map(String.init) ?? "null")",
             "\"rounds_bound\":\(result.roundsBound)", "\"events_acknowledged\":\(result.eventsAcknowledged)",
             "\"bytes_sent\":[\(result.bytesSent.map(String.init).joined(separator: ","))]",
+            "\"delta_bytes\":\(result.deltaBytes)",
+            "\"bytes_per_delta\":\(result.bytesPerDelta.map { String(format: "%.3f", $0) } ?? "null")",
             "\"trace_hash\":\(quoted(String(result.traceHash, radix: 16)))",
             "\"replay\":\(quoted(result.replayCommand(file: file)))",
         ]

@@ -35,6 +35,9 @@ import TallyReplica
         let result = Simulation(scenario: try Scenario.parse(yaml: Self.quick, file: "quick"), seed: seed).run()
         for check in result.checks { #expect(check.passed, "seed \(seed): \(check.name): \(check.detail)") }
         #expect(result.eventsAcknowledged > 5_000)
+        // Replication's whole byte cost, faults included, against each delta crossing once.
+        let ratio = try #require(result.bytesPerDelta)
+        #expect(ratio >= 1 && ratio <= 2, "seed \(seed): \(ratio) bytes sent per delta byte per other region")
     }
 
     @Test func sameSeedSameTrace() throws {

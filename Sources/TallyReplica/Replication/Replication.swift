@@ -88,6 +88,8 @@ struct ReplicationState: Sendable {
     var lastGossip: Timestamp?
     /// Messages received that did not decode or did not follow the protocol, for `/metrics`.
     var refused: UInt64 = 0
+    /// Bytes of own batches published: what the origin's updates cost encoded, once.
+    var publishedBytes: UInt64 = 0
 
     init(_ config: ReplicaConfig) {
         self.sealedVersion = UInt64(config.versionEpoch) << 32
@@ -148,6 +150,7 @@ extension Replica {
             self.replication.unpublished.removeFirst()
             let batch = BufferedBatch(version: first.batch.version, previous: first.batch.previous,
                                       bytes: first.batch.encoded())
+            self.replication.publishedBytes += UInt64(batch.bytes.count)
             self.replication.origins[first.batch.origin, default: OriginState()].append(
                 batch, limit: self.config.limits.replicationBufferBytesMax)
         }
@@ -404,6 +407,10 @@ extension Replica {
     public var replicationBuffers: (largestOriginBytes: Int, unpublished: Int) {
         (self.replication.origins.values.map(\.bufferBytes).max() ?? 0, self.replication.unpublished.count)
     }
+
+    /// Bytes of own batches this process published (encoded once, before any copy to a peer):
+    /// the yardstick for the bytes replication spends per update.
+    public var publishedBatchBytes: UInt64 { self.replication.publishedBytes }
 
     /// Per origin (sorted), the last version integrated: equal digests mean converged.
     public var versions: [(origin: ReplicaID, version: UInt64)] {
