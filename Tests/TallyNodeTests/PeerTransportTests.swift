@@ -1,0 +1,142 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Testing
+@testable import TallyNode
+
+/// Two transports on loopback with real certificates: one dials, the other accepts.
+@Suite(.serialized) struct PeerTransportTests {
+    let directory: String
+    let ca: ClusterCertificates.Issued
+    let usEast: NodeIdentity
+    let euWest: NodeIdentity
+
+    init() throws {
+        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("tally-tls-\(UUID().uuidString)").path
+        self.ca = try ClusterCertificates.makeCA(name: "test CA", now: Date(), validFor: 30)
+        try ClusterCertificates.writeCA(self.ca, to: self.directory, overwrite: false)
+        self.usEast = try NodeIdentity(region: "us-east", node: "n1")
+        self.euWest = try NodeIdentity(region: "eu-west", node: "n1")
+    }
+
+    /// Writes a certificate for `identity` (signed by `ca`, or the cluster CA) into its own directory.
+    func certificate(_ identity: NodeIdentity, name: String, ca: ClusterCertificates.Issued? = nil,
+                     issuedAt: Date = Date(), days: Int = 1) throws -> (certificate: String, key: String)
+    {
+        let path = (self.directory as NSString).appendingPathComponent(name)
+        let issued = try ClusterCertificates.issueNode(identity, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"],
+                                                       ca: ca ?? self.ca, now: issuedAt, validFor: days)
+        try ClusterCertificates.writeNode(issued, identity: identity, ca: self.ca.certificate, to: path, overwrite: true)
+        return ((path as NSString).appendingPathComponent("\(identity.node).pem"),
+                (path as NSString).appendingPathComponent("\(identity.node)-key.pem"))
+    }
+
+    func transport(_ identity: NodeIdentity, files: (certificate: String, key: String), peers: [PeerEndpoint],
+                   group: EventLoopGroup, inbox: NIOLockedValueBox<[(NodeIdentity, [UInt8])]>) throws -> PeerTransport
+    {
+        var configuration = PeerTransport.Configuration(
+            identity: identity, incarnation: 1, certificatePath: files.certificate, keyPath: files.key,
+            caPath: (self.directory as NSString).appendingPathComponent("ca.pem"), peers: peers)
+        configuration.reconnectInitial = .milliseconds(20)
+        configuration.reconnectMax = .milliseconds(200)
+        return try PeerTransport(configuration: configuration, group: group, logger: Logger(label: "test")) { peer, bytes in
+            inbox.withLockedValue { $0.append((peer, bytes)) }
+        }
+    }
+
+    /// Polls `condition` for up to 5 s.
+    func eventually(_ condition: () -> Bool) async -> Bool {
+        for _ in 0..<250 {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return condition()
+    }
+
+    /// eu-west accepts; us-east dials with `dialer`'s certificate. Returns what eu-west received and refused.
+    func exchange(dialer: (certificate: String, key: String), as identity: NodeIdentity? = nil)
+        async throws -> (received: [(NodeIdentity, [UInt8])], refusals: [String], sent: Bool)
+    {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let unused = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let server = try self.transport(
+            self.euWest, files: try self.certificate(self.euWest, name: "eu-west"),
+            peers: [PeerEndpoint(identity: self.usEast, host: "127.0.0.1", port: 1)], group: group, inbox: inbox)
+        let port = try await server.start(host: "127.0.0.1", port: 0)
+        let client = try self.transport(
+            identity ?? self.usEast, files: dialer,
+            peers: [PeerEndpoint(identity: self.euWest, host: "127.0.0.1", port: port)], group: group, inbox: unused)
+        _ = try await client.start(host: "127.0.0.1", port: 0)
+        var sent = false
+        _ = await self.eventually {
+            sent = client.send([1, 2, 3], toRegion: "eu-west")
+            return sent || !server.refusals.isEmpty
+        }
+        if sent { _ = await self.eventually { !inbox.withLockedValue { $0 }.isEmpty } }
+        let result = (inbox.withLockedValue { $0 }, server.refusals, sent)
+        await client.shutdown()
+        await server.shutdown()
+        try await group.shutdownGracefully()
+        return result
+    }
+
+    @Test func twoConfiguredPeersExchangeMessages() async throws {
+        let result = try await self.exchange(dialer: try self.certificate(self.usEast, name: "us-east"))
+        #expect(result.sent)
+        #expect(result.received.count == 1 && result.received.first?.0 == self.usEast && result.received.first?.1 == [1, 2, 3])
+        #expect(result.refusals.isEmpty)
+    }
+
+    @Test func aCertificateFromAnotherCAIsRefused() async throws {
+        let other = try ClusterCertificates.makeCA(name: "other CA", now: Date(), validFor: 30)
+        let result = try await self.exchange(dialer: try self.certificate(self.usEast, name: "wrong-ca", ca: other))
+        #expect(result.received.isEmpty && !result.sent)
+        #expect(result.refusals.contains { $0.contains("not signed by the cluster CA") }, "\(result.refusals)")
+    }
+
+    @Test func anExpiredCertificateIsRefused() async throws {
+        let files = try self.certificate(self.usEast, name: "expired", issuedAt: Date().addingTimeInterval(-3 * 86_400))
+        let result = try await self.exchange(dialer: files)
+        #expect(result.received.isEmpty && !result.sent)
+        #expect(result.refusals.contains { $0.contains("expired") }, "\(result.refusals)")
+    }
+
+    @Test func aNodeNotInTheConfigIsRefused() async throws {
+        let stranger = try NodeIdentity(region: "ap-south", node: "n7")
+        let result = try await self.exchange(dialer: try self.certificate(stranger, name: "stranger"), as: stranger)
+        #expect(result.received.isEmpty && !result.sent)
+        #expect(result.refusals.contains { $0.contains("tally://ap-south/n7 is not a peer") }, "\(result.refusals)")
+    }
+
+    @Test func aClientWithoutACertificateIsRefused() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let server = try self.transport(
+            self.euWest, files: try self.certificate(self.euWest, name: "eu-west"),
+            peers: [PeerEndpoint(identity: self.usEast, host: "127.0.0.1", port: 1)], group: group, inbox: inbox)
+        let port = try await server.start(host: "127.0.0.1", port: 0)
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv13
+        tls.certificateVerification = .none
+        let context = try NIOSSLContext(configuration: tls)
+        let channel = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: nil))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        // A message frame without any certificate or hello: it must never arrive.
+        try? await channel.writeAndFlush(ByteBuffer(bytes: Frame.message([9]).encoded()))
+        #expect(await self.eventually { !server.refusals.isEmpty }, "no refusal logged")
+        #expect(server.refusals.contains { $0.contains("TLS handshake failed") }, "\(server.refusals)")
+        #expect(inbox.withLockedValue { $0 }.isEmpty)
+        try? await channel.close()
+        await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
