@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import TallyAggregates
 import TallyReplica
 
@@ -26,6 +28,8 @@ public actor Node {
     /// Differs on every start: ETags carry it, since the state version restarts from the image.
     public nonisolated let bootID = UInt64.random(in: 1...UInt64.max)
     public private(set) var metrics = NodeMetrics()
+    /// The connections to the other regions (nil: a single region).
+    public private(set) var transport: PeerTransport?
 
     /// What became of an ingest request.
     public enum IngestOutcome: Sendable, Equatable {
@@ -49,19 +53,62 @@ public actor Node {
         let identity = try Self.identity(directory: config.dataDirectory, config: config, clock: clock)
         let started = ContinuousClock.now
         let (image, entries) = try await store.recover()
-        var replica = Replica(
-            config: ReplicaConfig(
-                id: identity, retention: config.retention, limits: config.limits, errorClasses: config.errorClasses),
-            restoring: image)
+        var replicaConfig = ReplicaConfig(
+            id: identity, retention: config.retention, limits: config.limits, errorClasses: config.errorClasses)
+        if let cluster = config.cluster {
+            replicaConfig.peers = cluster.peers.map(\.region)
+            replicaConfig.gossipInterval = cluster.gossipInterval
+            replicaConfig.tickInterval = min(replicaConfig.tickInterval, cluster.gossipInterval)
+            // Each start seals under a new epoch: a version shipped before a crash is never reused.
+            replicaConfig.versionEpoch = try Self.nextEpoch(directory: config.dataDirectory)
+            replicaConfig.seed = UInt64.random(in: 1...UInt64.max)
+        }
+        var replica = Replica(config: replicaConfig, restoring: image)
         for entry in entries { replica.replay(entry) }
+        replica.durable(through: replica.lastSequence)
         logger.info("recovered", metadata: [
             "checkpoint_sequence": "\(image.sequence)", "time_buckets": "\(image.buckets.count)",
             "log_entries": "\(entries.count)", "sequence": "\(replica.lastSequence)",
             "duration": "\(ContinuousClock.now - started)",
         ])
         let node = Node(config: config, replica: replica, store: store, clock: clock, logger: logger)
+        if let cluster = config.cluster {
+            try await node.startTransport(cluster, incarnation: identity.rawValue)
+        }
         await node.startTicking()
         return node
+    }
+
+    /// Listens for peers and dials them; their messages go to `receive`.
+    private func startTransport(_ cluster: NodeConfig.ClusterConfig, incarnation: UInt64) async throws {
+        let configuration = PeerTransport.Configuration(
+            identity: try NodeIdentity(region: self.config.region, node: self.config.node), incarnation: incarnation,
+            certificatePath: cluster.certificatePath, keyPath: cluster.keyPath, caPath: cluster.caPath,
+            peers: try cluster.peers.map {
+                PeerEndpoint(identity: try NodeIdentity(region: $0.region, node: $0.node), host: $0.host, port: $0.port)
+            })
+        let transport = try PeerTransport(
+            configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: self.logger
+        ) { [weak self] peer, bytes in
+            Task { await self?.receive(bytes, from: peer.region) }
+        }
+        let port = try await transport.start(host: cluster.listenHost, port: cluster.listenPort)
+        self.transport = transport
+        self.logger.info("peer transport listening", metadata: [
+            "address": "\(cluster.listenHost):\(port)", "peers": "\(cluster.peers.map(\.region))",
+        ])
+    }
+
+    /// A replication message from the node of `region`, already authenticated by the transport.
+    func receive(_ bytes: [UInt8], from region: String) {
+        let actions = self.replica.receive(bytes, from: region, now: self.clock())
+        self.carryOut(actions)
+    }
+
+    /// Sends what the replica asked to send; the transport drops what it cannot queue.
+    private func carryOut(_ actions: [Action]) {
+        guard let transport = self.transport else { return }
+        for case .send(let bytes, let region) in actions { transport.send(bytes, toRegion: region) }
     }
 
     private init(config: NodeConfig, replica: Replica, store: EventStore, clock: @escaping @Sendable () -> Timestamp,
@@ -97,6 +144,17 @@ public actor Node {
         return ReplicaID(region: config.region, node: config.node, incarnation: incarnation)
     }
 
+    /// A number this data directory never handed out before: the replica's version epoch, so that
+    /// batches sealed after a restart never reuse a version shipped before it.
+    static func nextEpoch(directory: String) throws -> UInt32 {
+        let path = (directory as NSString).appendingPathComponent("epoch")
+        let last = (try? String(contentsOfFile: path, encoding: .utf8))
+            .flatMap { UInt32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        let next = last &+ 1 == 0 ? 1 : last &+ 1
+        try "\(next)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        return next
+    }
+
     private func startTicking() {
         _ = self.replica.tick(now: self.clock())
         let interval = self.replica.config.tickInterval
@@ -110,7 +168,7 @@ public actor Node {
 
     private func tick() {
         let now = self.clock()
-        _ = self.replica.tick(now: now)
+        self.carryOut(self.replica.tick(now: now))
         if now - self.lastCheckpoint >= self.config.checkpointInterval {
             self.checkpoint(now: now)
         }
@@ -135,8 +193,9 @@ public actor Node {
     }
 
     /// Stops the timer; in-flight batches still complete.
-    public func stop() {
+    public func stop() async {
         self.tickTask?.cancel()
+        await self.transport?.shutdown()
     }
 
     // MARK: - Ingest
@@ -179,13 +238,15 @@ public actor Node {
                     self.metrics.batches["failed", default: 0] += 1
                     return .unavailable("\(error)")
                 }
+                // Own changes through this entry may now be published to peers.
+                self.replica.durable(through: durableThrough)
                 self.metrics.record(receipt, replayed: replayed)
                 return .accepted(receipt, replayed: replayed)
             case .reject(_, let reason):
                 self.metrics.batches["refused", default: 0] += 1
                 return .refused(reason)
             case .scheduleTick, .send:
-                break  // ingest neither schedules nor sends; the node has no peers yet (issue 5)
+                break  // ingest neither schedules nor sends: sending happens on ticks and receipts
             }
         }
         preconditionFailure("replica.ingest returned no answer for a batch: \(actions)")
@@ -208,6 +269,16 @@ public actor Node {
     public var now: Timestamp { self.clock() }
 
     /// How far behind each other origin this node is (empty without peers).
+    /// Requests counted in every day bucket: what `tally demo` compares across regions.
+    public func totalRequests() -> UInt64 {
+        self.replica.totalRequests(at: .day)
+    }
+
+    /// Per origin, the last version integrated: equal in every region means converged.
+    public func versions() -> [(origin: ReplicaID, version: UInt64)] {
+        self.replica.versions
+    }
+
     public func staleness() -> [(origin: ReplicaID, behind: Duration?)] {
         self.replica.staleness(now: self.clock())
     }

@@ -28,6 +28,26 @@ public struct NodeConfig: Sendable, Equatable {
     /// How often the replica's changed state is checkpointed and the log before it deleted; the
     /// most log a restart replays.
     public var checkpointInterval: Duration
+    /// Replication with other regions over mutual TLS; nil: a single region.
+    public var cluster: ClusterConfig?
+
+    /// The `cluster` section: this node's peer listener, its TLS files and its peers.
+    public struct ClusterConfig: Sendable, Equatable {
+        public var listenHost: String
+        public var listenPort: Int
+        public var certificatePath: String
+        public var keyPath: String
+        public var caPath: String
+        public var gossipInterval: Duration
+        public var peers: [Peer]
+
+        public struct Peer: Sendable, Equatable {
+            public var node: String
+            public var region: String
+            public var host: String
+            public var port: Int
+        }
+    }
 
     public struct APIKey: Sendable, Equatable {
         public var name: String
@@ -168,6 +188,33 @@ extension NodeConfig {
                 errorClasses.insert(statusClass)
             }
         }
+        var cluster: ClusterConfig?
+        if let rawCluster = raw.cluster {
+            // Identities go into certificates as tally://REGION/NODE: DNS labels only.
+            for (key, value) in [("node", node), ("region", region)] where !NodeIdentity.isValidName(value) {
+                throw fail(key, value, "must be a DNS label (a-z, 0-9, '-') when the node has a cluster section")
+            }
+            let (peerHost, peerPort) = try Self.address("cluster.listen", rawCluster.listen, file: file)
+            let tls = rawCluster.tls
+            var peers: [ClusterConfig.Peer] = []
+            for (index, peer) in (rawCluster.peers ?? []).enumerated() {
+                let key = "cluster.peers[\(index)]"
+                for (field, value) in [("node", peer.node), ("region", peer.region)] where !NodeIdentity.isValidName(value) {
+                    throw fail("\(key).\(field)", value, "must be a DNS label (a-z, 0-9, '-')")
+                }
+                guard peer.region != region else { throw fail("\(key).region", peer.region, "is this node's own region") }
+                guard !peers.contains(where: { $0.region == peer.region }) else {
+                    throw fail("\(key).region", peer.region, "is listed twice (one node per region)")
+                }
+                let (host, port) = try Self.address("\(key).address", peer.address, file: file)
+                guard port > 0 else { throw fail("\(key).address", peer.address, "needs a port") }
+                peers.append(ClusterConfig.Peer(node: peer.node, region: peer.region, host: host, port: port))
+            }
+            cluster = ClusterConfig(
+                listenHost: peerHost, listenPort: peerPort, certificatePath: tls.certificate, keyPath: tls.key,
+                caPath: tls.ca, gossipInterval: try duration("cluster.gossip_interval", rawCluster.gossip_interval, .seconds(1)),
+                peers: peers)
+        }
         let rate = Double(try positive("limits.rate_limit_events_per_second",
                                        rawLimits.rate_limit_events_per_second, 1_000_000))
         return NodeConfig(
@@ -178,15 +225,29 @@ extension NodeConfig {
             rateLimitEventsPerSecond: rate,
             rateLimitBurst: Double(try positive("limits.rate_limit_burst", rawLimits.rate_limit_burst, Int(rate * 2))),
             checkpointInterval: try duration(
-                "storage.checkpoint_interval", raw.storage?.checkpoint_interval, .seconds(10)))
+                "storage.checkpoint_interval", raw.storage?.checkpoint_interval, .seconds(10)),
+            cluster: cluster)
+    }
+
+    /// `host:port` (IPv6 in brackets) with a port in 0...65535.
+    static func address(_ key: String, _ text: String, file: String) throws(ConfigError) -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65_535).contains(port), colon != text.startIndex
+        else { throw ConfigError(file: file, key: key, value: text, message: "must be host:port with a port in 0...65535") }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
     }
 
     /// The keys each section may hold; anything else is a typo, and a typo in a limit would
     /// otherwise silently leave the default in force.
     static let knownKeys: [String: Set<String>] = [
         "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors",
-             "storage"],
+             "storage", "cluster"],
         "api_keys[]": ["name", "sha256"],
+        "cluster": ["listen", "gossip_interval", "tls", "peers"],
+        "cluster.tls": ["certificate", "key", "ca"],
+        "cluster.peers[]": ["node", "region", "address"],
         "limits": ["body_bytes_max", "batch_events_max", "name_bytes_max", "user_bytes_max", "services_max",
                    "operations_per_service_max", "latency_max", "future_skew_max", "pending_batches_max",
                    "rate_limit_events_per_second", "rate_limit_burst"],
@@ -282,6 +343,26 @@ struct RawConfig: Decodable {
     var idempotency: RawIdempotency?
     var errors: [String]?
     var storage: RawStorage?
+    var cluster: RawCluster?
+
+    struct RawCluster: Decodable {
+        var listen: String
+        var gossip_interval: String?
+        var tls: RawTLS
+        var peers: [RawPeer]?
+
+        struct RawTLS: Decodable {
+            var certificate: String
+            var key: String
+            var ca: String
+        }
+
+        struct RawPeer: Decodable {
+            var node: String
+            var region: String
+            var address: String
+        }
+    }
 
     struct RawStorage: Decodable {
         var checkpoint_interval: String?

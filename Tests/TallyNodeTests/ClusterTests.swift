@@ -1,0 +1,92 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+import TallyReplica
+@testable import TallyNode
+
+/// Three region nodes in this process, replicating over mutual TLS on loopback.
+@Suite struct ClusterTests {
+    static let regions = ["us-east", "eu-west", "ap-south"]
+
+    /// Ports the OS reports free now (bound to port 0, then closed).
+    static func freePorts(_ count: Int) async throws -> [Int] {
+        var channels: [Channel] = []
+        for _ in 0..<count {
+            channels.append(try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: 0).get())
+        }
+        let ports = channels.compactMap { $0.localAddress?.port }
+        for channel in channels { try await channel.close() }
+        return ports
+    }
+
+    static func configs(directory: String) async throws -> [NodeConfig] {
+        let ca = try ClusterCertificates.makeCA(name: "test CA", now: Date(), validFor: 1)
+        try ClusterCertificates.writeCA(ca, to: directory, overwrite: false)
+        let ports = try await Self.freePorts(Self.regions.count)
+        return try Self.regions.enumerated().map { index, region in
+            let identity = try NodeIdentity(region: region, node: "n1")
+            let tls = (directory as NSString).appendingPathComponent(region)
+            try ClusterCertificates.writeNode(
+                try ClusterCertificates.issueNode(identity, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], ca: ca,
+                                                  now: Date(), validFor: 1),
+                identity: identity, ca: ca.certificate, to: tls, overwrite: false)
+            let peers = Self.regions.enumerated().filter { $0.offset != index }.map { other in
+                "    - {node: n1, region: \(other.element), address: 127.0.0.1:\(ports[other.offset])}"
+            }
+            return try NodeConfig.parse(yaml: """
+                node: n1
+                region: \(region)
+                listen: 127.0.0.1:0
+                data_dir: \((directory as NSString).appendingPathComponent("data-\(region)"))
+                cluster:
+                  listen: 127.0.0.1:\(ports[index])
+                  gossip_interval: 200ms
+                  tls: {certificate: \(tls)/n1.pem, key: \(tls)/n1-key.pem, ca: \(tls)/ca.pem}
+                  peers:
+                \(peers.joined(separator: "\n"))
+                """, file: "\(region).yaml")
+        }
+    }
+
+    @Test func threeRegionsConvergeOnEveryEventExactlyOnce() async throws {
+        let directory = NSTemporaryDirectory() + "tally-cluster-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configs = try await Self.configs(directory: directory)
+        var nodes: [Node] = []
+        for config in configs {
+            try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
+            nodes.append(try await Node.start(config: config))
+        }
+        let now = Node.wallClock()
+        for (index, node) in nodes.enumerated() {
+            let items = (0..<(100 * (index + 1))).map { event in
+                BatchItem.event(Event(service: "svc-\(index)", operation: "op", status: 200,
+                                      latencyMicros: Double(1_000 + event), user: "u\(event)", timestamp: now))
+            }
+            guard case .accepted = await node.ingest(items: items, client: "test", idempotencyKey: nil) else {
+                Issue.record("batch not accepted at \(Self.regions[index])")
+                return
+            }
+        }
+        // 100 + 200 + 300 events, each acknowledged by one region: every region ends with 600.
+        var totals: [UInt64] = []
+        for _ in 0..<200 {
+            totals = []
+            for node in nodes { totals.append(await node.totalRequests()) }
+            if totals.allSatisfy({ $0 == 600 }) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(totals == [600, 600, 600])
+        var versions: [[UInt64]] = []
+        for node in nodes { versions.append(await node.versions().map(\.version)) }
+        #expect(versions.dropFirst().allSatisfy { $0 == versions[0] }, "digests differ: \(versions)")
+        for node in nodes {
+            let peers = await node.transport?.peers ?? []
+            #expect(peers.count == 2 && peers.allSatisfy { $0.protocolVersion == 1 })
+            #expect(await node.transport?.refusals.isEmpty == true)
+        }
+        for node in nodes { await node.stop() }
+    }
+}
