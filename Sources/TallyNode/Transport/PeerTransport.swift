@@ -75,6 +75,8 @@ public final class PeerTransport: Sendable {
         var refusals: [String] = []
         var listener: Channel?
         var stopped = false
+        /// Regions whose messages are dropped both ways (`setCut`).
+        var cut: Set<String> = []
     }
 
     public let configuration: Configuration
@@ -245,11 +247,21 @@ public final class PeerTransport: Sendable {
     }
 
     func received(_ bytes: [UInt8], from identity: NodeIdentity) {
-        self.state.withLockedValue { state in
+        let isCut = self.state.withLockedValue { state in
+            guard !state.cut.contains(identity.region) else { return true }
             state.status[identity]?.bytesIn += bytes.count
             state.status[identity]?.lastContact = Date()
+            return false
         }
-        self.onMessage(identity, bytes)
+        if !isCut { self.onMessage(identity, bytes) }
+    }
+
+    /// Drops every message to and from `regions` while `isCut` (connections stay up): a network
+    /// partition for `tally demo` and the tests, seen by the replicas exactly as a real one.
+    public func setCut(_ regions: [String], _ isCut: Bool) {
+        self.state.withLockedValue { state in
+            if isCut { state.cut.formUnion(regions) } else { state.cut.subtract(regions) }
+        }
     }
 
     /// Sends one replication message to the node of `region`; false when it is not connected or
@@ -259,7 +271,7 @@ public final class PeerTransport: Sendable {
         guard let peer = self.configuration.peers.first(where: { $0.identity.region == region }) else { return false }
         let frame = Frame.message(message).encoded()
         let channel: Channel? = self.state.withLockedValue { state in
-            guard let channel = state.outbound[peer.identity] else { return nil }
+            guard !state.cut.contains(region), let channel = state.outbound[peer.identity] else { return nil }
             let pending = state.pending[peer.identity, default: 0]
             guard pending + frame.count <= self.configuration.sendQueueBytesMax else {
                 state.status[peer.identity]?.messagesDropped += 1

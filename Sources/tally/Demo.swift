@@ -1,0 +1,324 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import TallyAggregates
+import TallyNode
+import TallyReplica
+import TallyWorkload
+
+/// `tally demo`: three regions on this machine, replicating over mutual TLS, through a partition.
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a three-region cluster on loopback through a partition, and watch it converge.",
+        discussion: """
+            Creates a CA and three region nodes (us-east, eu-west, ap-south) on free loopback ports,
+            with data in a temporary directory (or --dir). Services write to their nearest region;
+            ap-south is cut off while both sides keep writing; the network heals; the view shows each
+            region's totals and staleness until every region agrees. Traffic stops at the heal, so the
+            convergence time is the partition's backlog crossing. Exits non-zero if they do not agree.
+            """)
+
+    static let regions = ["us-east", "eu-west", "ap-south"]
+
+    @Option(help: "Directory for certificates, configs and data (default: a new temporary directory).")
+    var dir: String?
+    @Option(help: "Events per second, over all regions.")
+    var rate = 3_000
+    @Option(help: "Seconds of traffic before the cut, and of the cut.")
+    var phase = 5
+    @Option(help: "Seconds allowed for convergence after the heal.")
+    var timeout = 30
+    @Flag(help: "Keep the cluster running after the report, to explore it with curl (Ctrl-C stops it).")
+    var keep = false
+
+    func run() async throws {
+        guard self.rate > 0, self.rate <= 200_000, self.phase > 0, self.timeout > 0 else {
+            throw ValidationError("--rate must be 1 to 200000, --phase and --timeout positive")
+        }
+        let directory = self.dir ?? (NSTemporaryDirectory() + "tally-demo-\(UUID().uuidString.prefix(8))")
+        var logger = Logger(label: "tally.demo")
+        logger.logLevel = .critical  // the view is the output; refusals and errors show in the report
+        let cluster = try await DemoCluster.create(in: directory, regions: Self.regions, logger: logger)
+        print("three regions on loopback, data and certificates in \(directory)")
+        for member in cluster.members {
+            print("  \(member.config.region.padding(toLength: 9, withPad: " ", startingAt: 0)) "
+                + "http://127.0.0.1:\(member.httpPort)  peers on 127.0.0.1:\(member.config.cluster!.listenPort)")
+        }
+        print("")
+
+        var traffic = DemoTraffic(rate: self.rate, regions: Self.regions.count)
+        let start = ContinuousClock.now
+        func elapsed() -> Double {
+            let time = ContinuousClock.now - start
+            return Double(time.components.seconds) + Double(time.components.attoseconds) / 1e18
+        }
+        let phase = Double(self.phase)
+        var cut = false
+        var healedAt: Double?
+        var agreedAt: Double?
+        var lastView = -1.0
+        while true {
+            let now = elapsed()
+            if !cut && now >= phase && healedAt == nil {
+                cut = true
+                print(String(format: "%5.1fs  ap-south cut off from the others (both sides keep writing)", now))
+                await cluster.cut("ap-south", true)
+            }
+            if cut && now >= 2 * phase {
+                cut = false
+                healedAt = now
+                print(String(format: "%5.1fs  network healed; traffic stops", now))
+                await cluster.cut("ap-south", false)
+            }
+            if healedAt == nil {
+                await traffic.send(until: now, to: cluster)
+            }
+            let view = await cluster.view()
+            let agree = healedAt != nil && view.agree(acknowledged: traffic.acknowledged)
+            if now - lastView >= 0.5 || agree {
+                lastView = now
+                print(view.line(at: now, acknowledged: traffic.acknowledged, agree: agree))
+            }
+            if agree, let healedAt {
+                agreedAt = now
+                print(String(format: "%5.1fs  every region agrees: %d events, each counted once, %.2f s after the heal",
+                             now, traffic.acknowledged, now - healedAt))
+                break
+            }
+            if let healedAt, now - healedAt > Double(self.timeout) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+
+        print("")
+        print("report")
+        print("  events sent \(traffic.sent), acknowledged \(traffic.acknowledged), refused \(traffic.refused)")
+        let totals = await cluster.totals()
+        print("  totals: " + zip(Self.regions, totals).map { "\($0) \($1)" }.joined(separator: ", "))
+        if let agreedAt, let healedAt {
+            print(String(format: "  convergence after the heal: %.2f s (gossip every %d ms)", agreedAt - healedAt,
+                         DemoCluster.gossipMillis))
+        } else {
+            print("  the regions did not agree within \(self.timeout) s of the heal")
+        }
+        print("  write acknowledgement p99: " + traffic.ackP99.map { String(format: "%.1f ms", $0) }.joined())
+        for line in await cluster.latencyReport(services: DemoTraffic.services) { print("  \(line)") }
+        if self.keep {
+            let member = cluster.members[0]
+            print("""
+
+                the cluster keeps running; try:
+                  curl -H "Authorization: Bearer \(DemoCluster.secret)" "http://127.0.0.1:\(member.httpPort)/v1/query?service=checkout&metrics=count,p99&group_by=status"
+                  curl -H "Authorization: Bearer \(DemoCluster.secret)" "http://127.0.0.1:\(member.httpPort)/metrics"
+                Ctrl-C stops it.
+                """)
+            while true { try await Task.sleep(for: .seconds(3_600)) }
+        }
+        await cluster.stop()
+        if agreedAt == nil { throw ExitCode(1) }
+        if self.dir == nil { try? FileManager.default.removeItem(atPath: directory) }
+    }
+}
+
+/// The three nodes, their HTTP servers, and the knobs the demo turns.
+struct DemoCluster {
+    static let secret = "demo-key"
+    static let gossipMillis = 250
+
+    struct Member {
+        var config: NodeConfig
+        var node: Node
+        var httpPort: Int
+        var server: Task<Void, Error>
+    }
+
+    var members: [Member]
+
+    static func create(in directory: String, regions: [String], logger: Logger) async throws -> DemoCluster {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let caDirectory = (directory as NSString).appendingPathComponent("ca")
+        let ca = try ClusterCertificates.makeCA(name: "Tally demo CA", now: Date(), validFor: 30)
+        try ClusterCertificates.writeCA(ca, to: caDirectory, overwrite: true)
+        let ports = try await Self.freePorts(2 * regions.count)
+        var members: [Member] = []
+        for (index, region) in regions.enumerated() {
+            let identity = try NodeIdentity(region: region, node: "n1")
+            let tls = (directory as NSString).appendingPathComponent("\(region)/tls")
+            try ClusterCertificates.writeNode(
+                try ClusterCertificates.issueNode(identity, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"],
+                                                  ca: ca, now: Date(), validFor: 30),
+                identity: identity, ca: ca.certificate, to: tls, overwrite: true)
+            let peers = regions.enumerated().filter { $0.offset != index }.map {
+                "    - {node: n1, region: \($0.element), address: 127.0.0.1:\(ports[2 * $0.offset + 1])}"
+            }
+            let yaml = """
+                node: n1
+                region: \(region)
+                listen: 127.0.0.1:\(ports[2 * index])
+                data_dir: \((directory as NSString).appendingPathComponent("\(region)/data"))
+                api_keys:
+                  - name: demo
+                    sha256: \(NodeConfig.hash(secret: Self.secret).map { String(format: "%02x", $0) }.joined())
+                cluster:
+                  listen: 127.0.0.1:\(ports[2 * index + 1])
+                  gossip_interval: \(Self.gossipMillis)ms
+                  tls: {certificate: \(tls)/n1.pem, key: \(tls)/n1-key.pem, ca: \(tls)/ca.pem}
+                  peers:
+                \(peers.joined(separator: "\n"))
+                """
+            let configPath = (directory as NSString).appendingPathComponent("\(region)/tally.yaml")
+            try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+            let config = try NodeConfig.load(path: configPath)
+            try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
+            let node = try await Node.start(config: config, logger: logger)
+            let app = Application(
+                router: API.router(node: node),
+                configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: ports[2 * index])),
+                logger: logger)
+            let server = Task { try await app.runService() }
+            members.append(Member(config: config, node: node, httpPort: ports[2 * index], server: server))
+        }
+        return DemoCluster(members: members)
+    }
+
+    /// Ports the OS reports free now (bound to port 0, then closed).
+    static func freePorts(_ count: Int) async throws -> [Int] {
+        var channels: [Channel] = []
+        for _ in 0..<count {
+            channels.append(try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: 0).get())
+        }
+        let ports = channels.compactMap { $0.localAddress?.port }
+        for channel in channels { try await channel.close() }
+        return ports
+    }
+
+    /// Cuts `region` off from the others (its peer messages, both ways, are dropped), or heals it.
+    func cut(_ region: String, _ isCut: Bool) async {
+        for member in self.members {
+            if member.config.region == region {
+                await member.node.transport?.setCut(self.members.map(\.config.region).filter { $0 != region }, isCut)
+            } else {
+                await member.node.transport?.setCut([region], isCut)
+            }
+        }
+    }
+
+    func totals() async -> [UInt64] {
+        var totals: [UInt64] = []
+        for member in self.members { totals.append(await member.node.totalRequests()) }
+        return totals
+    }
+
+    struct View {
+        var regions: [String]
+        var totals: [UInt64]
+        var stalenessMax: [Double?]
+        var versions: [[UInt64]]
+
+        func agree(acknowledged: Int) -> Bool {
+            self.totals.allSatisfy { $0 == UInt64(acknowledged) } && self.versions.dropFirst().allSatisfy { $0 == self.versions[0] }
+        }
+
+        func line(at time: Double, acknowledged: Int, agree: Bool) -> String {
+            let columns = zip(self.regions, zip(self.totals, self.stalenessMax)).map { region, value in
+                let stale = value.1.map { String(format: "%.1fs", $0) } ?? "-"
+                return "\(region) \(String(value.0).padding(toLength: 7, withPad: " ", startingAt: 0)) (behind \(stale))"
+            }
+            return String(format: "%5.1fs  ", time) + columns.joined(separator: "  ")
+                + "  acked \(acknowledged)" + (agree ? "  = all agree" : "")
+        }
+    }
+
+    func view() async -> View {
+        var view = View(regions: [], totals: [], stalenessMax: [], versions: [])
+        for member in self.members {
+            view.regions.append(member.config.region)
+            view.totals.append(await member.node.totalRequests())
+            let behind = await member.node.staleness().compactMap(\.behind).map { Double($0.milliseconds) / 1_000 }
+            view.stalenessMax.append(behind.max())
+            view.versions.append(await member.node.versions().map(\.version))
+        }
+        return view
+    }
+
+    /// p99 latency and request count per service, from the merged aggregates of the first region.
+    func latencyReport(services: [String]) async -> [String] {
+        let now = Node.wallClock()
+        var lines: [String] = []
+        for service in services {
+            let query = Query(service: service, from: now - .seconds(3_600), to: now + .seconds(60),
+                              metrics: [.count, .quantile(0.99)])
+            guard let (result, _) = try? await self.members[0].node.query(query),
+                let values = result.groups.first?.points.first?.values
+            else { continue }
+            let count = values[0].map { Int($0) } ?? 0
+            let p99 = values[1].map { String(format: "%.1f ms", $0 / 1_000) } ?? "-"
+            lines.append("\(service): \(count) requests, p99 latency \(p99) (as every region now reports it)")
+        }
+        return lines
+    }
+
+    func stop() async {
+        for member in self.members {
+            member.server.cancel()
+            await member.node.stop()
+        }
+    }
+}
+
+/// Services writing to their nearest region: each service lives in one region.
+struct DemoTraffic {
+    static let services = ["checkout", "search", "profile", "payments", "catalog", "auth"]
+
+    let rate: Int
+    let regions: Int
+    var random = SeededRandom(seed: 42)
+    let workload = Workload(services: 6, operations: 4, users: 5_000)
+    var sentUntil = 0.0
+    var sent = 0
+    var acknowledged = 0
+    var refused = 0
+    var ackMillis: [Double] = []
+
+    init(rate: Int, regions: Int) {
+        self.rate = rate
+        self.regions = regions
+    }
+
+    var ackP99: [Double] {
+        guard !self.ackMillis.isEmpty else { return [] }
+        let sorted = self.ackMillis.sorted()
+        return [sorted[min(sorted.count - 1, sorted.count * 99 / 100)]]
+    }
+
+    /// Sends the events due by `time` (seconds since the start), a batch per service.
+    mutating func send(until time: Double, to cluster: DemoCluster) async {
+        let due = Int(time * Double(self.rate)) - self.sent
+        guard due >= 50 else { return }
+        let now = Node.wallClock()
+        var byService: [Int: [BatchItem]] = [:]
+        for _ in 0..<due {
+            let request = self.workload.request(using: &self.random)
+            byService[request.service, default: []].append(.event(Event(
+                service: Self.services[request.service], operation: "op-\(request.operation)", status: request.status,
+                latencyMicros: Double(request.latencyMicros), user: "user-\(request.user)", timestamp: now)))
+        }
+        self.sent += due
+        for (service, items) in byService.sorted(by: { $0.key < $1.key }) {
+            let member = cluster.members[service % cluster.members.count]  // its nearest region
+            let started = ContinuousClock.now
+            let outcome = await member.node.ingest(items: items, client: "demo-\(service)", idempotencyKey: nil)
+            let took = ContinuousClock.now - started
+            if case .accepted(let receipt, _) = outcome {
+                self.acknowledged += receipt.accepted
+                self.refused += items.count - receipt.accepted
+                self.ackMillis.append(Double(took.components.attoseconds) / 1e15 + Double(took.components.seconds) * 1_000)
+            } else {
+                self.refused += items.count
+            }
+        }
+    }
+}
