@@ -141,7 +141,7 @@ struct DemoCluster {
         let caDirectory = (directory as NSString).appendingPathComponent("ca")
         let ca = try ClusterCertificates.makeCA(name: "Tally demo CA", now: Date(), validFor: 30)
         try ClusterCertificates.writeCA(ca, to: caDirectory, overwrite: true)
-        let ports = try await Self.freePorts(2 * regions.count)
+        let ports = try await PeerTransport.freeLoopbackPorts(2 * regions.count)
         var members: [Member] = []
         for (index, region) in regions.enumerated() {
             let identity = try NodeIdentity(region: region, node: "n1")
@@ -183,17 +183,6 @@ struct DemoCluster {
         return DemoCluster(members: members)
     }
 
-    /// Ports the OS reports free now (bound to port 0, then closed).
-    static func freePorts(_ count: Int) async throws -> [Int] {
-        var channels: [Channel] = []
-        for _ in 0..<count {
-            channels.append(try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .bind(host: "127.0.0.1", port: 0).get())
-        }
-        let ports = channels.compactMap { $0.localAddress?.port }
-        for channel in channels { try await channel.close() }
-        return ports
-    }
 
     /// Cuts `region` off from the others (its peer messages, both ways, are dropped), or heals it.
     func cut(_ region: String, _ isCut: Bool) async {

@@ -9,22 +9,11 @@ import TallyReplica
 @Suite struct ClusterTests {
     static let regions = ["us-east", "eu-west", "ap-south"]
 
-    /// Ports the OS reports free now (bound to port 0, then closed).
-    static func freePorts(_ count: Int) async throws -> [Int] {
-        var channels: [Channel] = []
-        for _ in 0..<count {
-            channels.append(try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .bind(host: "127.0.0.1", port: 0).get())
-        }
-        let ports = channels.compactMap { $0.localAddress?.port }
-        for channel in channels { try await channel.close() }
-        return ports
-    }
 
     static func configs(directory: String) async throws -> [NodeConfig] {
         let ca = try ClusterCertificates.makeCA(name: "test CA", now: Date(), validFor: 1)
         try ClusterCertificates.writeCA(ca, to: directory, overwrite: false)
-        let ports = try await Self.freePorts(Self.regions.count)
+        let ports = try await PeerTransport.freeLoopbackPorts(Self.regions.count)
         return try Self.regions.enumerated().map { index, region in
             let identity = try NodeIdentity(region: region, node: "n1")
             let tls = (directory as NSString).appendingPathComponent(region)

@@ -296,6 +296,19 @@ public final class PeerTransport: Sendable {
         }
     }
 
+    /// Loopback ports the OS reports free now (each bound to port 0, then closed): for the demo and
+    /// the tests, which must know every node's port before any node starts.
+    public static func freeLoopbackPorts(_ count: Int) async throws -> [Int] {
+        var channels: [Channel] = []
+        for _ in 0..<count {
+            channels.append(try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: 0).get())
+        }
+        let ports = channels.compactMap { $0.localAddress?.port }
+        for channel in channels { try await channel.close() }
+        return ports
+    }
+
     /// The last refusals (at most 100), each "remote: reason".
     public var refusals: [String] { self.state.withLockedValue { $0.refusals } }
 }
