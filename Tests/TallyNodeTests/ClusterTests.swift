@@ -1,4 +1,6 @@
 import Foundation
+import Hummingbird
+import HummingbirdTesting
 import NIOCore
 import NIOPosix
 import Testing
@@ -29,6 +31,9 @@ import TallyReplica
                 region: \(region)
                 listen: 127.0.0.1:0
                 data_dir: \((directory as NSString).appendingPathComponent("data-\(region)"))
+                api_keys:
+                  - name: tester
+                    sha256: \(NodeConfig.hash(secret: "secret").map { String(format: "%02x", $0) }.joined())
                 cluster:
                   listen: 127.0.0.1:\(ports[index])
                   gossip_interval: 200ms
@@ -75,6 +80,22 @@ import TallyReplica
             let peers = await node.transport?.peers ?? []
             #expect(peers.count == 2 && peers.allSatisfy { $0.protocolVersion == 1 })
             #expect(await node.transport?.refusals.isEmpty == true)
+        }
+        // /v1/cluster: both peers connected at protocol 1, with their staleness.
+        let app = Application(router: API.router(node: nodes[0]))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/cluster", method: .get, headers: [.authorization: "Bearer secret"]) { response in
+                #expect(response.status == .ok)
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+                #expect(json["region"] as? String == "us-east")
+                let peers = try #require(json["peers"] as? [[String: Any]])
+                #expect(peers.map { $0["region"] as? String } == ["eu-west", "ap-south"])
+                for peer in peers {
+                    #expect(peer["connected"] as? Bool == true && peer["protocol"] as? Int == 1)
+                    #expect(peer["staleness_seconds"] is Double, "\(peer)")
+                    #expect((peer["bytes_out"] as? Int ?? 0) > 0)
+                }
+            }
         }
         for node in nodes { await node.stop() }
     }

@@ -54,6 +54,7 @@ public enum API {
             let services = catalog.map { ["name": $0.service, "operations": $0.operations] as [String: Any] }
             return Self.json(["services": services])
         }
+        router.get("/v1/cluster") { _, _ in try await Self.cluster(node: node) }
         router.get("/metrics") { _, _ in
             let text = await node.metricsText()
             var headers = HTTPFields()
@@ -223,6 +224,36 @@ public enum API {
         }
         return Query(service: service, operation: value("operation"), statusClass: statusClass, from: from, to: to,
                      step: step, groupBy: groupBy, metrics: metrics)
+    }
+
+    // MARK: - Cluster
+
+    /// This node, its peers as the transport sees them (connection, protocol, last contact, bytes,
+    /// drops, last error), how stale this node is about each, and the last refused connections.
+    static func cluster(node: Node) async throws -> Response {
+        var staleness: [UInt64: Double?] = [:]
+        for (origin, behind) in await node.staleness() {
+            staleness[origin.rawValue] = behind.map { Double($0.milliseconds) / 1_000 }
+        }
+        let transport = await node.transport
+        let peers: [[String: Any]] = (transport?.peers ?? []).map { peer in
+            var entry: [String: Any] = [
+                "node": peer.identity.node, "region": peer.identity.region, "connected": peer.connected,
+                "bytes_in": peer.bytesIn, "bytes_out": peer.bytesOut, "messages_dropped": peer.messagesDropped,
+            ]
+            entry["protocol"] = peer.protocolVersion.map { Int($0) } ?? NSNull()
+            entry["origin"] = peer.origin.map { String($0, radix: 16) } ?? NSNull()
+            entry["last_contact"] = peer.lastContact.map { RFC3339.format(Timestamp(millisecondsSinceEpoch:
+                Int64($0.timeIntervalSince1970 * 1_000))) } ?? NSNull()
+            entry["last_error"] = peer.lastError ?? NSNull()
+            let behind = peer.origin.flatMap { staleness[$0] } ?? nil
+            entry["staleness_seconds"] = behind ?? NSNull()
+            return entry
+        }
+        return Self.json([
+            "node": node.config.node, "region": node.config.region, "origin": String(node.replicaID.rawValue, radix: 16),
+            "peers": peers, "refusals": Array((transport?.refusals ?? []).suffix(10)),
+        ])
     }
 
     // MARK: - Responses

@@ -61,6 +61,8 @@ public final class PeerTransport: Sendable {
         public var identity: NodeIdentity
         public var connected = false
         public var protocolVersion: UInt16?
+        /// The peer's replica id (origin), from its hello.
+        public var origin: UInt64?
         public var lastContact: Date?
         public var bytesIn = 0
         public var bytesOut = 0
@@ -219,7 +221,7 @@ public final class PeerTransport: Sendable {
 
     // MARK: - Connections
 
-    func established(_ identity: NodeIdentity, version: UInt16, channel: Channel, outbound: Bool) {
+    func established(_ identity: NodeIdentity, version: UInt16, origin: UInt64, channel: Channel, outbound: Bool) {
         self.state.withLockedValue { state in
             if outbound {
                 state.outbound[identity] = channel
@@ -227,6 +229,7 @@ public final class PeerTransport: Sendable {
             }
             state.status[identity]?.connected = true
             state.status[identity]?.protocolVersion = version
+            state.status[identity]?.origin = origin
             state.status[identity]?.lastContact = Date()
             state.status[identity]?.lastError = nil
         }
@@ -376,7 +379,8 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
                 throw error
             }
             self.peer = identity
-            self.transport.established(identity, version: version, channel: context.channel, outbound: self.dialed != nil)
+            self.transport.established(identity, version: version, origin: hello.incarnation, channel: context.channel,
+                                       outbound: self.dialed != nil)
         case .message(let bytes):
             guard let peer = self.peer else { throw HandshakeError.unexpectedFrame("a message before the hello") }
             self.transport.received(bytes, from: peer)
