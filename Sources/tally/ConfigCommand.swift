@@ -9,24 +9,34 @@ struct ConfigCommand: ParsableCommand {
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Validate config files; every error names the file, the key and the bad value.")
+            abstract: "Validate config files; every error names the file, the key and the bad value.",
+            discussion: """
+                Given the configs of a whole cluster, also checks them as a set: every peer is a node of
+                the set and lists it back, no node id or region twice, and each node's TLS files exist,
+                name the node, verify against its CA and share one CA with the others.
+                """)
 
         @Argument(help: "One or more node config files.")
         var files: [String]
 
         func run() throws {
             var failures = 0
+            var loaded: [(file: String, config: NodeConfig)] = []
             for file in self.files {
                 do {
                     let config = try NodeConfig.load(path: file)
+                    loaded.append((file, config))
                     print("\(file): ok (node \(config.node), region \(config.region), "
-                          + "listen \(config.listenHost):\(config.listenPort), \(config.apiKeys.count) API keys)")
+                          + "listen \(config.listenHost):\(config.listenPort), \(config.apiKeys.count) API keys"
+                          + (config.cluster.map { ", \($0.peers.count) peers" } ?? "") + ")")
                 } catch {
                     print("\(error)")
                     failures += 1
                 }
             }
-            if failures > 0 { throw ExitCode.failure }
+            let problems = ClusterCheck.problems(loaded)
+            for problem in problems { print(problem) }
+            if failures > 0 || !problems.isEmpty { throw ExitCode.failure }
         }
     }
 

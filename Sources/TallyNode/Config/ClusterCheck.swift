@@ -1,0 +1,83 @@
+import Foundation
+import X509
+
+/// Checks a set of node configs as one cluster: what no single file can show.
+///
+/// Every peer a config names must be a node of the set (when the set holds more than one node), at
+/// most one node per region and no id twice, peers must list each other, and each node's TLS files
+/// must exist, name the node (`tally://REGION/NODE`), verify against its CA file now, and all
+/// nodes must share one CA. Each problem names the file and the key.
+public enum ClusterCheck {
+    public static func problems(_ configs: [(file: String, config: NodeConfig)], now: Date = Date()) -> [String] {
+        var problems: [String] = []
+        let clustered = configs.filter { $0.config.cluster != nil }
+        var seen: [String: String] = [:]
+        for (file, config) in configs {
+            let id = "\(config.region)/\(config.node)"
+            if let other = seen[id] {
+                problems.append("\(file): node: \(id) is also the node of \(other)")
+            }
+            if let other = seen[config.region], configs.count > 1 {
+                problems.append("\(file): region: \(config.region) already has a node in \(other) (one node per region)")
+            }
+            seen[id] = file
+            seen[config.region] = seen[config.region] ?? file
+        }
+        let known = Set(clustered.map { "\($0.config.region)/\($0.config.node)" })
+        var authorities: [(file: String, ca: Certificate)] = []
+        for (file, config) in clustered {
+            guard let cluster = config.cluster else { continue }
+            for (index, peer) in cluster.peers.enumerated() {
+                let id = "\(peer.region)/\(peer.node)"
+                if clustered.count > 1 && !known.contains(id) {
+                    problems.append("\(file): cluster.peers[\(index)]: \(id) is not a node of this set")
+                }
+                if let other = clustered.first(where: { "\($0.config.region)/\($0.config.node)" == id }),
+                    other.config.cluster?.peers.contains(where: { $0.region == config.region && $0.node == config.node }) == false
+                {
+                    problems.append("\(file): cluster.peers[\(index)]: \(id) does not list \(config.region)/\(config.node) as a peer (\(other.file))")
+                }
+            }
+            problems += Self.tlsProblems(file: file, config: config, cluster: cluster, now: now,
+                                          authorities: &authorities)
+        }
+        if let first = authorities.first, authorities.contains(where: { $0.ca != first.ca }) {
+            let others = authorities.filter { $0.ca != first.ca }.map(\.file)
+            problems.append("cluster: the nodes do not share one CA: \(others.joined(separator: ", ")) use another CA than \(first.file)")
+        }
+        return problems
+    }
+
+    private static func tlsProblems(file: String, config: NodeConfig, cluster: NodeConfig.ClusterConfig, now: Date,
+                                    authorities: inout [(file: String, ca: Certificate)]) -> [String]
+    {
+        let ca: Certificate
+        let leaf: Certificate
+        do {
+            ca = try ClusterCertificates.readCertificate(cluster.caPath)
+            leaf = try ClusterCertificates.readCertificate(cluster.certificatePath)
+            _ = try ClusterCertificates.readText(cluster.keyPath)
+        } catch {
+            return ["\(file): cluster.tls: \(error)"]
+        }
+        authorities.append((file, ca))
+        var problems: [String] = []
+        if now > leaf.notValidAfter {
+            problems.append("\(file): cluster.tls.certificate: expired at \(leaf.notValidAfter)")
+        } else if leaf.notValidAfter.timeIntervalSince(now) < 14 * 86_400 {
+            problems.append("\(file): cluster.tls.certificate: expires at \(leaf.notValidAfter), in under 14 days")
+        }
+        if leaf.issuer != ca.subject || !ca.publicKey.isValidSignature(leaf.signature, for: leaf) {
+            problems.append("\(file): cluster.tls.certificate: not signed by the CA in \(cluster.caPath)")
+        }
+        switch Result(catching: { try NodeIdentity(certificate: leaf) }) {
+        case .success(let identity) where identity.region != config.region || identity.node != config.node:
+            problems.append("\(file): cluster.tls.certificate: names \(identity.uri), not tally://\(config.region)/\(config.node)")
+        case .failure(let error):
+            problems.append("\(file): cluster.tls.certificate: \(error)")
+        default:
+            break
+        }
+        return problems
+    }
+}
