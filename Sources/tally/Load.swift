@@ -44,6 +44,10 @@ struct Load: AsyncParsableCommand {
     var retryFor = 120.0
     @Option(help: "Skip the final comparison with the node's counts.")
     var noVerify = false
+    @Option(help: "Services are named PREFIX0, PREFIX1, ...: loads sent to different regions use different prefixes.")
+    var servicePrefix = "svc-"
+    @Option(help: "Write the acknowledged events per service to this file as JSON, for a cluster-wide check.")
+    var acknowledged: String?
 
     func validate() throws {
         guard self.rate >= 0, self.duration > 0, self.services > 0, self.operations > 0, self.users > 0,
@@ -53,7 +57,7 @@ struct Load: AsyncParsableCommand {
 
     func run() async throws {
         let generator = TrafficGenerator(services: self.services, operations: self.operations, users: self.users,
-                                         seed: self.seed)
+                                         seed: self.seed, servicePrefix: self.servicePrefix)
         let totalBatches = self.rate == 0
             ? Int.max : max(1, Int((Double(self.rate) * self.duration / Double(self.batch)).rounded()))
         let interval = self.rate == 0 ? Duration.zero : .seconds(Double(self.batch) / Double(self.rate))
@@ -69,7 +73,7 @@ struct Load: AsyncParsableCommand {
         var before: [Int] = []
         if !self.noVerify {
             for service in 0..<self.services {
-                before.append(try await self.count(service: "svc-\(service)", from: windowStart, to: windowEnd,
+                before.append(try await self.count(service: "\(self.servicePrefix)\(service)", from: windowStart, to: windowEnd,
                                                    client: client))
             }
         }
@@ -102,19 +106,25 @@ struct Load: AsyncParsableCommand {
         let elapsed = ContinuousClock.now - started
         let summary = await tally.summary(elapsed: elapsed)
         print(summary.text)
+        let expected = await tally.acceptedPerService
+        if let path = self.acknowledged {
+            let perService = Dictionary(uniqueKeysWithValues: expected.enumerated().map { ("\(self.servicePrefix)\($0)", $1) })
+            let json = try JSONSerialization.data(withJSONObject: perService, options: [.sortedKeys])
+            try json.write(to: URL(fileURLWithPath: path))
+        }
         guard !self.noVerify else { return }
         var reported: [Int] = []
         for service in 0..<self.services {
-            let after = try await self.count(service: "svc-\(service)", from: windowStart, to: windowEnd, client: client)
+            let after = try await self.count(service: "\(self.servicePrefix)\(service)", from: windowStart, to: windowEnd,
+                                             client: client)
             reported.append(after - before[service])
         }
-        let expected = await tally.acceptedPerService
         let total = reported.reduce(0, +)
         let verdict = reported == expected ? "equal to" : "DIFFERENT FROM"
         print("node reports: \(total) new events (\(verdict) the acknowledged \(expected.reduce(0, +)))")
         if reported != expected {
             for (service, (got, want)) in zip(reported, expected).enumerated() where got != want {
-                print("  svc-\(service): node \(got), acknowledged \(want)")
+                print("  \(self.servicePrefix)\(service): node \(got), acknowledged \(want)")
             }
             throw ExitCode.failure
         }
@@ -240,10 +250,13 @@ actor LoadTally {
 struct TrafficGenerator: Sendable {
     let workload: Workload
     let seed: UInt64
+    /// `{"service":"PREFIX`, the bytes before each event's service number.
+    let serviceOpening: [UInt8]
 
-    init(services: Int, operations: Int, users: Int, seed: UInt64) {
+    init(services: Int, operations: Int, users: Int, seed: UInt64, servicePrefix: String = "svc-") {
         self.workload = Workload(services: services, operations: operations, users: users)
         self.seed = seed
+        self.serviceOpening = Array("{\"service\":\"\(servicePrefix)".utf8)
     }
 
     /// The body of batch `index` (NDJSON) and the service of each event in it, written straight to
@@ -258,7 +271,7 @@ struct TrafficGenerator: Sendable {
         for _ in 0..<count {
             let request = self.workload.request(using: &random)
             services.append(request.service)
-            Self.append("{\"service\":\"svc-", to: &body)
+            body.append(contentsOf: self.serviceOpening)
             Self.append(request.service, to: &body)
             Self.append("\",\"operation\":\"op-", to: &body)
             Self.append(request.operation, to: &body)
