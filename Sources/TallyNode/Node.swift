@@ -30,6 +30,8 @@ public actor Node {
     public private(set) var metrics = NodeMetrics()
     /// The connections to the other regions (nil: a single region).
     public private(set) var transport: PeerTransport?
+    /// The cluster section in force: the config's, or the last one a reload applied.
+    private var clusterInForce: NodeConfig.ClusterConfig?
 
     /// What became of an ingest request.
     public enum IngestOutcome: Sendable, Equatable {
@@ -94,9 +96,63 @@ public actor Node {
         }
         let port = try await transport.start(host: cluster.listenHost, port: cluster.listenPort)
         self.transport = transport
+        self.clusterInForce = cluster
         self.logger.info("peer transport listening", metadata: [
             "address": "\(cluster.listenHost):\(port)", "peers": "\(cluster.peers.map(\.region))",
         ])
+    }
+
+    /// Applies a reloaded config (SIGHUP): the cluster's peers and TLS files take effect at once;
+    /// any other change waits for a restart, and the answer says which. A config that cannot take
+    /// effect (another node or region, a cluster section added or removed, certificate files that
+    /// do not load) throws and changes nothing.
+    public func reload(_ new: NodeConfig) throws(ReloadError) -> [String] {
+        guard new.node == self.config.node, new.region == self.config.region else {
+            throw ReloadError(reason: "the config is for \(new.region)/\(new.node), this node is "
+                + "\(self.config.region)/\(self.config.node)")
+        }
+        guard let cluster = new.cluster, let running = self.clusterInForce, let transport = self.transport else {
+            if new.cluster == nil && self.clusterInForce == nil {
+                return new == self.config ? ["nothing changed"] : ["changes wait for a restart (a single region reloads nothing)"]
+            }
+            throw ReloadError(reason: new.cluster == nil
+                ? "the cluster section was removed: leaving the cluster needs a restart"
+                : "a cluster section was added: joining a cluster needs a restart")
+        }
+        var notes: [String] = []
+        let summary: PeerTransport.ReloadSummary
+        do {
+            summary = try transport.reload(
+                certificatePath: cluster.certificatePath, keyPath: cluster.keyPath, caPath: cluster.caPath,
+                peers: try cluster.peers.map {
+                    PeerEndpoint(identity: try NodeIdentity(region: $0.region, node: $0.node), host: $0.host, port: $0.port)
+                })
+        } catch {
+            throw ReloadError(reason: "cluster.tls: \(error)")
+        }
+        guard self.replica.setPeers(cluster.peers.map(\.region)) else {
+            throw ReloadError(reason: "cluster.peers: a cluster node needs at least one peer")  // parse refuses none
+        }
+        self.clusterInForce = cluster
+        notes.append("peers added: \(summary.added.map(\.uri)), removed: \(summary.removed.map(\.uri))")
+        notes.append(summary.certificatesChanged ? "certificates changed: every peer connection was redialed"
+                                                 : "certificates unchanged")
+        var rest = new
+        rest.cluster = self.config.cluster
+        var restart: [String] = []
+        if rest != self.config { restart.append("settings outside cluster.peers and cluster.tls") }
+        if cluster.listenHost != running.listenHost || cluster.listenPort != running.listenPort {
+            restart.append("cluster.listen")
+        }
+        if cluster.gossipInterval != running.gossipInterval { restart.append("cluster.gossip_interval") }
+        if !restart.isEmpty { notes.append("changed, effective at the next restart: \(restart.joined(separator: ", "))") }
+        return notes
+    }
+
+    /// Why a reloaded config was not applied.
+    public struct ReloadError: Error, CustomStringConvertible, Sendable {
+        public var reason: String
+        public var description: String { self.reason }
     }
 
     /// A replication message from the node of `region`, already authenticated by the transport.
@@ -184,7 +240,7 @@ public actor Node {
         Task {
             let encoded = await EncodedCheckpoint.encode(checkpoint)
             try? await self.store.store(encoded)  // a failed store fails stop and reports itself
-            await self.checkpointQueued()
+            self.checkpointQueued()
         }
     }
 

@@ -14,7 +14,7 @@ import TallyAggregates
 /// was not durable when the process died was never acknowledged, so losing it loses nothing a
 /// client was told was kept.
 public struct Replica: Sendable {
-    public let config: ReplicaConfig
+    public internal(set) var config: ReplicaConfig
 
     /// Series in order of first appearance; `SeriesID` indexes this array.
     var series: [SeriesState] = []

@@ -12,7 +12,9 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             Opens (or creates) the data directory, replays the durable log, and serves the HTTP API.
             SIGTERM or SIGINT stops accepting new requests, lets in-flight batches become durable
-            and be answered, and exits 0.
+            and be answered, and exits 0. SIGHUP reads the config file again and applies the
+            cluster's peers and TLS files without a restart; a file that does not parse or load is
+            refused with a log line naming what is wrong, and the node goes on with what it had.
             """)
 
     @Option(help: "The node's YAML config file.")
@@ -33,6 +35,8 @@ struct Serve: AsyncParsableCommand {
             failureLogger.critical("storage failed, exiting", metadata: ["error": "\(error)"])
             Foundation.exit(70)
         }
+        let reloads = Self.reloadOnHangup(node: node, path: self.config, logger: logger)
+        defer { reloads.cancel() }
         let app = Application(
             router: API.router(node: node),
             configuration: ApplicationConfiguration(
@@ -49,6 +53,29 @@ struct Serve: AsyncParsableCommand {
         try await group.run()
         await node.stop()
         logger.info("stopped")
+    }
+}
+
+extension Serve {
+    /// On every SIGHUP: parse the config file again and hand it to the node, logging the outcome.
+    static func reloadOnHangup(node: Node, path: String, logger: Logger) -> DispatchSourceSignal {
+        signal(SIGHUP, SIG_IGN)  // delivered to the dispatch source instead of terminating the process
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler {
+            Task {
+                do {
+                    let config = try NodeConfig.load(path: path)
+                    let notes = try await node.reload(config)
+                    logger.notice("config reloaded", metadata: ["file": "\(path)", "changes": "\(notes)"])
+                } catch {
+                    logger.error("config reload refused; the node keeps its running config", metadata: [
+                        "file": "\(path)", "error": "\(error)",
+                    ])
+                }
+            }
+        }
+        source.resume()
+        return source
     }
 }
 

@@ -81,6 +81,10 @@ import TallyReplica
             #expect(peers.count == 2 && peers.allSatisfy { $0.protocolVersion == 1 })
             #expect(await node.transport?.refusals.isEmpty == true)
         }
+        // Each round sends a digest to one peer chosen at random: within a few rounds, both.
+        for _ in 0..<100 where !((await nodes[0].transport?.peers ?? []).allSatisfy { $0.bytesOut > 0 }) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         // /v1/cluster: both peers connected at protocol 1, with their staleness.
         let app = Application(router: API.router(node: nodes[0]))
         try await app.test(.router) { client in
@@ -98,5 +102,33 @@ import TallyReplica
             }
         }
         for node in nodes { await node.stop() }
+    }
+
+    @Test func aReloadAppliesPeersAndRefusesWhatNeedsARestart() async throws {
+        let directory = NSTemporaryDirectory() + "tally-reload-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configs = try await Self.configs(directory: directory)
+        try FileManager.default.createDirectory(atPath: configs[0].dataDirectory, withIntermediateDirectories: true)
+        let node = try await Node.start(config: configs[0])
+        #expect(try await node.reload(configs[0]) == ["peers added: [], removed: []", "certificates unchanged"])
+        // Another node's config, or a cluster section dropped: refused, nothing changes.
+        await #expect(throws: Node.ReloadError.self) { try await node.reload(configs[1]) }
+        var single = configs[0]
+        single.cluster = nil
+        await #expect(throws: Node.ReloadError.self) { try await node.reload(single) }
+        // ap-south removed, the gossip interval changed (which waits for a restart).
+        var fewer = configs[0]
+        fewer.cluster?.peers.removeAll { $0.region == "ap-south" }
+        fewer.cluster?.gossipInterval = .seconds(3)
+        let notes = try await node.reload(fewer)
+        #expect(notes.first == "peers added: [], removed: [\"tally://ap-south/n1\"]", "\(notes)")
+        #expect(notes.last == "changed, effective at the next restart: cluster.gossip_interval", "\(notes)")
+        #expect(await node.transport?.peers.map(\.identity.region) == ["eu-west"])
+        // TLS files that do not load: refused, the peers stay as they were.
+        var broken = configs[0]
+        broken.cluster?.keyPath = directory + "/missing-key.pem"
+        await #expect(throws: Node.ReloadError.self) { try await node.reload(broken) }
+        #expect(await node.transport?.peers.map(\.identity.region) == ["eu-west"])
+        await node.stop()
     }
 }

@@ -139,4 +139,99 @@ import Testing
         await server.shutdown()
         try await group.shutdownGracefully()
     }
+
+    // MARK: - Reloads (SIGHUP)
+
+    /// eu-west listening with `serverPeers`, us-east dialing it with `dialer`'s files.
+    func pair(serverPeers: [PeerEndpoint], dialer: (certificate: String, key: String), group: EventLoopGroup,
+              inbox: NIOLockedValueBox<[(NodeIdentity, [UInt8])]>) async throws
+        -> (server: PeerTransport, client: PeerTransport, serverFiles: (certificate: String, key: String))
+    {
+        let serverFiles = try self.certificate(self.euWest, name: "eu-west")
+        let server = try self.transport(self.euWest, files: serverFiles, peers: serverPeers, group: group, inbox: inbox)
+        let port = try await server.start(host: "127.0.0.1", port: 0)
+        let unused = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let client = try self.transport(
+            self.usEast, files: dialer, peers: [PeerEndpoint(identity: self.euWest, host: "127.0.0.1", port: port)],
+            group: group, inbox: unused)
+        _ = try await client.start(host: "127.0.0.1", port: 0)
+        return (server, client, serverFiles)
+    }
+
+    var caPath: String { (self.directory as NSString).appendingPathComponent("ca.pem") }
+
+    @Test func aReloadAddsAPeerAndRemovesItAgain() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let ghost = PeerEndpoint(identity: try NodeIdentity(region: "ap-south", node: "n1"), host: "127.0.0.1", port: 1)
+        let (server, client, serverFiles) = try await self.pair(
+            serverPeers: [ghost], dialer: try self.certificate(self.usEast, name: "us-east"), group: group, inbox: inbox)
+        // Not yet a peer of eu-west: refused.
+        #expect(await self.eventually { server.refusals.contains { $0.contains("tally://us-east/n1 is not a peer") } })
+        let usEastEndpoint = PeerEndpoint(identity: self.usEast, host: "127.0.0.1", port: 1)
+        let added = try server.reload(certificatePath: serverFiles.certificate, keyPath: serverFiles.key,
+                                      caPath: self.caPath, peers: [ghost, usEastEndpoint])
+        #expect(added == PeerTransport.ReloadSummary(added: [self.usEast], removed: [], certificatesChanged: false))
+        #expect(await self.eventually { client.send([7], toRegion: "eu-west") && !inbox.withLockedValue { $0 }.isEmpty })
+        #expect(inbox.withLockedValue { $0 }.first?.0 == self.usEast)
+        #expect(server.peers.map(\.identity.region) == ["ap-south", "us-east"])
+
+        // Removed again: the connection closes, and nothing it sends is delivered from then on.
+        let removed = try server.reload(certificatePath: serverFiles.certificate, keyPath: serverFiles.key,
+                                        caPath: self.caPath, peers: [ghost])
+        #expect(removed.removed == [self.usEast] && removed.added.isEmpty)
+        #expect(server.peers.map(\.identity.region) == ["ap-south"])
+        let delivered = inbox.withLockedValue { $0.count }
+        #expect(await self.eventually { client.peers.first?.connected == false })
+        for _ in 0..<20 {
+            client.send([8], toRegion: "eu-west")
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(inbox.withLockedValue { $0.count } == delivered)
+        await client.shutdown()
+        await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    @Test func aReloadWithNewCertificatesRedialsWithThem() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        // us-east starts with a certificate from another CA, so eu-west refuses it...
+        let other = try ClusterCertificates.makeCA(name: "other CA", now: Date(), validFor: 30)
+        let files = try self.certificate(self.usEast, name: "rotating", ca: other)
+        let (server, client, _) = try await self.pair(
+            serverPeers: [PeerEndpoint(identity: self.usEast, host: "127.0.0.1", port: 1)], dialer: files, group: group,
+            inbox: inbox)
+        #expect(await self.eventually { server.refusals.contains { $0.contains("not signed by the cluster CA") } })
+        // ...until the operator writes a good one in its place and sends SIGHUP.
+        _ = try self.certificate(self.usEast, name: "rotating")
+        let summary = try client.reload(certificatePath: files.certificate, keyPath: files.key, caPath: self.caPath,
+                                        peers: client.currentPeers)
+        #expect(summary.certificatesChanged && summary.added.isEmpty && summary.removed.isEmpty)
+        #expect(await self.eventually { client.send([5], toRegion: "eu-west") && !inbox.withLockedValue { $0 }.isEmpty })
+        await client.shutdown()
+        await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    @Test func aReloadWhoseFilesDoNotLoadChangesNothing() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let files = try self.certificate(self.usEast, name: "us-east")
+        let (server, client, _) = try await self.pair(
+            serverPeers: [PeerEndpoint(identity: self.usEast, host: "127.0.0.1", port: 1)], dialer: files, group: group,
+            inbox: inbox)
+        #expect(await self.eventually { client.send([1], toRegion: "eu-west") })
+        let missing = (self.directory as NSString).appendingPathComponent("nowhere/n1-key.pem")
+        #expect(throws: (any Error).self) {
+            try client.reload(certificatePath: files.certificate, keyPath: missing, caPath: self.caPath, peers: [])
+        }
+        // The peers and the connection are as they were.
+        #expect(client.peers.map(\.identity) == [self.euWest])
+        #expect(client.send([2], toRegion: "eu-west"))
+        #expect(await self.eventually { inbox.withLockedValue { $0.map(\.1) }.contains([2]) })
+        await client.shutdown()
+        await server.shutdown()
+        try await group.shutdownGracefully()
+    }
 }

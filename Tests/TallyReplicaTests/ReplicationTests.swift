@@ -209,6 +209,30 @@ import TallyAggregates
         #expect(perReplicaPerRound < 200, "idle: \(perReplicaPerRound) bytes per replica per round")
     }
 
+    @Test func aRemovedPeerGetsNoMoreGossipAndTheRestStillConverge() {
+        var cluster = Cluster(size: 3, seed: 9)
+        // region-0 stops gossiping with region-2 (a config reload); the others still do.
+        let narrowed = cluster.replicas[0].setPeers(["region-1", "region-1"])
+        #expect(narrowed && cluster.replicas[0].config.peers == ["region-1"])
+        let emptied = cluster.replicas[0].setPeers([])
+        #expect(!emptied)  // a cluster node cannot drop to no peers
+        var single = Replica(config: ReplicaConfig(id: ReplicaID(region: "solo", node: "n1", incarnation: 1)))
+        let joined = single.setPeers(["region-1"])
+        #expect(!joined)  // nor a single region gain some without a restart
+        for round in 0..<30 {
+            cluster.ingest(at: round % 3, events: 5)
+            cluster.now = cluster.now + .seconds(1)
+            let actions = cluster.replicas[0].tick(now: cluster.now)
+            #expect(!actions.contains { if case .send(_, "region-2") = $0 { true } else { false } })
+            cluster.send(actions, from: 0)
+            cluster.tick(1)
+            cluster.tick(2)
+            cluster.deliverAll(loss: 0)
+        }
+        for _ in 0..<10 { cluster.round(loss: 0) }
+        #expect(cluster.converged)
+    }
+
     @Test func wireFormatRoundTripsAndRefusesGarbage() throws {
         var cluster = Cluster(size: 2, seed: 7)
         cluster.ingest(at: 0, events: 50)

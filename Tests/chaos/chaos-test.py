@@ -203,6 +203,40 @@ storage:
         return json.load(urllib.request.urlopen(request, timeout=5))
 
 
+def reload_check(cluster, region):
+    """SIGHUP with a config that does not parse is refused and the node keeps serving; with the
+    good config again it is applied."""
+    path = cluster.config_path(region)
+    log_path = os.path.join(cluster.directory, region, "node.log")
+    good = open(path).read()
+
+    def hangup_and_wait(marker):
+        seen = open(log_path).read().count(marker)
+        cluster.processes[region].send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if open(log_path).read().count(marker) > seen:
+                return True
+            time.sleep(0.1)
+        return False
+
+    problems = []
+    with open(path, "w") as file:
+        file.write(good.replace("cluster:", "cluster:\n  gossip_interval: soon"))
+    if not hangup_and_wait("config reload refused"):
+        problems.append(f"{region}: SIGHUP with a broken config logged no refusal")
+    with open(path, "w") as file:
+        file.write(good)
+    if not hangup_and_wait("config reloaded"):
+        problems.append(f"{region}: SIGHUP with its config logged no reload")
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{cluster.http[region]}/health", timeout=2).read()
+        print(f"  SIGHUP to {region}: a broken config was refused, the good one applied, the node still serves")
+    except OSError as error:
+        problems.append(f"{region} stopped answering after SIGHUP: {error}")
+    return problems
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=random.randrange(1, 1 << 31))
@@ -315,6 +349,8 @@ def main():
             down = [peer["region"] for peer in view.get("peers", []) if not peer.get("connected")]
             if down:
                 failed.append(f"{region} reports peers not connected after the heal: {down}")
+    if not failed:
+        failed += reload_check(cluster, rng.choice(REGIONS))
     cluster.stop_all()
     starts = sum(open(os.path.join(directory, r, "node.log")).read().count("recovered") for r in REGIONS)
     if starts != 4:

@@ -210,6 +210,9 @@ extension NodeConfig {
                 guard port > 0 else { throw fail("\(key).address", peer.address, "needs a port") }
                 peers.append(ClusterConfig.Peer(node: peer.node, region: peer.region, host: host, port: port))
             }
+            guard !peers.isEmpty else {
+                throw fail("cluster.peers", "[]", "must list at least one peer (a single region has no cluster section)")
+            }
             cluster = ClusterConfig(
                 listenHost: peerHost, listenPort: peerPort, certificatePath: tls.certificate, keyPath: tls.key,
                 caPath: tls.ca, gossipInterval: try duration("cluster.gossip_interval", rawCluster.gossip_interval, .seconds(1)),

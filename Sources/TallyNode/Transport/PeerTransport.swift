@@ -71,6 +71,12 @@ public final class PeerTransport: Sendable {
     }
 
     struct State {
+        /// The peers in force (the configuration's, until a reload changes them), by region.
+        var peers: [String: PeerEndpoint] = [:]
+        /// The same peers in config order, for listings.
+        var peerOrder: [PeerEndpoint] = []
+        /// Every connection past its hello, either direction: a reload closes those it affects.
+        var connections: [ObjectIdentifier: (identity: NodeIdentity, channel: Channel)] = [:]
         var outbound: [NodeIdentity: Channel] = [:]
         var pending: [NodeIdentity: Int] = [:]
         var status: [NodeIdentity: PeerStatus] = [:]
@@ -81,15 +87,54 @@ public final class PeerTransport: Sendable {
         var cut: Set<String> = []
     }
 
+    /// The configuration the transport started with; peers and certificates may since have been
+    /// reloaded (`reload`), the rest (identity, limits, protocols) is fixed for its lifetime.
     public let configuration: Configuration
     let group: EventLoopGroup
     let logger: Logger
     let onMessage: @Sendable (NodeIdentity, [UInt8]) -> Void
     let state = NIOLockedValueBox(State())
-    let serverContext: NIOSSLContext
-    let clientContext: NIOSSLContext
-    let verifier: PeerVerifier
-    let dialers = NIOLockedValueBox<[Task<Void, Never>]>([])
+    /// The TLS contexts and verifier for new connections: replaced whole by a reload.
+    let security: NIOLockedValueBox<Security>
+    let dialers = NIOLockedValueBox<[NodeIdentity: Task<Void, Never>]>([:])
+
+    /// What a connection is made with: this node's certificate and key, the cluster CA, the peers.
+    struct Security {
+        var serverContext: NIOSSLContext
+        var clientContext: NIOSSLContext
+        var verifier: PeerVerifier
+        /// The PEM bytes the contexts were made from: a reload that changes none keeps connections.
+        var files: [[UInt8]]
+
+        init(certificatePath: String, keyPath: String, caPath: String, peers: [PeerEndpoint]) throws {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+            let roots = try NIOSSLCertificate.fromPEMFile(caPath)
+            func tls(_ base: TLSConfiguration) -> TLSConfiguration {
+                var tls = base
+                tls.certificateChain = chain
+                tls.privateKey = .privateKey(key)
+                tls.minimumTLSVersion = .tlsv13
+                tls.maximumTLSVersion = .tlsv13
+                // Identity is checked by `PeerVerifier` (the tally:// name against the config), which
+                // replaces host-name checks: peers dial each other by address as often as by name.
+                tls.certificateVerification = .noHostnameVerification
+                tls.trustRoots = .certificates(roots)
+                return tls
+            }
+            self.serverContext = try NIOSSLContext(configuration: tls(.makeServerConfiguration(
+                certificateChain: chain, privateKey: .privateKey(key))))
+            self.clientContext = try NIOSSLContext(configuration: tls(.makeClientConfiguration()))
+            let ca = try ClusterCertificates.readCertificate(caPath)
+            self.verifier = PeerVerifier(ca: ca, peers: Set(peers.map(\.identity)))
+            self.files = try [certificatePath, keyPath, caPath].map { path in
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw ClusterCertificateError.file(path: path, reason: "cannot be read")
+                }
+                return Array(data)
+            }
+        }
+    }
 
     public init(configuration: Configuration, group: EventLoopGroup, logger: Logger,
                 onMessage: @escaping @Sendable (NodeIdentity, [UInt8]) -> Void) throws
@@ -98,28 +143,74 @@ public final class PeerTransport: Sendable {
         self.group = group
         self.logger = logger
         self.onMessage = onMessage
-        let chain = try NIOSSLCertificate.fromPEMFile(configuration.certificatePath).map { NIOSSLCertificateSource.certificate($0) }
-        let key = try NIOSSLPrivateKey(file: configuration.keyPath, format: .pem)
-        let roots = try NIOSSLCertificate.fromPEMFile(configuration.caPath)
-        func tls(_ base: TLSConfiguration) -> TLSConfiguration {
-            var tls = base
-            tls.certificateChain = chain
-            tls.privateKey = .privateKey(key)
-            tls.minimumTLSVersion = .tlsv13
-            tls.maximumTLSVersion = .tlsv13
-            // Identity is checked by `PeerVerifier` (the tally:// name against the config), which
-            // replaces host-name checks: peers dial each other by address as often as by name.
-            tls.certificateVerification = .noHostnameVerification
-            tls.trustRoots = .certificates(roots)
-            return tls
-        }
-        self.serverContext = try NIOSSLContext(configuration: tls(.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))))
-        self.clientContext = try NIOSSLContext(configuration: tls(.makeClientConfiguration()))
-        let ca = try ClusterCertificates.readCertificate(configuration.caPath)
-        self.verifier = PeerVerifier(ca: ca, peers: Set(configuration.peers.map(\.identity)))
+        self.security = NIOLockedValueBox(try Security(
+            certificatePath: configuration.certificatePath, keyPath: configuration.keyPath,
+            caPath: configuration.caPath, peers: configuration.peers))
         self.state.withLockedValue { state in
-            for peer in configuration.peers { state.status[peer.identity] = PeerStatus(identity: peer.identity) }
+            state.peerOrder = configuration.peers
+            for peer in configuration.peers {
+                state.peers[peer.identity.region] = peer
+                state.status[peer.identity] = PeerStatus(identity: peer.identity)
+            }
         }
+    }
+
+    /// What a reload changed.
+    public struct ReloadSummary: Sendable, Equatable {
+        public var added: [NodeIdentity] = []
+        public var removed: [NodeIdentity] = []
+        /// The certificate, key or CA file changed: every connection was closed and is redialed
+        /// with the new files.
+        public var certificatesChanged = false
+    }
+
+    /// Loads the certificate, key and CA files again and replaces the peers. Files that do not load
+    /// throw and change nothing. Removed peers are disconnected at once and their frames no longer
+    /// delivered; added peers are dialed; new certificate files close every connection, so both
+    /// sides handshake again with what is now in force.
+    @discardableResult
+    public func reload(certificatePath: String, keyPath: String, caPath: String, peers: [PeerEndpoint]) throws
+        -> ReloadSummary
+    {
+        let fresh = try Security(certificatePath: certificatePath, keyPath: keyPath, caPath: caPath, peers: peers)
+        var summary = ReloadSummary()
+        let (toClose, added) = self.security.withLockedValue { security in
+            summary.certificatesChanged = security.files != fresh.files
+            security = fresh
+            return self.state.withLockedValue { state -> ([Channel], [PeerEndpoint]) in
+                let wanted = Dictionary(peers.map { ($0.identity.region, $0) }, uniquingKeysWith: { first, _ in first })
+                // A peer whose identity or address changed is removed and added again.
+                let removed = state.peers.values.filter { wanted[$0.identity.region] != $0 }
+                let added = wanted.values.filter { state.peers[$0.identity.region] != $0 }
+                summary.removed = removed.map(\.identity).sorted { $0.uri < $1.uri }
+                summary.added = added.map(\.identity).sorted { $0.uri < $1.uri }
+                let gone = Set(removed.map(\.identity)).subtracting(added.map(\.identity))
+                for identity in gone { state.status[identity] = nil }
+                for peer in added where state.status[peer.identity] == nil {
+                    state.status[peer.identity] = PeerStatus(identity: peer.identity)
+                }
+                state.peers = wanted
+                state.peerOrder = peers.filter { wanted[$0.identity.region] == $0 }
+                let affected = Set(removed.map(\.identity))
+                let closing = state.connections.values
+                    .filter { summary.certificatesChanged || affected.contains($0.identity) }
+                    .map(\.channel)
+                return (closing, added.sorted { $0.identity.uri < $1.identity.uri })
+            }
+        }
+        for identity in summary.removed {
+            self.dialers.withLockedValue { $0.removeValue(forKey: identity) }?.cancel()
+        }
+        for channel in toClose {
+            channel.writeAndFlush(ByteBuffer(bytes: Frame.goodbye("configuration reloaded").encoded()), promise: nil)
+            channel.close(promise: nil)
+        }
+        for peer in added { self.dial(peer) }
+        self.logger.info("peer transport reloaded", metadata: [
+            "added": "\(summary.added.map(\.uri))", "removed": "\(summary.removed.map(\.uri))",
+            "certificates_changed": "\(summary.certificatesChanged)",
+        ])
+        return summary
     }
 
     // MARK: - Listening and dialing
@@ -136,7 +227,7 @@ public final class PeerTransport: Sendable {
             }
         let listener = try await bootstrap.bind(host: host, port: port).get()
         self.state.withLockedValue { $0.listener = listener }
-        for peer in self.configuration.peers { self.dial(peer) }
+        for peer in self.currentPeers { self.dial(peer) }
         return listener.localAddress?.port ?? port
     }
 
@@ -146,7 +237,7 @@ public final class PeerTransport: Sendable {
             state.stopped = true
             return (Array(state.outbound.values), state.listener)
         }
-        for task in self.dialers.withLockedValue({ $0 }) { task.cancel() }
+        for task in self.dialers.withLockedValue({ $0.values }) { task.cancel() }
         for channel in channels {
             channel.writeAndFlush(ByteBuffer(bytes: Frame.goodbye("shutting down").encoded()), promise: nil)
             try? await channel.close()
@@ -154,11 +245,15 @@ public final class PeerTransport: Sendable {
         try? await listener?.close()
     }
 
+    /// The peers in force, in config order.
+    var currentPeers: [PeerEndpoint] { self.state.withLockedValue { $0.peerOrder } }
+
     private func dial(_ peer: PeerEndpoint) {
         let task = Task {
             var delay = self.configuration.reconnectInitial
             var random = SystemRandomNumberGenerator()
-            while !Task.isCancelled && !self.state.withLockedValue({ $0.stopped }) {
+            // Until shutdown, or until a reload removes the peer (or changes its address).
+            while !Task.isCancelled && self.state.withLockedValue({ !$0.stopped && $0.peers[peer.identity.region] == peer }) {
                 let established = await self.connectOnce(peer)
                 if established { delay = self.configuration.reconnectInitial }
                 // Jitter in [50%, 100%] of the delay, so peers that lost each other do not redial in step.
@@ -167,7 +262,7 @@ public final class PeerTransport: Sendable {
                 delay = min(delay * 2, self.configuration.reconnectMax)
             }
         }
-        self.dialers.withLockedValue { $0.append(task) }
+        self.dialers.withLockedValue { $0[peer.identity] = task }
     }
 
     /// One connection to `peer`, until it closes. Returns whether it got as far as the hellos.
@@ -192,8 +287,9 @@ public final class PeerTransport: Sendable {
         let callback: NIOSSLCustomVerificationCallback = { certificates, promise in
             let chain = certificates.compactMap { try? $0.toDERBytes() }
             let remote = channel.remoteAddress.map { "\($0)" } ?? "unknown"
+            let verifier = self.security.withLockedValue { $0.verifier }
             Task {
-                switch await self.verifier.verify(chain: chain, expected: dialed, now: Date()) {
+                switch await verifier.verify(chain: chain, expected: dialed, now: Date()) {
                 case .success(let identity):
                     verified.withLockedValue { $0 = identity }
                     promise.succeed(.certificateVerified)
@@ -203,9 +299,11 @@ public final class PeerTransport: Sendable {
                 }
             }
         }
+        let security = self.security.withLockedValue { $0 }
         let tls: ChannelHandler = dialed == nil
-            ? NIOSSLServerHandler(context: self.serverContext, customVerificationCallback: callback)
-            : try NIOSSLClientHandler(context: self.clientContext, serverHostname: nil, customVerificationCallback: callback)
+            ? NIOSSLServerHandler(context: security.serverContext, customVerificationCallback: callback)
+            : try NIOSSLClientHandler(context: security.clientContext, serverHostname: nil,
+                                      customVerificationCallback: callback)
         try channel.pipeline.syncOperations.addHandler(tls)
         try channel.pipeline.syncOperations.addHandler(
             PeerChannelHandler(transport: self, verified: verified, dialed: dialed))
@@ -221,8 +319,14 @@ public final class PeerTransport: Sendable {
 
     // MARK: - Connections
 
-    func established(_ identity: NodeIdentity, version: UInt16, origin: UInt64, channel: Channel, outbound: Bool) {
-        self.state.withLockedValue { state in
+    /// A connection passed its hello. False when the peer was removed meanwhile (a reload between
+    /// the certificate check and the hello): the caller closes it.
+    func established(_ identity: NodeIdentity, version: UInt16, origin: UInt64, channel: Channel, outbound: Bool)
+        -> Bool
+    {
+        let current = self.state.withLockedValue { state -> Bool in
+            guard state.peers[identity.region]?.identity == identity else { return false }
+            state.connections[ObjectIdentifier(channel)] = (identity, channel)
             if outbound {
                 state.outbound[identity] = channel
                 state.pending[identity] = 0
@@ -232,15 +336,19 @@ public final class PeerTransport: Sendable {
             state.status[identity]?.origin = origin
             state.status[identity]?.lastContact = Date()
             state.status[identity]?.lastError = nil
+            return true
         }
+        guard current else { return false }
         self.logger.info("peer connected", metadata: [
             "peer": "\(identity.uri)", "direction": "\(outbound ? "out" : "in")", "protocol": "\(version)",
         ])
+        return true
     }
 
     func closed(_ identity: NodeIdentity?, channel: Channel, outbound: Bool, reason: String?) {
         guard let identity else { return }
         self.state.withLockedValue { state in
+            state.connections[ObjectIdentifier(channel)] = nil
             if outbound, state.outbound[identity] === channel {
                 state.outbound[identity] = nil
                 state.status[identity]?.connected = false
@@ -251,7 +359,10 @@ public final class PeerTransport: Sendable {
 
     func received(_ bytes: [UInt8], from identity: NodeIdentity) {
         let isCut = self.state.withLockedValue { state in
-            guard !state.cut.contains(identity.region) else { return true }
+            // A peer removed by a reload is cut for good (its connection is closing).
+            guard !state.cut.contains(identity.region), state.peers[identity.region]?.identity == identity else {
+                return true
+            }
             state.status[identity]?.bytesIn += bytes.count
             state.status[identity]?.lastContact = Date()
             return false
@@ -271,10 +382,11 @@ public final class PeerTransport: Sendable {
     /// its queue is full (the message is dropped, and counted).
     @discardableResult
     public func send(_ message: [UInt8], toRegion region: String) -> Bool {
-        guard let peer = self.configuration.peers.first(where: { $0.identity.region == region }) else { return false }
         let frame = Frame.message(message).encoded()
-        let channel: Channel? = self.state.withLockedValue { state in
-            guard !state.cut.contains(region), let channel = state.outbound[peer.identity] else { return nil }
+        let sending: (Channel, PeerEndpoint)? = self.state.withLockedValue { state in
+            guard !state.cut.contains(region), let peer = state.peers[region],
+                let channel = state.outbound[peer.identity]
+            else { return nil }
             let pending = state.pending[peer.identity, default: 0]
             guard pending + frame.count <= self.configuration.sendQueueBytesMax else {
                 state.status[peer.identity]?.messagesDropped += 1
@@ -282,9 +394,9 @@ public final class PeerTransport: Sendable {
             }
             state.pending[peer.identity] = pending + frame.count
             state.status[peer.identity]?.bytesOut += frame.count
-            return channel
+            return (channel, peer)
         }
-        guard let channel else { return false }
+        guard let (channel, peer) = sending else { return false }
         let promise = channel.eventLoop.makePromise(of: Void.self)
         promise.futureResult.whenComplete { _ in
             self.state.withLockedValue { $0.pending[peer.identity, default: 0] -= frame.count }
@@ -295,7 +407,7 @@ public final class PeerTransport: Sendable {
 
     public var peers: [PeerStatus] {
         self.state.withLockedValue { state in
-            self.configuration.peers.compactMap { state.status[$0.identity] }
+            state.peerOrder.compactMap { state.status[$0.identity] }
         }
     }
 
@@ -378,9 +490,10 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
                 context.writeAndFlush(NIOAny(ByteBuffer(bytes: Frame.goodbye(error.description).encoded())), promise: nil)
                 throw error
             }
+            guard self.transport.established(identity, version: version, origin: hello.incarnation,
+                                             channel: context.channel, outbound: self.dialed != nil)
+            else { throw HandshakeError.unexpectedFrame("\(identity.uri) is no longer a peer") }
             self.peer = identity
-            self.transport.established(identity, version: version, origin: hello.incarnation, channel: context.channel,
-                                       outbound: self.dialed != nil)
         case .message(let bytes):
             guard let peer = self.peer else { throw HandshakeError.unexpectedFrame("a message before the hello") }
             self.transport.received(bytes, from: peer)

@@ -156,6 +156,19 @@ extension Replica {
         }
     }
 
+    // MARK: - Peers
+
+    /// Replaces the peers gossiped with (a config reload), kept sorted so the choice of peer
+    /// depends on the seed only. Knowledge of every origin stays: a removed region's batches are
+    /// still relayed to those behind on it. A replica started without peers keeps no replication
+    /// state, so it cannot gain any, and one with peers cannot drop to none (its own changes would
+    /// stop being sealed): both return false and change nothing.
+    public mutating func setPeers(_ peers: [String]) -> Bool {
+        guard !self.config.peers.isEmpty, !peers.isEmpty else { return false }
+        self.config.peers = Array(Set(peers)).sorted()
+        return true
+    }
+
     // MARK: - Gossip rounds
 
     /// A gossip round: seal own changes, and send this replica's digest to one peer chosen at random.
