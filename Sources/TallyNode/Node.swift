@@ -32,6 +32,9 @@ public actor Node {
     public private(set) var transport: PeerTransport?
     /// The cluster section in force: the config's, or the last one a reload applied.
     private var clusterInForce: NodeConfig.ClusterConfig?
+    /// Global reads waiting for their peers' answers, by request id.
+    private var pendingReads: [UInt64: PendingRead] = [:]
+    private var nextReadID: UInt64 = 0
 
     /// What became of an ingest request.
     public enum IngestOutcome: Sendable, Equatable {
@@ -93,6 +96,9 @@ public actor Node {
             configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: self.logger
         ) { [weak self] peer, bytes in
             Task { await self?.receive(bytes, from: peer.region) }
+        }
+        transport.onRead { [weak self] peer, bytes in
+            Task { await self?.receiveRead(bytes, from: peer.region) }
         }
         let port = try await transport.start(host: cluster.listenHost, port: cluster.listenPort)
         self.transport = transport
@@ -323,6 +329,98 @@ public actor Node {
     }
 
     public var now: Timestamp { self.clock() }
+
+    // MARK: - Global reads
+
+    /// A global read's answer: the query over this region's state joined with every answering
+    /// region's, which regions answered, and why the others did not.
+    public struct GlobalAnswer: Sendable {
+        public var result: QueryResult
+        public var answered: [String]
+        public var missing: [(region: String, reason: String)]
+        /// Origins whose region answered: their data is current as of the read.
+        public var answeredOrigins: Set<UInt64>
+    }
+
+    struct PendingRead {
+        var waiting: Set<String>
+        var answers: [String: ReadAnswer] = [:]
+        var continuation: CheckedContinuation<Void, Never>?
+    }
+
+    /// Answers `query` with every reachable region's state (`consistency=global`): asks each peer
+    /// for its buckets of the query, waits up to `timeout` for the answers, joins them (the CRDT
+    /// merge, so nothing is counted twice) and names the regions that did not answer.
+    public func globalQuery(_ query: Query, timeout: Duration) async throws(QueryError) -> GlobalAnswer {
+        self.nextReadID &+= 1
+        let id = self.nextReadID
+        let request = try self.replica.readRequest(for: query, id: id, now: self.clock())
+        var missing: [(region: String, reason: String)] = []
+        var waiting: Set<String> = []
+        if let transport = self.transport {
+            let bytes = request.encoded()
+            for peer in transport.peers {
+                if let reason = transport.sendRead(bytes, toRegion: peer.identity.region) {
+                    missing.append((peer.identity.region, reason))
+                } else {
+                    waiting.insert(peer.identity.region)
+                }
+            }
+        }
+        if !waiting.isEmpty {
+            self.pendingReads[id] = PendingRead(waiting: waiting)
+            let timer = Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                await self?.finishRead(id)
+            }
+            await withCheckedContinuation { continuation in
+                self.pendingReads[id]?.continuation = continuation
+            }
+            timer.cancel()
+        }
+        let pending = self.pendingReads.removeValue(forKey: id) ?? PendingRead(waiting: [])
+        for region in pending.waiting.sorted() {
+            missing.append((region, "no answer within \(timeout)"))
+        }
+        var answers: [ReadAnswer] = []
+        var answered: [String] = []
+        for region in pending.answers.keys.sorted() {
+            let answer = pending.answers[region]!  // key from the same dictionary
+            if answer.outcome == .tooLarge {
+                missing.append((region, "its answer would exceed one message; narrow the range, filters or metrics"))
+            } else {
+                answers.append(answer)
+                answered.append(region)
+            }
+        }
+        let origins = Set((self.transport?.peers ?? []).filter { answered.contains($0.identity.region) }
+            .compactMap(\.origin))
+        let result = try self.replica.query(query, now: self.clock(), joining: answers)
+        return GlobalAnswer(result: result, answered: answered, missing: missing.sorted { $0.region < $1.region },
+                            answeredOrigins: origins.union([self.replicaID.rawValue]))
+    }
+
+    /// Resumes a waiting global read (all answered, or its time is up).
+    private func finishRead(_ id: UInt64) {
+        self.pendingReads[id]?.continuation?.resume()
+        self.pendingReads[id]?.continuation = nil
+    }
+
+    /// A `read` frame from a peer: a request to answer from this replica, or an answer to a read
+    /// waiting here. Bytes that do not decode are counted with the refused replication messages.
+    func receiveRead(_ bytes: [UInt8], from region: String) {
+        if let request = try? ReadRequest(encoded: bytes) {
+            let answer = self.replica.answer(request, bytesMax: Frame.defaultBytesMax - 64 * 1_024)
+            _ = self.transport?.sendRead(answer.encoded(), toRegion: region)
+        } else if let answer = try? ReadAnswer(encoded: bytes) {
+            guard var pending = self.pendingReads[answer.id], pending.waiting.remove(region) != nil else { return }
+            pending.answers[region] = answer
+            self.pendingReads[answer.id] = pending
+            if pending.waiting.isEmpty { self.finishRead(answer.id) }
+        } else {
+            self.metrics.refusedReads += 1
+        }
+    }
 
     /// How far behind each other origin this node is (empty without peers).
     /// Requests counted in every day bucket: what `tally demo` compares across regions.

@@ -10,6 +10,8 @@ public struct NodeMetrics: Sendable {
     var eventsRejected: [String: UInt64] = [:]
     /// Requests refused before reaching the replica, by HTTP status (400, 401, 413, 415).
     var requestsRefused: [Int: UInt64] = [:]
+    /// Global-read frames from peers that did not decode.
+    var refusedReads: UInt64 = 0
 
     mutating func record(_ receipt: IngestReceipt, replayed: Bool) {
         if replayed {
@@ -74,6 +76,8 @@ public struct NodeMetrics: Sendable {
         }
         family("tally_replication_messages_refused_total", "counter", "Peer messages that did not decode.")
         lines.append("tally_replication_messages_refused_total \(refusedMessages)")
+        family("tally_global_read_frames_refused_total", "counter", "Global-read frames from peers that did not decode.")
+        lines.append("tally_global_read_frames_refused_total \(self.refusedReads)")
         family("tally_storage_bytes", "gauge", "Size of the database and its write-ahead log.")
         lines.append("tally_storage_bytes \(storageBytes)")
         family("tally_series", "gauge", "Series (service, operation, status class) held.")

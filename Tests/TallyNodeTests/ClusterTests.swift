@@ -12,7 +12,7 @@ import TallyReplica
     static let regions = ["us-east", "eu-west", "ap-south"]
 
 
-    static func configs(directory: String) async throws -> [NodeConfig] {
+    static func configs(directory: String, gossip: String = "200ms") async throws -> [NodeConfig] {
         let ca = try ClusterCertificates.makeCA(name: "test CA", now: Date(), validFor: 1)
         try ClusterCertificates.writeCA(ca, to: directory, overwrite: false)
         let ports = try await PeerTransport.freeLoopbackPorts(Self.regions.count)
@@ -36,7 +36,7 @@ import TallyReplica
                     sha256: \(NodeConfig.hash(secret: "secret").map { String(format: "%02x", $0) }.joined())
                 cluster:
                   listen: 127.0.0.1:\(ports[index])
-                  gossip_interval: 200ms
+                  gossip_interval: \(gossip)
                   tls: {certificate: \(tls)/n1.pem, key: \(tls)/n1-key.pem, ca: \(tls)/ca.pem}
                   peers:
                 \(peers.joined(separator: "\n"))
@@ -78,14 +78,14 @@ import TallyReplica
         #expect(versions.dropFirst().allSatisfy { $0 == versions[0] }, "digests differ: \(versions)")
         for node in nodes {
             let peers = await node.transport?.peers ?? []
-            #expect(peers.count == 2 && peers.allSatisfy { $0.protocolVersion == 1 })
+            #expect(peers.count == 2 && peers.allSatisfy { $0.protocolVersion == Hello.supportedProtocols.upperBound })
             #expect(await node.transport?.refusals.isEmpty == true)
         }
         // Each round sends a digest to one peer chosen at random: within a few rounds, both.
         for _ in 0..<100 where !((await nodes[0].transport?.peers ?? []).allSatisfy { $0.bytesOut > 0 }) {
             try await Task.sleep(for: .milliseconds(50))
         }
-        // /v1/cluster: both peers connected at protocol 1, with their staleness.
+        // /v1/cluster: both peers connected at the newest protocol, with their staleness.
         let app = Application(router: API.router(node: nodes[0]))
         try await app.test(.router) { client in
             try await client.execute(uri: "/v1/cluster", method: .get, headers: [.authorization: "Bearer secret"]) { response in
@@ -95,7 +95,7 @@ import TallyReplica
                 let peers = try #require(json["peers"] as? [[String: Any]])
                 #expect(peers.map { $0["region"] as? String } == ["eu-west", "ap-south"])
                 for peer in peers {
-                    #expect(peer["connected"] as? Bool == true && peer["protocol"] as? Int == 1)
+                    #expect(peer["connected"] as? Bool == true && peer["protocol"] as? Int == Int(Hello.supportedProtocols.upperBound))
                     #expect(peer["staleness_seconds"] is Double, "\(peer)")
                     #expect((peer["bytes_out"] as? Int ?? 0) > 0)
                 }
@@ -130,5 +130,77 @@ import TallyReplica
         await #expect(throws: Node.ReloadError.self) { try await node.reload(broken) }
         #expect(await node.transport?.peers.map(\.identity.region) == ["eu-west"])
         await node.stop()
+    }
+
+    @Test func aGlobalReadJoinsEveryAnsweringRegionAndNamesTheOthers() async throws {
+        let directory = NSTemporaryDirectory() + "tally-global-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // Gossip once an hour: nothing replicates during the test, so only a global read sees it all.
+        let configs = try await Self.configs(directory: directory, gossip: "1h")
+        var nodes: [Node] = []
+        for config in configs {
+            try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
+            nodes.append(try await Node.start(config: config))
+        }
+        let now = Node.wallClock()
+        for (index, node) in nodes.enumerated() {
+            let items = (0..<(10 * (index + 1))).map { event in
+                BatchItem.event(Event(service: "checkout", operation: "op-\(event % 2)", status: 200,
+                                      latencyMicros: Double(1_000 * (index + 1)), user: "u\(index)-\(event)",
+                                      timestamp: now))
+            }
+            guard case .accepted = await node.ingest(items: items, client: "test", idempotencyKey: nil) else {
+                Issue.record("batch not accepted at \(Self.regions[index])")
+                return
+            }
+        }
+        // Wait for every connection's hello (protocol 2 both ways).
+        for _ in 0..<100 {
+            var ready = true
+            for node in nodes where !((await node.transport?.peers ?? []).allSatisfy { $0.connected && $0.protocolVersion == 2 }) {
+                ready = false
+            }
+            if ready { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let query = Query(service: "checkout", from: now - .seconds(60), to: now + .seconds(60),
+                          metrics: [.count, .max, .uniqueUsers])
+        let local = try await nodes[0].query(query).0
+        #expect(local.groups.first?.points.first?.values.first == 10)
+        let global = try await nodes[0].globalQuery(query, timeout: .seconds(5))
+        #expect(global.answered == ["ap-south", "eu-west"] && global.missing.isEmpty, "\(global.missing)")
+        let values = global.result.groups.first?.points.first?.values ?? []
+        #expect(values.first == 60)  // 10 + 20 + 30, each once
+        #expect(values.count == 3 && (values[1] ?? 0) > 2_900 && (values[1] ?? 0) < 3_100)  // ap-south's 3 ms
+        #expect(values.count == 3 && abs((values[2] ?? 0) - 60) < 3)  // 60 distinct users
+        // Asked twice, or with a region cut off: the same events once, and the missing region named.
+        #expect(try await nodes[0].globalQuery(query, timeout: .seconds(5)).result == global.result)
+        await nodes[0].transport?.setCut(["ap-south"], true)
+        let partial = try await nodes[0].globalQuery(query, timeout: .seconds(1))
+        #expect(partial.answered == ["eu-west"])
+        #expect(partial.missing.map(\.region) == ["ap-south"] && partial.missing.first?.reason == "not connected")
+        #expect(partial.result.groups.first?.points.first?.values.first == 30)
+        // Over HTTP: consistency=global names the regions; a bad consistency is a 400.
+        let app = Application(router: API.router(node: nodes[0]))
+        try await app.test(.router) { client in
+            let from = (now - .seconds(60)).millisecondsSinceEpoch
+            let to = (now + .seconds(60)).millisecondsSinceEpoch
+            try await client.execute(uri: "/v1/query?service=checkout&from=\(from)&to=\(to)&metrics=count&consistency=global",
+                                     method: .get, headers: [.authorization: "Bearer secret"]) { response in
+                #expect(response.status == .ok)
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+                let regions = try #require(json["regions"] as? [String: Any])
+                #expect(regions["answered"] as? [String] == ["us-east", "eu-west"])
+                let missing = try #require(regions["missing"] as? [[String: Any]])
+                #expect(missing.first?["region"] as? String == "ap-south")
+                #expect(json["consistency"] as? String == "global" && json["staleness"] is [String: Any])
+            }
+            try await client.execute(uri: "/v1/query?service=checkout&consistency=strong", method: .get,
+                                     headers: [.authorization: "Bearer secret"]) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("consistency"))
+            }
+        }
+        for node in nodes { await node.stop() }
     }
 }

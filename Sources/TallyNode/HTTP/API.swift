@@ -143,6 +143,14 @@ public enum API {
         } catch {
             return Self.error(.badRequest, error.description)
         }
+        switch value("consistency") ?? "local" {
+        case "local":
+            break
+        case "global":
+            return try await Self.globalQuery(query, node: node)
+        case let other:
+            return Self.error(.badRequest, "consistency: '\(other)' is neither local nor global")
+        }
         let result: QueryResult
         let version: UInt64
         do {
@@ -156,6 +164,45 @@ public enum API {
         if let ifNoneMatch = request.headers[.ifNoneMatch], ifNoneMatch == etag {
             return Response(status: .notModified, headers: [.eTag: etag])
         }
+        // Per other origin, how far behind it this answer is (seconds; null: nothing of it yet).
+        var staleness: [String: Any] = [:]
+        for (origin, behind) in await node.staleness() {
+            staleness["\(origin)"] = behind.map { Double($0.milliseconds) / 1_000 } ?? NSNull()
+        }
+        return Self.json(Self.answer(query, result, staleness: staleness), headers: [.eTag: etag])
+    }
+
+    /// `consistency=global`: this region's state joined with every answering region's. Origins
+    /// whose region answered are current (staleness 0); the others keep this region's staleness,
+    /// an upper bound (an answering region may know more of them). No ETag: the answer depends on
+    /// other regions' state.
+    static func globalQuery(_ query: Query, node: Node) async throws -> Response {
+        let answer: Node.GlobalAnswer
+        do {
+            answer = try await node.globalQuery(query, timeout: Self.globalReadTimeout)
+        } catch {
+            return Self.error(.badRequest, error.description)
+        }
+        var staleness: [String: Any] = [:]
+        for (origin, behind) in await node.staleness() {
+            let seconds: Double? = answer.answeredOrigins.contains(origin.rawValue)
+                ? 0 : behind.map { Double($0.milliseconds) / 1_000 }
+            staleness["\(origin)"] = seconds ?? NSNull()
+        }
+        var object = Self.answer(query, answer.result, staleness: staleness)
+        object["consistency"] = "global"
+        object["regions"] = [
+            "answered": [node.config.region] + answer.answered,
+            "missing": answer.missing.map { ["region": $0.region, "reason": $0.reason] },
+        ] as [String: Any]
+        return Self.json(object)
+    }
+
+    /// How long a global read waits for the other regions.
+    static let globalReadTimeout: Duration = .seconds(2)
+
+    /// A query answer's JSON object.
+    static func answer(_ query: Query, _ result: QueryResult, staleness: [String: Any]) -> [String: Any] {
         let groups = result.groups.map { group -> [String: Any] in
             var object: [String: Any] = [:]
             if let operation = group.operation { object["operation"] = operation }
@@ -167,16 +214,11 @@ public enum API {
             }
             return object
         }
-        // Per other origin, how far behind it this answer is (seconds; null: nothing of it yet).
-        var staleness: [String: Any] = [:]
-        for (origin, behind) in await node.staleness() {
-            staleness["\(origin)"] = behind.map { Double($0.milliseconds) / 1_000 } ?? NSNull()
-        }
-        return Self.json([
+        return [
             "service": query.service, "resolution": "\(result.resolution)", "from": RFC3339.format(result.from),
             "to": RFC3339.format(result.to), "step_seconds": Double(result.step.milliseconds) / 1_000,
             "metrics": result.metrics.map(\.description), "groups": groups, "staleness": staleness,
-        ], headers: [.eTag: etag])
+        ]
     }
 
     /// The query parameters, checked one by one; errors name the parameter and the bad value.

@@ -7,6 +7,7 @@ import TallyAggregates
 /// kinds:   1 hello     the handshake (`Hello`), first in each direction, exactly once
 ///          2 message   one replication message, as the replica encoded it (`Action.send`)
 ///          3 goodbye   why the sender is closing, UTF-8, then it closes
+///          4 read      a global read's request or answer (`ReadRequest`, `ReadAnswer`); protocol 2 on
 /// ```
 /// A length over the receiver's cap is refused as soon as its four bytes arrive, before any of the
 /// payload is buffered, so a peer cannot make a node hold more than one capped frame.
@@ -14,11 +15,13 @@ public enum Frame: Equatable, Sendable {
     case hello(Hello)
     case message([UInt8])
     case goodbye(String)
+    case read([UInt8])
 
     enum Kind: UInt8 {
         case hello = 1
         case message = 2
         case goodbye = 3
+        case read = 4
     }
 
     /// The default cap on a frame's length: the replica's largest message (`Limits.gossipBytesMax`,
@@ -38,6 +41,9 @@ public enum Frame: Equatable, Sendable {
         case .goodbye(let reason):
             body.writeUInt8(Kind.goodbye.rawValue)
             body.writeBytes(Array(reason.utf8.prefix(1_024)))
+        case .read(let bytes):
+            body.writeUInt8(Kind.read.rawValue)
+            body.writeBytes(bytes)
         }
         let length = UInt32(body.bytes.count)
         return [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
@@ -57,7 +63,7 @@ public enum FrameError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .tooLong(let length, let limit): "frame of \(length) bytes is over the limit of \(limit)"
         case .empty: "frame of length 0 (no kind byte)"
-        case .unknownKind(let kind): "frame kind \(kind) is not one this build knows (1 hello, 2 message, 3 goodbye)"
+        case .unknownKind(let kind): "frame kind \(kind) is not one this build knows (1 hello, 2 message, 3 goodbye, 4 read)"
         case .malformedHello(let error): "malformed hello: \(error)"
         case .malformedGoodbye: "goodbye reason is not UTF-8"
         }
@@ -122,6 +128,8 @@ public struct FrameDecoder: Sendable {
             }
         case .message:
             return .message(payload)
+        case .read:
+            return .read(payload)
         case .goodbye:
             guard let reason = String(validating: payload, as: UTF8.self) else { throw .malformedGoodbye }
             return .goodbye(reason)

@@ -18,8 +18,9 @@ public struct Hello: Equatable, Sendable {
     static let magic: [UInt8] = Array("TALY".utf8)
 
     /// The protocol versions this build speaks. 1: replication messages as `ReplicationMessage`
-    /// wire version 1, one per `message` frame.
-    public static let supportedProtocols: ClosedRange<UInt16> = 1...1
+    /// wire version 1, one per `message` frame. 2: also `read` frames (global reads); a node sends
+    /// them only on connections that agreed on 2, so a peer still on 1 is named as not answering.
+    public static let supportedProtocols: ClosedRange<UInt16> = 1...2
 
     public init(protocols: ClosedRange<UInt16> = Self.supportedProtocols, node: String, region: String,
                 incarnation: UInt64)

@@ -97,6 +97,11 @@ public final class PeerTransport: Sendable {
     /// The TLS contexts and verifier for new connections: replaced whole by a reload.
     let security: NIOLockedValueBox<Security>
     let dialers = NIOLockedValueBox<[NodeIdentity: Task<Void, Never>]>([:])
+    /// Where `read` frames (global reads) go; nil: they are dropped.
+    let readHandler = NIOLockedValueBox<(@Sendable (NodeIdentity, [UInt8]) -> Void)?>(nil)
+
+    /// The lowest protocol version that carries `read` frames.
+    public static let readProtocol: UInt16 = 2
 
     /// What a connection is made with: this node's certificate and key, the cluster CA, the peers.
     struct Security {
@@ -328,10 +333,11 @@ public final class PeerTransport: Sendable {
             guard state.peers[identity.region]?.identity == identity else { return false }
             state.connections[ObjectIdentifier(channel)] = (identity, channel)
             if outbound {
+                // "Connected" means this node can send to it: on the connection it dialed.
                 state.outbound[identity] = channel
                 state.pending[identity] = 0
+                state.status[identity]?.connected = true
             }
-            state.status[identity]?.connected = true
             state.status[identity]?.protocolVersion = version
             state.status[identity]?.origin = origin
             state.status[identity]?.lastContact = Date()
@@ -370,6 +376,29 @@ public final class PeerTransport: Sendable {
         if !isCut { self.onMessage(identity, bytes) }
     }
 
+    /// Global reads: `read` frames from peers go to `handler`.
+    public func onRead(_ handler: @escaping @Sendable (NodeIdentity, [UInt8]) -> Void) {
+        self.readHandler.withLockedValue { $0 = handler }
+    }
+
+    func receivedRead(_ bytes: [UInt8], from identity: NodeIdentity) {
+        let deliver = self.state.withLockedValue { state in
+            guard !state.cut.contains(identity.region), state.peers[identity.region]?.identity == identity else {
+                return false
+            }
+            state.status[identity]?.bytesIn += bytes.count
+            state.status[identity]?.lastContact = Date()
+            return true
+        }
+        if deliver, let handler = self.readHandler.withLockedValue({ $0 }) { handler(identity, bytes) }
+    }
+
+    /// Sends a global read's request or answer to the node of `region`; nil when sent, else why
+    /// not: not connected, the peer speaks a protocol before reads, or its queue is full.
+    public func sendRead(_ bytes: [UInt8], toRegion region: String) -> String? {
+        self.enqueue(Frame.read(bytes).encoded(), toRegion: region, minimumProtocol: Self.readProtocol)
+    }
+
     /// Drops every message to and from `regions` while `isCut` (connections stay up): a network
     /// partition for `tally demo` and the tests, seen by the replicas exactly as a real one.
     public func setCut(_ regions: [String], _ isCut: Bool) {
@@ -382,27 +411,46 @@ public final class PeerTransport: Sendable {
     /// its queue is full (the message is dropped, and counted).
     @discardableResult
     public func send(_ message: [UInt8], toRegion region: String) -> Bool {
-        let frame = Frame.message(message).encoded()
-        let sending: (Channel, PeerEndpoint)? = self.state.withLockedValue { state in
-            guard !state.cut.contains(region), let peer = state.peers[region],
-                let channel = state.outbound[peer.identity]
-            else { return nil }
+        self.enqueue(Frame.message(message).encoded(), toRegion: region, minimumProtocol: 1) == nil
+    }
+
+    /// Queues a frame on the connection this node dialed to `region`; nil when queued, else why not.
+    private func enqueue(_ frame: [UInt8], toRegion region: String, minimumProtocol: UInt16) -> String? {
+        let sending: Result<(Channel, PeerEndpoint), PeerUnavailable> = self.state.withLockedValue { state in
+            guard let peer = state.peers[region] else { return .failure(.init("not a peer")) }
+            guard !state.cut.contains(region), let channel = state.outbound[peer.identity] else {
+                return .failure(.init("not connected"))
+            }
+            let version = state.status[peer.identity]?.protocolVersion ?? 0
+            guard version >= minimumProtocol else {
+                return .failure(.init("speaks protocol \(version); this needs \(minimumProtocol)"))
+            }
             let pending = state.pending[peer.identity, default: 0]
             guard pending + frame.count <= self.configuration.sendQueueBytesMax else {
                 state.status[peer.identity]?.messagesDropped += 1
-                return nil
+                return .failure(.init("send queue full"))
             }
             state.pending[peer.identity] = pending + frame.count
             state.status[peer.identity]?.bytesOut += frame.count
-            return (channel, peer)
+            return .success((channel, peer))
         }
-        guard let (channel, peer) = sending else { return false }
+        let channel: Channel
+        let peer: PeerEndpoint
+        switch sending {
+        case .success(let found): (channel, peer) = found
+        case .failure(let reason): return reason.reason
+        }
         let promise = channel.eventLoop.makePromise(of: Void.self)
         promise.futureResult.whenComplete { _ in
             self.state.withLockedValue { $0.pending[peer.identity, default: 0] -= frame.count }
         }
         channel.writeAndFlush(ByteBuffer(bytes: frame), promise: promise)
-        return true
+        return nil
+    }
+
+    struct PeerUnavailable: Error {
+        var reason: String
+        init(_ reason: String) { self.reason = reason }
     }
 
     public var peers: [PeerStatus] {
@@ -438,6 +486,8 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     var decoder: FrameDecoder
     /// The peer, once its hello matched its certificate.
     var peer: NodeIdentity?
+    /// The protocol version agreed in the hellos.
+    var version: UInt16?
     var closing: String?
 
     init(transport: PeerTransport, verified: NIOLockedValueBox<NodeIdentity?>, dialed: NodeIdentity?) {
@@ -494,9 +544,15 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
                                              channel: context.channel, outbound: self.dialed != nil)
             else { throw HandshakeError.unexpectedFrame("\(identity.uri) is no longer a peer") }
             self.peer = identity
+            self.version = version
         case .message(let bytes):
             guard let peer = self.peer else { throw HandshakeError.unexpectedFrame("a message before the hello") }
             self.transport.received(bytes, from: peer)
+        case .read(let bytes):
+            guard let peer = self.peer, let version = self.version, version >= PeerTransport.readProtocol else {
+                throw HandshakeError.unexpectedFrame("a read frame before the hello or below protocol 2")
+            }
+            self.transport.receivedRead(bytes, from: peer)
         case .goodbye(let reason):
             self.close(context: context, reason: "peer said goodbye: \(reason)")
         }

@@ -160,16 +160,9 @@ extension Replica {
             throw .invalid(parameter: "from", message: "must be before to (\(query.from) >= \(query.to))")
         }
         guard !query.metrics.isEmpty else { throw .invalid(parameter: "metrics", message: "name at least one") }
-        let (resolution, step) = try self.plan(query, now: now)
+        let (resolution, step, from, to, pointCount) = try self.window(query, now: now, limits: limits)
         let width = resolution.width
-        let from = query.from.floor(toMultipleOf: width)
-        let span = (query.to - from).milliseconds
         let stepMillis = step.milliseconds
-        let pointCount = Int((span + stepMillis - 1) / stepMillis)
-        guard pointCount <= limits.pointsMax else {
-            throw .invalid(parameter: "step", message: "the range needs \(pointCount) points; at most \(limits.pointsMax)")
-        }
-        let to = from + .milliseconds(Int64(pointCount) * stepMillis)
 
         let matching = self.series.filter { series in
             series.key.service == query.service
@@ -218,6 +211,21 @@ extension Replica {
         }
         return QueryResult(resolution: resolution, from: from, to: to, step: step, metrics: query.metrics,
                            groups: groups)
+    }
+
+    /// The resolution, step, aligned range and number of points a query reads.
+    func window(_ query: Query, now: Timestamp, limits: QueryLimits) throws(QueryError)
+        -> (resolution: Resolution, step: Duration, from: Timestamp, to: Timestamp, points: Int)
+    {
+        let (resolution, step) = try self.plan(query, now: now)
+        let from = query.from.floor(toMultipleOf: resolution.width)
+        let span = (query.to - from).milliseconds
+        let stepMillis = step.milliseconds
+        let pointCount = Int((span + stepMillis - 1) / stepMillis)
+        guard pointCount <= limits.pointsMax else {
+            throw .invalid(parameter: "step", message: "the range needs \(pointCount) points; at most \(limits.pointsMax)")
+        }
+        return (resolution, step, from, from + .milliseconds(Int64(pointCount) * stepMillis), pointCount)
     }
 
     /// The resolution and step for a query: the coarsest resolution that fits the step (or, with no
