@@ -86,12 +86,13 @@ public actor Node {
 
     /// Listens for peers and dials them; their messages go to `receive`.
     private func startTransport(_ cluster: NodeConfig.ClusterConfig, incarnation: UInt64) async throws {
-        let configuration = PeerTransport.Configuration(
+        var configuration = PeerTransport.Configuration(
             identity: try NodeIdentity(region: self.config.region, node: self.config.node), incarnation: incarnation,
             certificatePath: cluster.certificatePath, keyPath: cluster.keyPath, caPath: cluster.caPath,
             peers: try cluster.peers.map {
                 PeerEndpoint(identity: try NodeIdentity(region: $0.region, node: $0.node), host: $0.host, port: $0.port)
             })
+        configuration.insecure = cluster.insecure
         let transport = try PeerTransport(
             configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: self.logger
         ) { [weak self] peer, bytes in
@@ -151,6 +152,7 @@ public actor Node {
             restart.append("cluster.listen")
         }
         if cluster.gossipInterval != running.gossipInterval { restart.append("cluster.gossip_interval") }
+        if cluster.insecure != running.insecure { restart.append("cluster.insecure") }
         if !restart.isEmpty { notes.append("changed, effective at the next restart: \(restart.joined(separator: ", "))") }
         return notes
     }

@@ -78,4 +78,33 @@ import Testing
         set[0].config.cluster?.keyPath = "/nonexistent/key.pem"
         #expect(ClusterCheck.problems(set).contains { $0.contains("us-east.yaml: cluster.tls") && $0.contains("/nonexistent/key.pem") })
     }
+
+    @Test func insecureIsFlaggedAndMustNotBeMixedWithTLS() throws {
+        let directory = Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let set = try Self.set(directory: directory) { region, yaml in
+            guard region == "eu-west" else { return }
+            yaml = yaml.split(separator: "\n").filter { !$0.contains("tls:") }.joined(separator: "\n")
+                .replacingOccurrences(of: "cluster:", with: "cluster:\n  insecure: true")
+        }
+        #expect(set[1].config.cluster?.insecure == true)
+        #expect(ClusterCheck.problems(set) == [
+            "eu-west.yaml: cluster.insecure: true: peer connections are plaintext and unauthenticated; "
+                + "use TLS (tally certs) for anything but a throwaway test",
+        ])
+        // Both, or neither: refused when the file is read, naming the key.
+        #expect(throws: ConfigError.self) {
+            _ = try Self.set(directory: directory) { _, yaml in
+                yaml = yaml.replacingOccurrences(of: "cluster:", with: "cluster:\n  insecure: true")
+            }
+        }
+        do {
+            _ = try Self.set(directory: directory) { _, yaml in
+                yaml = yaml.split(separator: "\n").filter { !$0.contains("tls:") }.joined(separator: "\n")
+            }
+            Issue.record("a cluster without tls and without insecure was accepted")
+        } catch let error as ConfigError {
+            #expect(error.key == "cluster.tls" && "\(error)".contains("insecure: true"), "\(error)")
+        }
+    }
 }

@@ -234,4 +234,44 @@ import Testing
         await server.shutdown()
         try await group.shutdownGracefully()
     }
+
+    @Test func insecureTransportsTalkPlaintextButStillOnlyToConfiguredPeers() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let unused = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        func insecure(_ identity: NodeIdentity, peers: [PeerEndpoint],
+                      inbox: NIOLockedValueBox<[(NodeIdentity, [UInt8])]>) throws -> PeerTransport
+        {
+            var configuration = PeerTransport.Configuration(
+                identity: identity, incarnation: 1, certificatePath: "", keyPath: "", caPath: "", peers: peers)
+            configuration.insecure = true
+            configuration.reconnectInitial = .milliseconds(20)
+            configuration.reconnectMax = .milliseconds(200)
+            return try PeerTransport(configuration: configuration, group: group, logger: Logger(label: "test")) {
+                peer, bytes in inbox.withLockedValue { $0.append((peer, bytes)) }
+            }
+        }
+        let server = try insecure(self.euWest, peers: [PeerEndpoint(identity: self.usEast, host: "127.0.0.1", port: 1)],
+                                  inbox: inbox)
+        let port = try await server.start(host: "127.0.0.1", port: 0)
+        let target = [PeerEndpoint(identity: self.euWest, host: "127.0.0.1", port: port)]
+        let client = try insecure(self.usEast, peers: target, inbox: unused)
+        _ = try await client.start(host: "127.0.0.1", port: 0)
+        #expect(await self.eventually { client.send([4, 2], toRegion: "eu-west") })
+        #expect(await self.eventually { inbox.withLockedValue { $0 }.contains { $0.0 == self.usEast && $0.1 == [4, 2] } })
+        // A node the config does not list is refused even without TLS.
+        let stranger = try insecure(try NodeIdentity(region: "sa-east", node: "n9"), peers: target, inbox: unused)
+        _ = try await stranger.start(host: "127.0.0.1", port: 0)
+        #expect(await self.eventually { server.refusals.contains { $0.contains("tally://sa-east/n9 is not a peer") } })
+        #expect(!stranger.send([6], toRegion: "eu-west"))
+        // And a TLS node does not talk to an insecure one.
+        let secure = try self.transport(self.usEast, files: try self.certificate(self.usEast, name: "us-east"),
+                                        peers: target, group: group, inbox: unused)
+        _ = try await secure.start(host: "127.0.0.1", port: 0)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!secure.send([7], toRegion: "eu-west"))
+        #expect(!inbox.withLockedValue { $0 }.contains { $0.1 == [6] || $0.1 == [7] })
+        for transport in [client, stranger, secure, server] { await transport.shutdown() }
+        try await group.shutdownGracefully()
+    }
 }

@@ -11,17 +11,17 @@ public enum ClusterCheck {
     public static func problems(_ configs: [(file: String, config: NodeConfig)], now: Date = Date()) -> [String] {
         var problems: [String] = []
         let clustered = configs.filter { $0.config.cluster != nil }
-        var seen: [String: String] = [:]
+        var fileOfNode: [String: String] = [:]
+        var fileOfRegion: [String: String] = [:]
         for (file, config) in configs {
             let id = "\(config.region)/\(config.node)"
-            if let other = seen[id] {
+            if let other = fileOfNode[id] {
                 problems.append("\(file): node: \(id) is also the node of \(other)")
-            }
-            if let other = seen[config.region], configs.count > 1 {
+            } else if let other = fileOfRegion[config.region], configs.count > 1 {
                 problems.append("\(file): region: \(config.region) already has a node in \(other) (one node per region)")
             }
-            seen[id] = file
-            seen[config.region] = seen[config.region] ?? file
+            fileOfNode[id] = file
+            fileOfRegion[config.region] = fileOfRegion[config.region] ?? file
         }
         let known = Set(clustered.map { "\($0.config.region)/\($0.config.node)" })
         var authorities: [(file: String, ca: Certificate)] = []
@@ -38,8 +38,13 @@ public enum ClusterCheck {
                     problems.append("\(file): cluster.peers[\(index)]: \(id) does not list \(config.region)/\(config.node) as a peer (\(other.file))")
                 }
             }
-            problems += Self.tlsProblems(file: file, config: config, cluster: cluster, now: now,
-                                          authorities: &authorities)
+            if cluster.insecure {
+                problems.append("\(file): cluster.insecure: true: peer connections are plaintext and unauthenticated; "
+                    + "use TLS (tally certs) for anything but a throwaway test")
+            } else {
+                problems += Self.tlsProblems(file: file, config: config, cluster: cluster, now: now,
+                                              authorities: &authorities)
+            }
         }
         if let first = authorities.first, authorities.contains(where: { $0.ca != first.ca }) {
             let others = authorities.filter { $0.ca != first.ca }.map(\.file)

@@ -35,11 +35,16 @@ public struct NodeConfig: Sendable, Equatable {
     public struct ClusterConfig: Sendable, Equatable {
         public var listenHost: String
         public var listenPort: Int
+        /// The TLS files; empty when `insecure`.
         public var certificatePath: String
         public var keyPath: String
         public var caPath: String
         public var gossipInterval: Duration
         public var peers: [Peer]
+        /// `insecure: true`: plaintext and unauthenticated peer connections (a peer is whoever its
+        /// hello says). For a throwaway test on one machine only; the node logs it loudly and
+        /// `tally config check` reports it.
+        public var insecure = false
 
         public struct Peer: Sendable, Equatable {
             public var node: String
@@ -195,7 +200,17 @@ extension NodeConfig {
                 throw fail(key, value, "must be a DNS label (a-z, 0-9, '-') when the node has a cluster section")
             }
             let (peerHost, peerPort) = try Self.address("cluster.listen", rawCluster.listen, file: file)
-            let tls = rawCluster.tls
+            let insecure = rawCluster.insecure ?? false
+            let tls: RawConfig.RawCluster.RawTLS
+            switch (insecure, rawCluster.tls) {
+            case (false, let files?): tls = files
+            case (false, nil):
+                throw fail("cluster.tls", nil, "is required (certificate, key, ca): peers talk over mutual TLS only, "
+                    + "unless the section says insecure: true")
+            case (true, nil): tls = .init(certificate: "", key: "", ca: "")
+            case (true, _?):
+                throw fail("cluster.insecure", "true", "contradicts cluster.tls: remove one (a node is not half secure)")
+            }
             var peers: [ClusterConfig.Peer] = []
             for (index, peer) in (rawCluster.peers ?? []).enumerated() {
                 let key = "cluster.peers[\(index)]"
@@ -216,7 +231,7 @@ extension NodeConfig {
             cluster = ClusterConfig(
                 listenHost: peerHost, listenPort: peerPort, certificatePath: tls.certificate, keyPath: tls.key,
                 caPath: tls.ca, gossipInterval: try duration("cluster.gossip_interval", rawCluster.gossip_interval, .seconds(1)),
-                peers: peers)
+                peers: peers, insecure: insecure)
         }
         let rate = Double(try positive("limits.rate_limit_events_per_second",
                                        rawLimits.rate_limit_events_per_second, 1_000_000))
@@ -248,7 +263,7 @@ extension NodeConfig {
         "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors",
              "storage", "cluster"],
         "api_keys[]": ["name", "sha256"],
-        "cluster": ["listen", "gossip_interval", "tls", "peers"],
+        "cluster": ["listen", "gossip_interval", "tls", "peers", "insecure"],
         "cluster.tls": ["certificate", "key", "ca"],
         "cluster.peers[]": ["node", "region", "address"],
         "limits": ["body_bytes_max", "batch_events_max", "name_bytes_max", "user_bytes_max", "services_max",
@@ -351,8 +366,9 @@ struct RawConfig: Decodable {
     struct RawCluster: Decodable {
         var listen: String
         var gossip_interval: String?
-        var tls: RawTLS
+        var tls: RawTLS?
         var peers: [RawPeer]?
+        var insecure: Bool?
 
         struct RawTLS: Decodable {
             var certificate: String

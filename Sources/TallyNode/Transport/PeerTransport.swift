@@ -43,6 +43,9 @@ public final class PeerTransport: Sendable {
         public var reconnectInitial: Duration = .milliseconds(100)
         public var reconnectMax: Duration = .seconds(5)
         public var protocols = Hello.supportedProtocols
+        /// Plaintext, unauthenticated connections (`insecure: true` in the config): no TLS, and a
+        /// peer is whoever its hello claims, if the config lists it. The TLS paths are unused.
+        public var insecure = false
 
         public init(identity: NodeIdentity, incarnation: UInt64, certificatePath: String, keyPath: String,
                     caPath: String, peers: [PeerEndpoint])
@@ -94,8 +97,8 @@ public final class PeerTransport: Sendable {
     let logger: Logger
     let onMessage: @Sendable (NodeIdentity, [UInt8]) -> Void
     let state = NIOLockedValueBox(State())
-    /// The TLS contexts and verifier for new connections: replaced whole by a reload.
-    let security: NIOLockedValueBox<Security>
+    /// The TLS contexts and verifier for new connections: replaced whole by a reload (nil: insecure).
+    let security: NIOLockedValueBox<Security?>
     let dialers = NIOLockedValueBox<[NodeIdentity: Task<Void, Never>]>([:])
     /// Where `read` frames (global reads) go; nil: they are dropped.
     let readHandler = NIOLockedValueBox<(@Sendable (NodeIdentity, [UInt8]) -> Void)?>(nil)
@@ -148,9 +151,15 @@ public final class PeerTransport: Sendable {
         self.group = group
         self.logger = logger
         self.onMessage = onMessage
-        self.security = NIOLockedValueBox(try Security(
+        self.security = NIOLockedValueBox(configuration.insecure ? nil : try Security(
             certificatePath: configuration.certificatePath, keyPath: configuration.keyPath,
             caPath: configuration.caPath, peers: configuration.peers))
+        if configuration.insecure {
+            logger.critical("""
+                INSECURE: peer connections are plaintext and unauthenticated (cluster.insecure: true); \
+                anyone who can reach the peer port can claim to be a peer. Never run this outside a test.
+                """)
+        }
         self.state.withLockedValue { state in
             state.peerOrder = configuration.peers
             for peer in configuration.peers {
@@ -177,10 +186,11 @@ public final class PeerTransport: Sendable {
     public func reload(certificatePath: String, keyPath: String, caPath: String, peers: [PeerEndpoint]) throws
         -> ReloadSummary
     {
-        let fresh = try Security(certificatePath: certificatePath, keyPath: keyPath, caPath: caPath, peers: peers)
+        let fresh = self.configuration.insecure
+            ? nil : try Security(certificatePath: certificatePath, keyPath: keyPath, caPath: caPath, peers: peers)
         var summary = ReloadSummary()
         let (toClose, added) = self.security.withLockedValue { security in
-            summary.certificatesChanged = security.files != fresh.files
+            summary.certificatesChanged = security?.files != fresh?.files
             security = fresh
             return self.state.withLockedValue { state -> ([Channel], [PeerEndpoint]) in
                 let wanted = Dictionary(peers.map { ($0.identity.region, $0) }, uniquingKeysWith: { first, _ in first })
@@ -250,6 +260,10 @@ public final class PeerTransport: Sendable {
         try? await listener?.close()
     }
 
+    func isPeer(_ identity: NodeIdentity) -> Bool {
+        self.state.withLockedValue { $0.peers[identity.region]?.identity == identity }
+    }
+
     /// The peers in force, in config order.
     var currentPeers: [PeerEndpoint] { self.state.withLockedValue { $0.peerOrder } }
 
@@ -289,10 +303,16 @@ public final class PeerTransport: Sendable {
 
     private func configure(_ channel: Channel, dialed: NodeIdentity?) throws {
         let verified = NIOLockedValueBox<NodeIdentity?>(nil)
+        guard let security = self.security.withLockedValue({ $0 }) else {
+            // Insecure: no TLS; the hello alone says who the peer is (`PeerChannelHandler`).
+            try channel.pipeline.syncOperations.addHandler(
+                PeerChannelHandler(transport: self, verified: verified, dialed: dialed, insecure: true))
+            return
+        }
         let callback: NIOSSLCustomVerificationCallback = { certificates, promise in
             let chain = certificates.compactMap { try? $0.toDERBytes() }
             let remote = channel.remoteAddress.map { "\($0)" } ?? "unknown"
-            let verifier = self.security.withLockedValue { $0.verifier }
+            let verifier = security.verifier
             Task {
                 switch await verifier.verify(chain: chain, expected: dialed, now: Date()) {
                 case .success(let identity):
@@ -304,14 +324,13 @@ public final class PeerTransport: Sendable {
                 }
             }
         }
-        let security = self.security.withLockedValue { $0 }
         let tls: ChannelHandler = dialed == nil
             ? NIOSSLServerHandler(context: security.serverContext, customVerificationCallback: callback)
             : try NIOSSLClientHandler(context: security.clientContext, serverHostname: nil,
                                       customVerificationCallback: callback)
         try channel.pipeline.syncOperations.addHandler(tls)
         try channel.pipeline.syncOperations.addHandler(
-            PeerChannelHandler(transport: self, verified: verified, dialed: dialed))
+            PeerChannelHandler(transport: self, verified: verified, dialed: dialed, insecure: false))
     }
 
     func refuse(remote: String, reason: String) {
@@ -483,6 +502,9 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     let transport: PeerTransport
     let verified: NIOLockedValueBox<NodeIdentity?>
     let dialed: NodeIdentity?
+    /// No TLS below: send the hello as soon as the connection is up, and take the peer's identity
+    /// from its hello (checked against the config only).
+    let insecure: Bool
     var decoder: FrameDecoder
     /// The peer, once its hello matched its certificate.
     var peer: NodeIdentity?
@@ -490,21 +512,52 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     var version: UInt16?
     var closing: String?
 
-    init(transport: PeerTransport, verified: NIOLockedValueBox<NodeIdentity?>, dialed: NodeIdentity?) {
+    init(transport: PeerTransport, verified: NIOLockedValueBox<NodeIdentity?>, dialed: NodeIdentity?, insecure: Bool) {
         self.transport = transport
         self.verified = verified
         self.dialed = dialed
+        self.insecure = insecure
         self.decoder = FrameDecoder(bytesMax: transport.configuration.frameBytesMax)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSUserEvent.handshakeCompleted = event as? TLSUserEvent ?? .shutdownCompleted {
-            let configuration = self.transport.configuration
-            let hello = Hello(protocols: configuration.protocols, node: configuration.identity.node,
-                              region: configuration.identity.region, incarnation: configuration.incarnation)
-            context.writeAndFlush(NIOAny(ByteBuffer(bytes: Frame.hello(hello).encoded())), promise: nil)
+            self.sendHello(context: context)
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if self.insecure { self.sendHello(context: context) }
+        context.fireChannelActive()
+    }
+
+    private func sendHello(context: ChannelHandlerContext) {
+        let configuration = self.transport.configuration
+        let hello = Hello(protocols: configuration.protocols, node: configuration.identity.node,
+                          region: configuration.identity.region, incarnation: configuration.incarnation)
+        context.writeAndFlush(NIOAny(ByteBuffer(bytes: Frame.hello(hello).encoded())), promise: nil)
+    }
+
+    /// Insecure mode: the identity the hello claims, if the config lists it (and it is the one
+    /// dialed); nil after logging the refusal.
+    private func claimedIdentity(_ hello: Hello, context: ChannelHandlerContext) -> NodeIdentity? {
+        let remote = context.remoteAddress.map { "\($0)" } ?? "unknown"
+        guard let identity = try? NodeIdentity(region: hello.region, node: hello.node) else {
+            self.transport.refuse(remote: remote, reason: PeerRefusal.handshake(
+                "hello names \(hello.region)/\(hello.node), which is not a node name").description)
+            return nil
+        }
+        if let dialed = self.dialed, dialed != identity {
+            self.transport.refuse(remote: remote, reason: PeerRefusal.wrongIdentity(expected: dialed, found: identity)
+                .description)
+            return nil
+        }
+        guard self.transport.isPeer(identity) else {
+            self.transport.refuse(remote: remote, reason: PeerRefusal.notAPeer(identity).description)
+            return nil
+        }
+        return identity
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -523,6 +576,12 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
         switch frame {
         case .hello(let hello):
             guard self.peer == nil else { throw HandshakeError.unexpectedFrame("a second hello") }
+            if self.insecure {
+                guard let claimed = self.claimedIdentity(hello, context: context) else {
+                    throw HandshakeError.unexpectedFrame("hello refused")
+                }
+                self.verified.withLockedValue { $0 = claimed }
+            }
             guard let identity = self.verified.withLockedValue({ $0 }),
                 hello.node == identity.node, hello.region == identity.region
             else {
