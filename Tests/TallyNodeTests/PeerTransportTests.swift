@@ -274,4 +274,38 @@ import Testing
         for transport in [client, stranger, secure, server] { await transport.shutdown() }
         try await group.shutdownGracefully()
     }
+
+    @Test func duringARollingUpgradeOldAndNewAgreeOnTheOldProtocol() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let oldInbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        // eu-west still runs the release before global reads (protocol 1 only); us-east is new.
+        var oldConfiguration = PeerTransport.Configuration(
+            identity: self.euWest, incarnation: 1, certificatePath: try self.certificate(self.euWest, name: "old").certificate,
+            keyPath: try self.certificate(self.euWest, name: "old").key, caPath: self.caPath,
+            peers: [PeerEndpoint(identity: self.usEast, host: "127.0.0.1", port: 1)])
+        oldConfiguration.protocols = 1...1
+        oldConfiguration.reconnectInitial = .milliseconds(20)
+        let old = try PeerTransport(configuration: oldConfiguration, group: group, logger: Logger(label: "test")) {
+            peer, bytes in oldInbox.withLockedValue { $0.append((peer, bytes)) }
+        }
+        let oldPort = try await old.start(host: "127.0.0.1", port: 0)
+        let new = try self.transport(
+            self.usEast, files: try self.certificate(self.usEast, name: "new"),
+            peers: [PeerEndpoint(identity: self.euWest, host: "127.0.0.1", port: oldPort)], group: group, inbox: inbox)
+        let newPort = try await new.start(host: "127.0.0.1", port: 0)
+        _ = try old.reload(certificatePath: oldConfiguration.certificatePath, keyPath: oldConfiguration.keyPath,
+                           caPath: self.caPath, peers: [PeerEndpoint(identity: self.usEast, host: "127.0.0.1", port: newPort)])
+        // Replication flows both ways at protocol 1...
+        #expect(await self.eventually { new.send([1], toRegion: "eu-west") && old.send([2], toRegion: "us-east") })
+        #expect(await self.eventually { oldInbox.withLockedValue { $0 }.contains { $0.1 == [1] } })
+        #expect(await self.eventually { inbox.withLockedValue { $0 }.contains { $0.1 == [2] } })
+        #expect(new.peers.first?.protocolVersion == 1 && old.peers.first?.protocolVersion == 1)
+        // ...and the new node does not send the old one a frame it cannot read: it says why.
+        #expect(new.sendRead([0x21], toRegion: "eu-west") == "speaks protocol 1; this needs 2")
+        #expect(old.refusals.isEmpty && new.refusals.isEmpty)
+        await new.shutdown()
+        await old.shutdown()
+        try await group.shutdownGracefully()
+    }
 }
