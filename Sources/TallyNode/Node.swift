@@ -63,6 +63,7 @@ public actor Node {
         if let cluster = config.cluster {
             replicaConfig.peers = cluster.peers.map(\.region)
             replicaConfig.gossipInterval = cluster.gossipInterval
+            replicaConfig.limits.gossipBytesMax = cluster.gossipBytesMax
             replicaConfig.tickInterval = min(replicaConfig.tickInterval, cluster.gossipInterval)
             // Each start seals under a new epoch: a version shipped before a crash is never reused.
             replicaConfig.versionEpoch = try Self.nextEpoch(directory: config.dataDirectory)
@@ -93,6 +94,7 @@ public actor Node {
                 PeerEndpoint(identity: try NodeIdentity(region: $0.region, node: $0.node), host: $0.host, port: $0.port)
             })
         configuration.insecure = cluster.insecure
+        configuration.frameBytesMax = cluster.frameBytesMax
         let transport = try PeerTransport(
             configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: self.logger
         ) { [weak self] peer, bytes in
@@ -152,6 +154,7 @@ public actor Node {
             restart.append("cluster.listen")
         }
         if cluster.gossipInterval != running.gossipInterval { restart.append("cluster.gossip_interval") }
+        if cluster.gossipBytesMax != running.gossipBytesMax { restart.append("cluster.gossip_bytes_max") }
         if cluster.insecure != running.insecure { restart.append("cluster.insecure") }
         if !restart.isEmpty { notes.append("changed, effective at the next restart: \(restart.joined(separator: ", "))") }
         return notes
@@ -412,7 +415,8 @@ public actor Node {
     /// waiting here. Bytes that do not decode are counted with the refused replication messages.
     func receiveRead(_ bytes: [UInt8], from region: String) {
         if let request = try? ReadRequest(encoded: bytes) {
-            let answer = self.replica.answer(request, bytesMax: Frame.defaultBytesMax - 64 * 1_024)
+            let frameBytesMax = self.transport?.configuration.frameBytesMax ?? Frame.defaultBytesMax
+            let answer = self.replica.answer(request, bytesMax: frameBytesMax - 64 * 1_024)
             _ = self.transport?.sendRead(answer.encoded(), toRegion: region)
         } else if let answer = try? ReadAnswer(encoded: bytes) {
             guard var pending = self.pendingReads[answer.id], pending.waiting.remove(region) != nil else { return }

@@ -31,17 +31,21 @@ struct Demo: AsyncParsableCommand {
     var phase = 5
     @Option(help: "Seconds allowed for convergence after the heal.")
     var timeout = 30
+    @Option(help: "Milliseconds between gossip rounds (default: a node's default, 250).")
+    var gossip = Int(NodeConfig.ClusterConfig.defaultGossipInterval.components.seconds * 1_000
+        + NodeConfig.ClusterConfig.defaultGossipInterval.components.attoseconds / 1_000_000_000_000_000)
     @Flag(help: "Keep the cluster running after the report, to explore it with curl (Ctrl-C stops it).")
     var keep = false
 
     func run() async throws {
-        guard self.rate > 0, self.rate <= 200_000, self.phase > 0, self.timeout > 0 else {
-            throw ValidationError("--rate must be 1 to 200000, --phase and --timeout positive")
+        guard self.rate > 0, self.rate <= 200_000, self.phase > 0, self.timeout > 0, self.gossip >= 10 else {
+            throw ValidationError("--rate must be 1 to 200000, --phase and --timeout positive, --gossip at least 10")
         }
         let directory = self.dir ?? (NSTemporaryDirectory() + "tally-demo-\(UUID().uuidString.prefix(8))")
         var logger = Logger(label: "tally.demo")
         logger.logLevel = .critical  // the view is the output; refusals and errors show in the report
-        let cluster = try await DemoCluster.create(in: directory, regions: Self.regions, logger: logger)
+        let cluster = try await DemoCluster.create(in: directory, regions: Self.regions, gossipMillis: self.gossip,
+                                                   logger: logger)
         print("three regions on loopback, data and certificates in \(directory)")
         for member in cluster.members {
             print("  \(member.config.region.padding(toLength: 9, withPad: " ", startingAt: 0)) "
@@ -99,7 +103,7 @@ struct Demo: AsyncParsableCommand {
         print("  totals: " + zip(Self.regions, totals).map { "\($0) \($1)" }.joined(separator: ", "))
         if let agreedAt, let healedAt {
             print(String(format: "  convergence after the heal: %.2f s (gossip every %d ms)", agreedAt - healedAt,
-                         DemoCluster.gossipMillis))
+                         self.gossip))
         } else {
             print("  the regions did not agree within \(self.timeout) s of the heal")
         }
@@ -125,7 +129,6 @@ struct Demo: AsyncParsableCommand {
 /// The three nodes, their HTTP servers, and the knobs the demo turns.
 struct DemoCluster {
     static let secret = "demo-key"
-    static let gossipMillis = 250
 
     struct Member {
         var config: NodeConfig
@@ -136,38 +139,16 @@ struct DemoCluster {
 
     var members: [Member]
 
-    static func create(in directory: String, regions: [String], logger: Logger) async throws -> DemoCluster {
+    static func create(in directory: String, regions: [String], gossipMillis: Int, logger: Logger) async throws
+        -> DemoCluster
+    {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let caDirectory = (directory as NSString).appendingPathComponent("ca")
-        let ca = try ClusterCertificates.makeCA(name: "Tally demo CA", now: Date(), validFor: 30)
-        try ClusterCertificates.writeCA(ca, to: caDirectory, overwrite: true)
         let ports = try await PeerTransport.freeLoopbackPorts(2 * regions.count)
+        let layout = try LoopbackCluster.make(
+            in: directory, regions: regions, httpPorts: regions.indices.map { ports[2 * $0] },
+            peerPorts: regions.indices.map { ports[2 * $0 + 1] }, gossipInterval: "\(gossipMillis)ms", secret: Self.secret)
         var members: [Member] = []
-        for (index, region) in regions.enumerated() {
-            let identity = try NodeIdentity(region: region, node: "n1")
-            let tls = (directory as NSString).appendingPathComponent("\(region)/tls")
-            try ClusterCertificates.writeNode(
-                try ClusterCertificates.issueNode(identity, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"],
-                                                  ca: ca, now: Date(), validFor: 30),
-                identity: identity, ca: ca.certificate, to: tls, overwrite: true)
-            let peers = regions.enumerated().filter { $0.offset != index }.map {
-                "    - {node: n1, region: \($0.element), address: 127.0.0.1:\(ports[2 * $0.offset + 1])}"
-            }
-            let yaml = """
-                node: n1
-                region: \(region)
-                listen: 127.0.0.1:\(ports[2 * index])
-                data_dir: \((directory as NSString).appendingPathComponent("\(region)/data"))
-                api_keys:
-                  - name: demo
-                    sha256: \(NodeConfig.hash(secret: Self.secret).map { String(format: "%02x", $0) }.joined())
-                cluster:
-                  listen: 127.0.0.1:\(ports[2 * index + 1])
-                  gossip_interval: \(Self.gossipMillis)ms
-                  tls: {certificate: \(tls)/n1.pem, key: \(tls)/n1-key.pem, ca: \(tls)/ca.pem}
-                  peers:
-                \(peers.joined(separator: "\n"))
-                """
+        for (index, (region, yaml)) in zip(regions, layout.members.map(\.yaml)).enumerated() {
             let configPath = (directory as NSString).appendingPathComponent("\(region)/tally.yaml")
             try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
             let config = try NodeConfig.load(path: configPath)

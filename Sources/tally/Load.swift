@@ -42,7 +42,7 @@ struct Load: AsyncParsableCommand {
     var seed: UInt64 = 1
     @Option(help: "Seconds to keep retrying an unanswered batch before giving up.")
     var retryFor = 120.0
-    @Option(help: "Skip the final comparison with the node's counts.")
+    @Flag(help: "Skip the final comparison with the node's counts.")
     var noVerify = false
     @Option(help: "Services are named PREFIX0, PREFIX1, ...: loads sent to different regions use different prefixes.")
     var servicePrefix = "svc-"

@@ -6,28 +6,13 @@ import Testing
     /// Three regions with certificates from one CA, as `tally demo` makes them.
     static func set(directory: String, change: (String, inout String) -> Void = { _, _ in }) throws -> [(file: String, config: NodeConfig)] {
         let regions = ["us-east", "eu-west", "ap-south"]
-        let ca = try ClusterCertificates.makeCA(name: "test CA", now: Date(), validFor: 30)
-        return try regions.enumerated().map { index, region in
-            let tls = (directory as NSString).appendingPathComponent(region)
-            let identity = try NodeIdentity(region: region, node: "n1")
-            try ClusterCertificates.writeNode(
-                try ClusterCertificates.issueNode(identity, dnsNames: ["localhost"], ipAddresses: [], ca: ca, now: Date(), validFor: 30),
-                identity: identity, ca: ca.certificate, to: tls, overwrite: true)
-            let peers = regions.enumerated().filter { $0.offset != index }
-                .map { "    - {node: n1, region: \($0.element), address: 127.0.0.1:\(7100 + $0.offset)}" }
-            var yaml = """
-                node: n1
-                region: \(region)
-                listen: 127.0.0.1:\(7070 + index)
-                data_dir: /tmp/unused-\(region)
-                cluster:
-                  listen: 127.0.0.1:\(7100 + index)
-                  tls: {certificate: \(tls)/n1.pem, key: \(tls)/n1-key.pem, ca: \(tls)/ca.pem}
-                  peers:
-                \(peers.joined(separator: "\n"))
-                """
-            change(region, &yaml)
-            return ("\(region).yaml", try NodeConfig.parse(yaml: yaml, file: "\(region).yaml"))
+        let cluster = try LoopbackCluster.make(
+            in: directory, regions: regions, httpPorts: regions.indices.map { 7070 + $0 },
+            peerPorts: regions.indices.map { 7100 + $0 }, secret: "secret")
+        return try cluster.members.map { member in
+            var yaml = member.yaml
+            change(member.region, &yaml)
+            return ("\(member.region).yaml", try NodeConfig.parse(yaml: yaml, file: "\(member.region).yaml"))
         }
     }
 
@@ -106,5 +91,22 @@ import Testing
         } catch let error as ConfigError {
             #expect(error.key == "cluster.tls" && "\(error)".contains("insecure: true"), "\(error)")
         }
+    }
+}
+
+/// The example region configs under deploy/ must stay valid as the config format changes.
+@Suite struct DeployConfigTests {
+    @Test func everyExampleRegionConfigParsesAndTheSetIsConsistent() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("deploy/regions").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: root).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files == ["ap-south.yaml", "eu-west.yaml", "us-east.yaml"])
+        let configs = try files.map { file in
+            (file: file, config: try NodeConfig.load(path: (root as NSString).appendingPathComponent(file)))
+        }
+        // Their certificates live on the servers (/etc/tally); everything else must check out.
+        let problems = ClusterCheck.problems(configs).filter { !$0.contains(": cluster.tls: ") }
+        #expect(problems == [])
+        #expect(configs.allSatisfy { $0.config.cluster?.insecure == false && $0.config.cluster?.peers.count == 2 })
     }
 }

@@ -13,35 +13,11 @@ import TallyReplica
 
 
     static func configs(directory: String, gossip: String = "200ms") async throws -> [NodeConfig] {
-        let ca = try ClusterCertificates.makeCA(name: "test CA", now: Date(), validFor: 1)
-        try ClusterCertificates.writeCA(ca, to: directory, overwrite: false)
         let ports = try await PeerTransport.freeLoopbackPorts(Self.regions.count)
-        return try Self.regions.enumerated().map { index, region in
-            let identity = try NodeIdentity(region: region, node: "n1")
-            let tls = (directory as NSString).appendingPathComponent(region)
-            try ClusterCertificates.writeNode(
-                try ClusterCertificates.issueNode(identity, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], ca: ca,
-                                                  now: Date(), validFor: 1),
-                identity: identity, ca: ca.certificate, to: tls, overwrite: false)
-            let peers = Self.regions.enumerated().filter { $0.offset != index }.map { other in
-                "    - {node: n1, region: \(other.element), address: 127.0.0.1:\(ports[other.offset])}"
-            }
-            return try NodeConfig.parse(yaml: """
-                node: n1
-                region: \(region)
-                listen: 127.0.0.1:0
-                data_dir: \((directory as NSString).appendingPathComponent("data-\(region)"))
-                api_keys:
-                  - name: tester
-                    sha256: \(NodeConfig.hash(secret: "secret").map { String(format: "%02x", $0) }.joined())
-                cluster:
-                  listen: 127.0.0.1:\(ports[index])
-                  gossip_interval: \(gossip)
-                  tls: {certificate: \(tls)/n1.pem, key: \(tls)/n1-key.pem, ca: \(tls)/ca.pem}
-                  peers:
-                \(peers.joined(separator: "\n"))
-                """, file: "\(region).yaml")
-        }
+        let cluster = try LoopbackCluster.make(
+            in: directory, regions: Self.regions, httpPorts: Self.regions.map { _ in 0 }, peerPorts: ports,
+            gossipInterval: gossip, secret: "secret", certificateDays: 1)
+        return try cluster.members.map { try NodeConfig.parse(yaml: $0.yaml, file: "\($0.region).yaml") }
     }
 
     @Test func threeRegionsConvergeOnEveryEventExactlyOnce() async throws {

@@ -46,6 +46,14 @@ public enum ClusterCheck {
                                               authorities: &authorities)
             }
         }
+        // A node drops a connection whose frame is over its cap: every node must take what the
+        // others send.
+        let budgets = Set(clustered.compactMap { $0.config.cluster?.gossipBytesMax })
+        if budgets.count > 1 {
+            problems.append("cluster: cluster.gossip_bytes_max differs between the nodes ("
+                + clustered.map { "\($0.file): \($0.config.cluster?.gossipBytesMax ?? 0)" }.joined(separator: ", ")
+                + "); a node refuses frames over its own limit")
+        }
         if let first = authorities.first, authorities.contains(where: { $0.ca != first.ca }) {
             let others = authorities.filter { $0.ca != first.ca }.map(\.file)
             problems.append("cluster: the nodes do not share one CA: \(others.joined(separator: ", ")) use another CA than \(first.file)")

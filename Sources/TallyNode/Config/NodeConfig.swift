@@ -33,6 +33,17 @@ public struct NodeConfig: Sendable, Equatable {
 
     /// The `cluster` section: this node's peer listener, its TLS files and its peers.
     public struct ClusterConfig: Sendable, Equatable {
+        /// A node's gossip interval unless the config says otherwise: short enough that replication
+        /// lag stays under a second at 100k events/s (docs/transport.md, "Figures").
+        public static let defaultGossipInterval: Duration = .milliseconds(250)
+        /// 4 MiB: at 100k events/s over three regions a region's changes in one round need about
+        /// 300 KiB; the replica's own default (256 KiB, the simulator's) made lag grow under load.
+        public static let defaultGossipBytesMax = 4 << 20
+        public static let gossipBytesRange = (64 << 10)...(64 << 20)
+
+        /// The largest peer frame: a full answer and room for its framing.
+        public var frameBytesMax: Int { self.gossipBytesMax + (1 << 20) }
+
         public var listenHost: String
         public var listenPort: Int
         /// The TLS files; empty when `insecure`.
@@ -40,6 +51,9 @@ public struct NodeConfig: Sendable, Equatable {
         public var keyPath: String
         public var caPath: String
         public var gossipInterval: Duration
+        /// Most bytes of batches in one answer to a peer's digest. Peer frames are capped at this
+        /// plus 1 MiB (`frameBytesMax`).
+        public var gossipBytesMax = Self.defaultGossipBytesMax
         public var peers: [Peer]
         /// `insecure: true`: plaintext and unauthenticated peer connections (a peer is whoever its
         /// hello says). For a throwaway test on one machine only; the node logs it loudly and
@@ -211,6 +225,11 @@ extension NodeConfig {
             case (true, _?):
                 throw fail("cluster.insecure", "true", "contradicts cluster.tls: remove one (a node is not half secure)")
             }
+            let gossipBytesMax = rawCluster.gossip_bytes_max ?? ClusterConfig.defaultGossipBytesMax
+            guard ClusterConfig.gossipBytesRange.contains(gossipBytesMax) else {
+                throw fail("cluster.gossip_bytes_max", "\(gossipBytesMax)",
+                           "must be \(ClusterConfig.gossipBytesRange.lowerBound) to \(ClusterConfig.gossipBytesRange.upperBound) bytes")
+            }
             var peers: [ClusterConfig.Peer] = []
             for (index, peer) in (rawCluster.peers ?? []).enumerated() {
                 let key = "cluster.peers[\(index)]"
@@ -230,8 +249,10 @@ extension NodeConfig {
             }
             cluster = ClusterConfig(
                 listenHost: peerHost, listenPort: peerPort, certificatePath: tls.certificate, keyPath: tls.key,
-                caPath: tls.ca, gossipInterval: try duration("cluster.gossip_interval", rawCluster.gossip_interval, .seconds(1)),
-                peers: peers, insecure: insecure)
+                caPath: tls.ca,
+                gossipInterval: try duration("cluster.gossip_interval", rawCluster.gossip_interval,
+                                             ClusterConfig.defaultGossipInterval),
+                gossipBytesMax: gossipBytesMax, peers: peers, insecure: insecure)
         }
         let rate = Double(try positive("limits.rate_limit_events_per_second",
                                        rawLimits.rate_limit_events_per_second, 1_000_000))
@@ -263,7 +284,7 @@ extension NodeConfig {
         "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors",
              "storage", "cluster"],
         "api_keys[]": ["name", "sha256"],
-        "cluster": ["listen", "gossip_interval", "tls", "peers", "insecure"],
+        "cluster": ["listen", "gossip_interval", "gossip_bytes_max", "tls", "peers", "insecure"],
         "cluster.tls": ["certificate", "key", "ca"],
         "cluster.peers[]": ["node", "region", "address"],
         "limits": ["body_bytes_max", "batch_events_max", "name_bytes_max", "user_bytes_max", "services_max",
@@ -366,6 +387,7 @@ struct RawConfig: Decodable {
     struct RawCluster: Decodable {
         var listen: String
         var gossip_interval: String?
+        var gossip_bytes_max: Int?
         var tls: RawTLS?
         var peers: [RawPeer]?
         var insecure: Bool?

@@ -4,7 +4,7 @@ under load from its own `tally load`, while one node is killed with SIGKILL and 
 links are cut and stalled by a TCP proxy between every pair. After the last heal every region must
 report, for every service of every region, exactly the events that region acknowledged.
 
-    Tests/chaos/chaos-test.py [--seed N] [--tally PATH] [--duration S] [--rate EVENTS_PER_S]
+    Tests/cluster/chaos-test.py [--seed N] [--tally PATH] [--duration S] [--rate EVENTS_PER_S]
 
 Every node dials its peers through the proxy (one listening port per direction, A -> B), so the
 test decides per direction what happens to the bytes: `pass`, `cut` (connections closed, new ones
@@ -133,7 +133,7 @@ class Cluster:
     def run(self, *arguments):
         subprocess.run([self.tally, *arguments], check=True, stdout=subprocess.DEVNULL)
 
-    def prepare(self):
+    def prepare(self, gossip=None):
         ca = os.path.join(self.directory, "ca")
         self.run("certs", "ca", "--out", ca)
         key_hash = subprocess.run([self.tally, "config", "hash-key", KEY], check=True, capture_output=True,
@@ -154,6 +154,7 @@ api_keys:
     sha256: {key_hash}
 cluster:
   listen: 127.0.0.1:{self.peer[region]}
+{f"  gossip_interval: {gossip}" if gossip else ""}
   tls: {{certificate: {tls}/n1.pem, key: {tls}/n1-key.pem, ca: {tls}/ca.pem}}
   peers:
 {peers}
@@ -196,6 +197,15 @@ storage:
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {KEY}"})
         answer = json.load(urllib.request.urlopen(request, timeout=5))
         return int(sum(point["values"].get("count", 0) for group in answer["groups"] for point in group["points"]))
+
+    def global_count(self, region, service, window):
+        """consistency=global: the count joined over the regions that answered, and the missing ones."""
+        url = (f"http://127.0.0.1:{self.http[region]}/v1/query?service={service}"
+               f"&from={window[0]}&to={window[1]}&metrics=count&consistency=global")
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {KEY}"})
+        answer = json.load(urllib.request.urlopen(request, timeout=10))
+        count = int(sum(point["values"].get("count", 0) for group in answer["groups"] for point in group["points"]))
+        return count, [missing["region"] for missing in answer["regions"]["missing"]]
 
     def cluster_view(self, region):
         request = urllib.request.Request(f"http://127.0.0.1:{self.http[region]}/v1/cluster",
@@ -247,7 +257,7 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the directory even when the test passes")
     options = parser.parse_args()
     rng = random.Random(options.seed)
-    replay = f"Tests/chaos/chaos-test.py --seed {options.seed} --duration {options.duration:g} --rate {options.rate}"
+    replay = f"Tests/cluster/chaos-test.py --seed {options.seed} --duration {options.duration:g} --rate {options.rate}"
     directory = tempfile.mkdtemp(prefix="tally-chaos.")
     print(f"chaos test: seed {options.seed}, files in {directory}", flush=True)
 
@@ -305,6 +315,7 @@ def main():
     seen_before = (cluster.count(other, probe, window), cluster.count(third, probe, window))
     at(7.4, "while isolated: compare what the isolated region and the others count")
     seen_after = (cluster.count(other, probe, window), cluster.count(third, probe, window))
+    isolated_global = cluster.global_count(other, probe, window)
     at(7.5, "heal")
     links("pass", isolated)
     healed = time.monotonic()
@@ -316,6 +327,9 @@ def main():
     else:
         print(f"  isolated: {third} counted {seen_after[1] - seen_before[1]} new {probe} events that {other} "
               "did not see", flush=True)
+    if isolated_global[1] != [third]:
+        failed.append(f"a global read at {other} during the isolation named {isolated_global[1]} as missing, "
+                      f"not [{third}]")
     acknowledged = {}
     for region, process in loads.items():
         status = process.wait()
@@ -343,6 +357,16 @@ def main():
                           f"{options.converge_within:g} s:\n  acknowledged {acknowledged}\n"
                           + "\n".join(f"  {region} {counts.get(region)}" for region in REGIONS))
     total = sum(acknowledged.values())
+    if not failed:
+        # Converged: a global read anywhere gives the same exact totals, with nobody missing.
+        reader = rng.choice(REGIONS)
+        for service, expected in sorted(acknowledged.items()):
+            count, missing = cluster.global_count(reader, service, window)
+            if count != expected or missing:
+                failed.append(f"global read at {reader}: {service} {count} (acknowledged {expected}), missing {missing}")
+        if not failed:
+            print(f"  global reads at {reader}: every service exact, every region answered; during the isolation "
+                  f"{other} named {third} as missing", flush=True)
     if not failed:
         for region in REGIONS:
             view = cluster.cluster_view(region)

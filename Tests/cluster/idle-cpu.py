@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Idle cost of a real three-region cluster: starts three `tally serve` processes over mutual TLS
+(the chaos test's cluster, links passing through its proxy), sends nothing, and after a warm-up
+reports each node's CPU time over the measured window as a share of one core.
+
+    Tests/cluster/idle-cpu.py [--tally PATH] [--seconds S]     (release build recommended)
+"""
+
+import argparse
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+
+spec = importlib.util.spec_from_file_location("chaos", os.path.join(os.path.dirname(__file__), "chaos-test.py"))
+chaos = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(chaos)
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tally", default=os.environ.get("TALLY", ".build/release/tally"))
+    parser.add_argument("--seconds", type=float, default=60)
+    options = parser.parse_args()
+    directory = tempfile.mkdtemp(prefix="tally-idle.")
+    cluster = chaos.Cluster(os.path.abspath(options.tally), directory, seed=1)
+    cluster.prepare()
+    try:
+        for region in chaos.REGIONS:
+            cluster.start(region)
+        time.sleep(5)  # connections up, first checkpoints written
+        before = {region: cpu_seconds(process.pid) for region, process in cluster.processes.items()}
+        started = time.monotonic()
+        time.sleep(options.seconds)
+        elapsed = time.monotonic() - started
+        shares = {region: (cpu_seconds(process.pid) - before[region]) / elapsed
+                  for region, process in cluster.processes.items()}
+        for region, share in shares.items():
+            print(f"{region}: {100 * share:.2f}% of a core idle over {elapsed:.0f} s")
+        print(f"largest: {100 * max(shares.values()):.2f}% of a core")
+    finally:
+        cluster.stop_all()
+        shutil.rmtree(directory)
+
+
+if __name__ == "__main__":
+    main()
