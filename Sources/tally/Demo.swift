@@ -120,6 +120,8 @@ struct Demo: AsyncParsableCommand {
                 """)
             while true { try await Task.sleep(for: .seconds(3_600)) }
         }
+        print("")
+        print("to keep the cluster running and explore it with curl: tally demo --keep")
         await cluster.stop()
         if agreedAt == nil { throw ExitCode(1) }
         if self.dir == nil { try? FileManager.default.removeItem(atPath: directory) }

@@ -64,6 +64,27 @@ import Testing
         #expect(ClusterCheck.problems(set).contains { $0.contains("us-east.yaml: cluster.tls") && $0.contains("/nonexistent/key.pem") })
     }
 
+    @Test func peersMustDialTheAddressANodeAdvertises() throws {
+        let directory = Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let set = try Self.set(directory: directory) { region, yaml in
+            // eu-west says peers reach it at 127.0.0.1:7101 (so they do); ap-south says 7999 (they do not).
+            let port = ["eu-west": 7101, "ap-south": 7999][region]
+            if let port { yaml = yaml.replacingOccurrences(of: "cluster:", with: "cluster:\n  advertise: 127.0.0.1:\(port)") }
+        }
+        #expect(set[1].config.cluster?.advertise == "127.0.0.1:7101")
+        let problems = ClusterCheck.problems(set)
+        #expect(problems.count == 2, "\(problems)")
+        #expect(problems.contains {
+            $0 == "us-east.yaml: cluster.peers[1].address: 127.0.0.1:7102 is not the address ap-south/n1 advertises (127.0.0.1:7999, in ap-south.yaml)"
+        }, "\(problems)")
+        #expect(throws: ConfigError.self) {
+            _ = try Self.set(directory: directory) { _, yaml in
+                yaml = yaml.replacingOccurrences(of: "cluster:", with: "cluster:\n  advertise: 0.0.0.0:7100")
+            }
+        }
+    }
+
     @Test func insecureIsFlaggedAndMustNotBeMixedWithTLS() throws {
         let directory = Self.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -4,7 +4,7 @@ import TallyAggregates
 
 @Suite struct FrameTests {
     static func randomFrame(_ random: inout SeededRandom) -> Frame {
-        switch random.next() % 3 {
+        switch random.next() % 4 {
         case 0:
             let low = UInt16(1 + random.next() % 4)
             return .hello(Hello(protocols: low...(low + UInt16(random.next() % 3)), node: "n\(random.next() % 100)",
@@ -12,9 +12,22 @@ import TallyAggregates
                                 incarnation: random.next() % 1_000))
         case 1:
             return .message((0..<Int(random.next() % 3_000)).map { _ in UInt8(truncatingIfNeeded: random.next()) })
+        case 2:
+            return .read((0..<Int(random.next() % 3_000)).map { _ in UInt8(truncatingIfNeeded: random.next()) })
         default:
             return .goodbye(String(repeating: "é", count: Int(random.next() % 20)))
         }
+    }
+
+    /// The transport writes message and read frames straight into a ByteBuffer: the same bytes.
+    @Test(arguments: 1...10 as ClosedRange<UInt64>)
+    func theTransportsDirectFramingMatchesTheEncoding(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        let payload = (0..<Int(random.next() % 5_000)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        var message = PeerTransport.frame(.message, payload)
+        #expect(message.readBytes(length: message.readableBytes) == Frame.message(payload).encoded())
+        var read = PeerTransport.frame(.read, payload)
+        #expect(read.readBytes(length: read.readableBytes) == Frame.read(payload).encoded())
     }
 
     /// Everything `decoder` returns now.

@@ -308,4 +308,52 @@ import Testing
         await old.shutdown()
         try await group.shutdownGracefully()
     }
+
+    @Test func aSlowPeerFillsOnlyItsOwnBoundedQueue() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let slowInbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let fastInbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let unused = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let apSouth = try NodeIdentity(region: "ap-south", node: "n1")
+        let anyPeer = [PeerEndpoint(identity: self.usEast, host: "127.0.0.1", port: 1)]
+        let slow = try self.transport(self.euWest, files: try self.certificate(self.euWest, name: "eu-west"),
+                                      peers: anyPeer, group: group, inbox: slowInbox)
+        let fast = try self.transport(apSouth, files: try self.certificate(apSouth, name: "ap-south"),
+                                      peers: anyPeer, group: group, inbox: fastInbox)
+        let slowPort = try await slow.start(host: "127.0.0.1", port: 0)
+        let fastPort = try await fast.start(host: "127.0.0.1", port: 0)
+        var configuration = PeerTransport.Configuration(
+            identity: self.usEast, incarnation: 1, certificatePath: try self.certificate(self.usEast, name: "us-east").certificate,
+            keyPath: try self.certificate(self.usEast, name: "us-east").key, caPath: self.caPath,
+            peers: [PeerEndpoint(identity: self.euWest, host: "127.0.0.1", port: slowPort),
+                    PeerEndpoint(identity: apSouth, host: "127.0.0.1", port: fastPort)])
+        configuration.sendQueueBytesMax = 256 << 10
+        let sender = try PeerTransport(configuration: configuration, group: group, logger: Logger(label: "test")) {
+            peer, bytes in unused.withLockedValue { $0.append((peer, bytes)) }
+        }
+        _ = try await sender.start(host: "127.0.0.1", port: 0)
+        #expect(await self.eventually { sender.peers.allSatisfy(\.connected) })
+        #expect(await self.eventually { slow.state.withLockedValue { !$0.connections.isEmpty } })
+        slow.setReading(false)
+        // 64 MiB at eu-west, which reads nothing: the kernel's buffers fill, then the queue, then
+        // messages are dropped and counted. ap-south gets every one of its messages meanwhile.
+        let chunk = [UInt8](repeating: 7, count: 64 << 10)
+        var refused = 0
+        for index in 0..<1_024 {
+            if !sender.send(chunk, toRegion: "eu-west") { refused += 1 }
+            #expect(sender.send([UInt8(truncatingIfNeeded: index)], toRegion: "ap-south"))
+            if index % 64 == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        #expect(refused > 0, "the slow peer's queue never filled")
+        let dropped = sender.peers.first { $0.identity == self.euWest }?.messagesDropped ?? 0
+        #expect(dropped == refused)
+        #expect(sender.state.withLockedValue { $0.pending[self.euWest] ?? 0 } <= (256 << 10) + (64 << 10) + 5)
+        #expect(await self.eventually { fastInbox.withLockedValue { $0.count } == 1_024 })
+        // The slow peer reads again: what was queued arrives, and sending works again.
+        slow.setReading(true)
+        #expect(await self.eventually { sender.send([1], toRegion: "eu-west") })
+        #expect(await self.eventually { slowInbox.withLockedValue { $0.contains { $0.1 == [1] } } })
+        for transport in [sender, slow, fast] { await transport.shutdown() }
+        try await group.shutdownGracefully()
+    }
 }

@@ -304,6 +304,12 @@ def main():
     links("pass", [(other, third), (third, other)])
     at(4, f"stall {other} -> {victim} and {victim} -> {third} (connections open, no bytes move)")
     links("stall", [(other, victim), (victim, third)])
+    # One stalled peer must not hold up the others: other and third still exchange both ways.
+    time.sleep(step / 4)
+    flowing = f"{third}-svc-1"
+    flowing_before = cluster.count(other, flowing, window)
+    at(5.4, f"while stalled: does {other} still receive {third}'s events?")
+    flowing_after = cluster.count(other, flowing, window)
     at(5.5, "release them")
     links("pass", [(other, victim), (victim, third)])
     at(6, f"isolate {third}: every link to and from it cut; both sides keep taking writes")
@@ -321,6 +327,12 @@ def main():
     healed = time.monotonic()
 
     failed = []
+    if flowing_after <= flowing_before:
+        failed.append(f"during the stall {other} stopped receiving {third}'s events ({flowing} stayed at "
+                      f"{flowing_before}): a stalled peer held up the others")
+    else:
+        print(f"  stalled: {other} still received {flowing_after - flowing_before} of {third}'s {flowing} events",
+              flush=True)
     if not (seen_after[0] == seen_before[0] and seen_after[1] > seen_before[1]):
         failed.append(f"the isolation leaked: {other} counted {probe} {seen_before[0]} -> {seen_after[0]} while "
                       f"{third} counted {seen_before[1]} -> {seen_after[1]}")

@@ -32,10 +32,14 @@ public enum ClusterCheck {
                 if clustered.count > 1 && !known.contains(id) {
                     problems.append("\(file): cluster.peers[\(index)]: \(id) is not a node of this set")
                 }
-                if let other = clustered.first(where: { "\($0.config.region)/\($0.config.node)" == id }),
-                    other.config.cluster?.peers.contains(where: { $0.region == config.region && $0.node == config.node }) == false
-                {
-                    problems.append("\(file): cluster.peers[\(index)]: \(id) does not list \(config.region)/\(config.node) as a peer (\(other.file))")
+                if let other = clustered.first(where: { "\($0.config.region)/\($0.config.node)" == id }) {
+                    if other.config.cluster?.peers.contains(where: { $0.region == config.region && $0.node == config.node }) == false {
+                        problems.append("\(file): cluster.peers[\(index)]: \(id) does not list \(config.region)/\(config.node) as a peer (\(other.file))")
+                    }
+                    let address = Self.hostPort(peer.host, peer.port)
+                    if let advertised = other.config.cluster?.advertise, advertised != address {
+                        problems.append("\(file): cluster.peers[\(index)].address: \(address) is not the address \(id) advertises (\(advertised), in \(other.file))")
+                    }
                 }
             }
             if cluster.insecure {
@@ -59,6 +63,11 @@ public enum ClusterCheck {
             problems.append("cluster: the nodes do not share one CA: \(others.joined(separator: ", ")) use another CA than \(first.file)")
         }
         return problems
+    }
+
+    /// `host:port` as a config writes it (IPv6 in brackets).
+    static func hostPort(_ host: String, _ port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
     private static func tlsProblems(file: String, config: NodeConfig, cluster: NodeConfig.ClusterConfig, now: Date,

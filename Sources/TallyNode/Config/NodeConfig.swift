@@ -46,6 +46,10 @@ public struct NodeConfig: Sendable, Equatable {
 
         public var listenHost: String
         public var listenPort: Int
+        /// The address peers dial this node by (`advertise: host:port`), when it differs from
+        /// `listen` (a wildcard, a NAT, a load balancer); `tally config check` requires every peer's
+        /// entry for this node to name it.
+        public var advertise: String?
         /// The TLS files; empty when `insecure`.
         public var certificatePath: String
         public var keyPath: String
@@ -225,6 +229,12 @@ extension NodeConfig {
             case (true, _?):
                 throw fail("cluster.insecure", "true", "contradicts cluster.tls: remove one (a node is not half secure)")
             }
+            if let advertise = rawCluster.advertise {
+                let (host, port) = try Self.address("cluster.advertise", advertise, file: file)
+                guard port > 0, !host.isEmpty, host != "0.0.0.0", host != "::" else {
+                    throw fail("cluster.advertise", advertise, "must be an address peers can dial: a host and a port, no wildcard")
+                }
+            }
             let gossipBytesMax = rawCluster.gossip_bytes_max ?? ClusterConfig.defaultGossipBytesMax
             guard ClusterConfig.gossipBytesRange.contains(gossipBytesMax) else {
                 throw fail("cluster.gossip_bytes_max", "\(gossipBytesMax)",
@@ -248,7 +258,7 @@ extension NodeConfig {
                 throw fail("cluster.peers", "[]", "must list at least one peer (a single region has no cluster section)")
             }
             cluster = ClusterConfig(
-                listenHost: peerHost, listenPort: peerPort, certificatePath: tls.certificate, keyPath: tls.key,
+                listenHost: peerHost, listenPort: peerPort, advertise: rawCluster.advertise, certificatePath: tls.certificate, keyPath: tls.key,
                 caPath: tls.ca,
                 gossipInterval: try duration("cluster.gossip_interval", rawCluster.gossip_interval,
                                              ClusterConfig.defaultGossipInterval),
@@ -284,7 +294,7 @@ extension NodeConfig {
         "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors",
              "storage", "cluster"],
         "api_keys[]": ["name", "sha256"],
-        "cluster": ["listen", "gossip_interval", "gossip_bytes_max", "tls", "peers", "insecure"],
+        "cluster": ["listen", "advertise", "gossip_interval", "gossip_bytes_max", "tls", "peers", "insecure"],
         "cluster.tls": ["certificate", "key", "ca"],
         "cluster.peers[]": ["node", "region", "address"],
         "limits": ["body_bytes_max", "batch_events_max", "name_bytes_max", "user_bytes_max", "services_max",
@@ -388,6 +398,7 @@ struct RawConfig: Decodable {
         var listen: String
         var gossip_interval: String?
         var gossip_bytes_max: Int?
+        var advertise: String?
         var tls: RawTLS?
         var peers: [RawPeer]?
         var insecure: Bool?

@@ -395,6 +395,17 @@ public final class PeerTransport: Sendable {
         if !isCut { self.onMessage(identity, bytes) }
     }
 
+    /// Test hook: stops (or resumes) reading from every connection, so that peers sending to this
+    /// node see a slow receiver (TCP pushes back, their send queues fill).
+    func setReading(_ reading: Bool) {
+        let channels = self.state.withLockedValue { $0.connections.values.map(\.channel) }
+        for channel in channels {
+            channel.setOption(ChannelOptions.autoRead, value: reading).whenSuccess {
+                if reading { channel.read() }
+            }
+        }
+    }
+
     /// Global reads: `read` frames from peers go to `handler`.
     public func onRead(_ handler: @escaping @Sendable (NodeIdentity, [UInt8]) -> Void) {
         self.readHandler.withLockedValue { $0 = handler }
@@ -415,7 +426,7 @@ public final class PeerTransport: Sendable {
     /// Sends a global read's request or answer to the node of `region`; nil when sent, else why
     /// not: not connected, the peer speaks a protocol before reads, or its queue is full.
     public func sendRead(_ bytes: [UInt8], toRegion region: String) -> String? {
-        self.enqueue(Frame.read(bytes).encoded(), toRegion: region, minimumProtocol: Self.readProtocol)
+        self.enqueue(Self.frame(.read, bytes), toRegion: region, minimumProtocol: Self.readProtocol)
     }
 
     /// Drops every message to and from `regions` while `isCut` (connections stay up): a network
@@ -430,11 +441,23 @@ public final class PeerTransport: Sendable {
     /// its queue is full (the message is dropped, and counted).
     @discardableResult
     public func send(_ message: [UInt8], toRegion region: String) -> Bool {
-        self.enqueue(Frame.message(message).encoded(), toRegion: region, minimumProtocol: 1) == nil
+        self.enqueue(Self.frame(.message, message), toRegion: region, minimumProtocol: 1) == nil
+    }
+
+    /// A message or read frame written straight into the buffer the channel sends (one copy of the
+    /// payload; `Frame.encoded()` makes the same bytes, `FrameTests` checks they agree).
+    static func frame(_ kind: Frame.Kind, _ payload: [UInt8]) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 5 + payload.count)
+        buffer.writeInteger(UInt32(1 + payload.count))
+        buffer.writeInteger(kind.rawValue)
+        buffer.writeBytes(payload)
+        return buffer
     }
 
     /// Queues a frame on the connection this node dialed to `region`; nil when queued, else why not.
-    private func enqueue(_ frame: [UInt8], toRegion region: String, minimumProtocol: UInt16) -> String? {
+    /// A frame larger than the queue's limit still goes when nothing is queued, or it never would.
+    private func enqueue(_ frame: ByteBuffer, toRegion region: String, minimumProtocol: UInt16) -> String? {
+        let size = frame.readableBytes
         let sending: Result<(Channel, PeerEndpoint), PeerUnavailable> = self.state.withLockedValue { state in
             guard let peer = state.peers[region] else { return .failure(.init("not a peer")) }
             guard !state.cut.contains(region), let channel = state.outbound[peer.identity] else {
@@ -445,12 +468,12 @@ public final class PeerTransport: Sendable {
                 return .failure(.init("speaks protocol \(version); this needs \(minimumProtocol)"))
             }
             let pending = state.pending[peer.identity, default: 0]
-            guard pending + frame.count <= self.configuration.sendQueueBytesMax else {
+            guard pending == 0 || pending + size <= self.configuration.sendQueueBytesMax else {
                 state.status[peer.identity]?.messagesDropped += 1
                 return .failure(.init("send queue full"))
             }
-            state.pending[peer.identity] = pending + frame.count
-            state.status[peer.identity]?.bytesOut += frame.count
+            state.pending[peer.identity] = pending + size
+            state.status[peer.identity]?.bytesOut += size
             return .success((channel, peer))
         }
         let channel: Channel
@@ -461,9 +484,9 @@ public final class PeerTransport: Sendable {
         }
         let promise = channel.eventLoop.makePromise(of: Void.self)
         promise.futureResult.whenComplete { _ in
-            self.state.withLockedValue { $0.pending[peer.identity, default: 0] -= frame.count }
+            self.state.withLockedValue { $0.pending[peer.identity, default: 0] -= size }
         }
-        channel.writeAndFlush(ByteBuffer(bytes: frame), promise: promise)
+        channel.writeAndFlush(frame, promise: promise)
         return nil
     }
 
