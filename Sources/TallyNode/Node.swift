@@ -347,6 +347,22 @@ public actor Node {
         public var answeredOrigins: Set<UInt64>
     }
 
+    /// Most global reads waiting for peers at once; more are refused (HTTP 503), so a burst of
+    /// them cannot pile up answers in memory.
+    public static let globalReadsMax = 64
+
+    public enum GlobalReadError: Error, CustomStringConvertible {
+        case query(QueryError)
+        case busy(inFlight: Int)
+
+        public var description: String {
+            switch self {
+            case .query(let error): error.description
+            case .busy(let count): "\(count) global reads are already waiting for other regions; retry shortly"
+            }
+        }
+    }
+
     struct PendingRead {
         var waiting: Set<String>
         var answers: [String: ReadAnswer] = [:]
@@ -356,10 +372,16 @@ public actor Node {
     /// Answers `query` with every reachable region's state (`consistency=global`): asks each peer
     /// for its buckets of the query, waits up to `timeout` for the answers, joins them (the CRDT
     /// merge, so nothing is counted twice) and names the regions that did not answer.
-    public func globalQuery(_ query: Query, timeout: Duration) async throws(QueryError) -> GlobalAnswer {
+    public func globalQuery(_ query: Query, timeout: Duration) async throws(GlobalReadError) -> GlobalAnswer {
+        guard self.pendingReads.count < Self.globalReadsMax else { throw .busy(inFlight: self.pendingReads.count) }
         self.nextReadID &+= 1
         let id = self.nextReadID
-        let request = try self.replica.readRequest(for: query, id: id, now: self.clock())
+        let request: ReadRequest
+        do {
+            request = try self.replica.readRequest(for: query, id: id, now: self.clock())
+        } catch {
+            throw .query(error)
+        }
         var missing: [(region: String, reason: String)] = []
         var waiting: Set<String> = []
         if let transport = self.transport {
@@ -400,7 +422,12 @@ public actor Node {
         }
         let origins = Set((self.transport?.peers ?? []).filter { answered.contains($0.identity.region) }
             .compactMap(\.origin))
-        let result = try self.replica.query(query, now: self.clock(), joining: answers)
+        let result: QueryResult
+        do {
+            result = try self.replica.query(query, now: self.clock(), joining: answers)
+        } catch {
+            throw .query(error)
+        }
         return GlobalAnswer(result: result, answered: answered, missing: missing.sorted { $0.region < $1.region },
                             answeredOrigins: origins.union([self.replicaID.rawValue]))
     }

@@ -177,6 +177,36 @@ import TallyReplica
                 #expect(String(buffer: response.body).contains("consistency"))
             }
         }
+        // Peers that take the request and never answer: reads wait their timeout, and at most
+        // globalReadsMax wait at once; one more is refused at once.
+        await nodes[0].transport?.setCut(["ap-south"], false)
+        for node in nodes.dropFirst() { await node.transport?.setCut(["us-east"], true) }
+        let node = nodes[0]
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for _ in 0..<Node.globalReadsMax {
+                group.addTask {
+                    let answer = try? await node.globalQuery(query, timeout: .seconds(2))
+                    return answer?.missing.map(\.reason).joined(separator: ",") ?? "error"
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(500))
+                do throws(Node.GlobalReadError) {
+                    _ = try await node.globalQuery(query, timeout: .seconds(2))
+                    return "answered"
+                } catch .busy {
+                    return "busy"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            var outcomes: [String] = []
+            for await outcome in group { outcomes.append(outcome) }
+            return outcomes
+        }
+        #expect(outcomes.filter { $0 == "busy" }.count == 1, "\(Set(outcomes))")
+        #expect(outcomes.filter { $0 == "no answer within 2.0 seconds,no answer within 2.0 seconds" }.count
+            == Node.globalReadsMax, "\(Set(outcomes))")
         for node in nodes { await node.stop() }
     }
 }

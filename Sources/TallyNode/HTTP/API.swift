@@ -180,6 +180,9 @@ public enum API {
         let answer: Node.GlobalAnswer
         do {
             answer = try await node.globalQuery(query, timeout: Self.globalReadTimeout)
+        } catch .busy {
+            return Self.error(.serviceUnavailable, Node.GlobalReadError.busy(inFlight: Node.globalReadsMax).description,
+                              headers: [.retryAfter: "1"])
         } catch {
             return Self.error(.badRequest, error.description)
         }
