@@ -112,6 +112,29 @@ import Testing
         #expect(result.refusals.contains { $0.contains("tally://ap-south/n7 is not a peer") }, "\(result.refusals)")
     }
 
+    @Test func aServerWithAnotherNodesCertificateIsRefusedByTheDialer() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        // ap-south answers at the address us-east's config gives for eu-west (a DNS mix-up, say).
+        let apSouth = try NodeIdentity(region: "ap-south", node: "n1")
+        let impostor = try self.transport(
+            apSouth, files: try self.certificate(apSouth, name: "ap-south"),
+            peers: [PeerEndpoint(identity: self.usEast, host: "127.0.0.1", port: 1)], group: group, inbox: inbox)
+        let port = try await impostor.start(host: "127.0.0.1", port: 0)
+        let client = try self.transport(
+            self.usEast, files: try self.certificate(self.usEast, name: "us-east"),
+            peers: [PeerEndpoint(identity: self.euWest, host: "127.0.0.1", port: port)], group: group, inbox: inbox)
+        _ = try await client.start(host: "127.0.0.1", port: 0)
+        #expect(await self.eventually {
+            client.refusals.contains { $0.contains("dialed tally://eu-west/n1 but the certificate is tally://ap-south/n1") }
+        }, "\(client.refusals)")
+        #expect(!client.send([3], toRegion: "eu-west"))
+        #expect(inbox.withLockedValue { $0 }.isEmpty)
+        await client.shutdown()
+        await impostor.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     @Test func aClientWithoutACertificateIsRefused() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
