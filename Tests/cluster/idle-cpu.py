@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Idle cost of a real three-region cluster: starts three `tally serve` processes over mutual TLS
 (the chaos test's cluster, links passing through its proxy), sends nothing, and after a warm-up
-reports each node's CPU time over the measured window as a share of one core.
+reports each node's CPU time over the measured window as a share of one core, and the bytes it
+sent to its peers.
 
     Tests/cluster/idle-cpu.py [--tally PATH] [--seconds S]     (release build recommended)
 """
@@ -36,13 +37,18 @@ def main():
             cluster.start(region)
         time.sleep(5)  # connections up, first checkpoints written
         before = {region: cpu_seconds(process.pid) for region, process in cluster.processes.items()}
+        sent_before = {region: sum(p["bytes_out"] for p in cluster.cluster_view(region)["peers"])
+                       for region in chaos.REGIONS}
         started = time.monotonic()
         time.sleep(options.seconds)
         elapsed = time.monotonic() - started
         shares = {region: (cpu_seconds(process.pid) - before[region]) / elapsed
                   for region, process in cluster.processes.items()}
+        sent = {region: sum(p["bytes_out"] for p in cluster.cluster_view(region)["peers"]) - sent_before[region]
+                for region in chaos.REGIONS}
         for region, share in shares.items():
-            print(f"{region}: {100 * share:.2f}% of a core idle over {elapsed:.0f} s")
+            print(f"{region}: {100 * share:.2f}% of a core idle over {elapsed:.0f} s, "
+                  f"sent {8 * sent[region] / elapsed / 1000:.1f} kbit/s to its peers")
         print(f"largest: {100 * max(shares.values()):.2f}% of a core")
     finally:
         cluster.stop_all()
