@@ -20,15 +20,21 @@ import TallyReplica
         return try cluster.members.map { try NodeConfig.parse(yaml: $0.yaml, file: "\($0.region).yaml") }
     }
 
-    @Test func threeRegionsConvergeOnEveryEventExactlyOnce() async throws {
-        let directory = NSTemporaryDirectory() + "tally-cluster-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let configs = try await Self.configs(directory: directory)
+    /// One node per config, each with its data directory created.
+    static func start(_ configs: [NodeConfig]) async throws -> [Node] {
         var nodes: [Node] = []
         for config in configs {
             try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
             nodes.append(try await Node.start(config: config))
         }
+        return nodes
+    }
+
+    @Test func threeRegionsConvergeOnEveryEventExactlyOnce() async throws {
+        let directory = NSTemporaryDirectory() + "tally-cluster-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configs = try await Self.configs(directory: directory)
+        let nodes = try await Self.start(configs)
         let now = Node.wallClock()
         for (index, node) in nodes.enumerated() {
             let items = (0..<(100 * (index + 1))).map { event in
@@ -113,11 +119,7 @@ import TallyReplica
         defer { try? FileManager.default.removeItem(atPath: directory) }
         // Gossip once an hour: nothing replicates during the test, so only a global read sees it all.
         let configs = try await Self.configs(directory: directory, gossip: "1h")
-        var nodes: [Node] = []
-        for config in configs {
-            try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
-            nodes.append(try await Node.start(config: config))
-        }
+        let nodes = try await Self.start(configs)
         let now = Node.wallClock()
         for (index, node) in nodes.enumerated() {
             let items = (0..<(10 * (index + 1))).map { event in

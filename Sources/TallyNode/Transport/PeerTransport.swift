@@ -383,16 +383,20 @@ public final class PeerTransport: Sendable {
     }
 
     func received(_ bytes: [UInt8], from identity: NodeIdentity) {
-        let isCut = self.state.withLockedValue { state in
-            // A peer removed by a reload is cut for good (its connection is closing).
+        if self.admit(bytes.count, from: identity) { self.onMessage(identity, bytes) }
+    }
+
+    /// Whether a frame's payload from `identity` may be delivered, counting it when so: not while
+    /// its region is cut, and never from a peer a reload removed (its connection is closing).
+    private func admit(_ count: Int, from identity: NodeIdentity) -> Bool {
+        self.state.withLockedValue { state in
             guard !state.cut.contains(identity.region), state.peers[identity.region]?.identity == identity else {
-                return true
+                return false
             }
-            state.status[identity]?.bytesIn += bytes.count
+            state.status[identity]?.bytesIn += count
             state.status[identity]?.lastContact = Date()
-            return false
+            return true
         }
-        if !isCut { self.onMessage(identity, bytes) }
     }
 
     /// Test hook: stops (or resumes) reading from every connection, so that peers sending to this
@@ -412,15 +416,9 @@ public final class PeerTransport: Sendable {
     }
 
     func receivedRead(_ bytes: [UInt8], from identity: NodeIdentity) {
-        let deliver = self.state.withLockedValue { state in
-            guard !state.cut.contains(identity.region), state.peers[identity.region]?.identity == identity else {
-                return false
-            }
-            state.status[identity]?.bytesIn += bytes.count
-            state.status[identity]?.lastContact = Date()
-            return true
+        if self.admit(bytes.count, from: identity), let handler = self.readHandler.withLockedValue({ $0 }) {
+            handler(identity, bytes)
         }
-        if deliver, let handler = self.readHandler.withLockedValue({ $0 }) { handler(identity, bytes) }
     }
 
     /// Sends a global read's request or answer to the node of `region`; nil when sent, else why
