@@ -325,8 +325,17 @@ public actor Node {
 
     // MARK: - Reads
 
-    public func query(_ query: Query) throws(QueryError) -> (QueryResult, version: UInt64) {
-        (try self.replica.query(query, now: self.clock()), self.replica.stateVersion)
+    /// Answers a local read. The query runs off this actor, on a snapshot of the replica (a value:
+    /// taking it copies nothing until the next ingest writes), so a query within its cost bound
+    /// never holds up ingest, and ingest never changes a query's answer halfway.
+    public nonisolated func query(_ query: Query) async throws(QueryError) -> (QueryResult, version: UInt64) {
+        let (replica, now) = await self.snapshot()
+        return (try replica.query(query, now: now), replica.stateVersion)
+    }
+
+    /// The replica as it is now, and the time.
+    func snapshot() -> (Replica, Timestamp) {
+        (self.replica, self.clock())
     }
 
     public func catalog() -> [(service: String, operations: [String])] {
@@ -424,12 +433,18 @@ public actor Node {
             .compactMap(\.origin))
         let result: QueryResult
         do {
-            result = try self.replica.query(query, now: self.clock(), joining: answers)
+            result = try await Self.join(query, on: self.replica, now: self.clock(), answers: answers)
         } catch {
             throw .query(error)
         }
         return GlobalAnswer(result: result, answered: answered, missing: missing.sorted { $0.region < $1.region },
                             answeredOrigins: origins.union([self.replicaID.rawValue]))
+    }
+
+    /// Joins peers' answers into a copy of `replica` and answers `query` from it, off this actor.
+    private nonisolated static func join(_ query: Query, on replica: Replica, now: Timestamp,
+                                         answers: [ReadAnswer]) async throws(QueryError) -> QueryResult {
+        try replica.query(query, now: now, joining: answers)
     }
 
     /// Resumes a waiting global read (all answered, or its time is up).

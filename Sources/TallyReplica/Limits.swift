@@ -30,13 +30,16 @@ public struct Limits: Sendable, Equatable {
     public var replicationBufferBytesMax: Int
     /// Most time buckets in one sealed batch (a seal of more makes several batches).
     public var sealBucketsMax: Int
+    /// What one query may cost (points, groups, values, buckets read).
+    public var query: QueryLimits
 
     public init(
         batchEventsMax: Int = 10_000, nameBytesMax: Int = 128, userBytesMax: Int = 256,
         servicesMax: Int = 10_000, operationsPerServiceMax: Int = 1_000, latencyMax: Duration = .seconds(3_600),
         futureSkewMax: Duration = .seconds(300), idempotencyWindow: Duration = .seconds(86_400),
         idempotencyKeysMax: Int = 1_000_000, idempotencyKeyBytesMax: Int = 256,
-        gossipBytesMax: Int = 256 << 10, replicationBufferBytesMax: Int = 8 << 20, sealBucketsMax: Int = 1_024
+        gossipBytesMax: Int = 256 << 10, replicationBufferBytesMax: Int = 8 << 20, sealBucketsMax: Int = 1_024,
+        query: QueryLimits = QueryLimits()
     ) {
         self.batchEventsMax = batchEventsMax
         self.nameBytesMax = nameBytesMax
@@ -51,7 +54,14 @@ public struct Limits: Sendable, Equatable {
         self.gossipBytesMax = gossipBytesMax
         self.replicationBufferBytesMax = replicationBufferBytesMax
         self.sealBucketsMax = sealBucketsMax
+        self.query = query
     }
+}
+
+extension Limits {
+    /// The longest `idempotencyWindow`, `futureSkewMax` or `latencyMax` (one year): a window past
+    /// it is no longer a retry window, and bounded durations keep `acceptedAt + window` exact.
+    public static let durationLongest: Duration = .seconds(365 * 86_400)
 }
 
 /// What a replica is: its identity and the policies that shape its aggregates.

@@ -204,6 +204,9 @@ public struct Replica: Sendable {
         if let problem = name("service", event.service) { return problem }
         if let problem = name("operation", event.operation) { return problem }
         if !(100...599).contains(event.status) { return "status \(event.status) is not in 100...599" }
+        if !event.timestamp.isValid {
+            return "timestamp \(event.timestamp.millisecondsSinceEpoch) ms is outside ±10^15 ms of 1970"
+        }
         let latency = event.latencyMicros
         if !latency.isFinite || latency < 0 { return "latency \(latency) is not a finite, non-negative number" }
         if latency > latencyMaxMicros {
@@ -463,6 +466,16 @@ struct IngestPlan: Sendable {
     init(_ config: ReplicaConfig) {
         self.id = config.id
         precondition(Resolution.allCases.count == 3, "IngestPlan holds three resolutions")
+        // The bounds that keep every sum of a valid timestamp, a width and these overflow-free;
+        // config parsing enforces them with an error naming the key (`Limits.ranges`).
+        for resolution in Resolution.allCases {
+            precondition(config.retention[resolution] > .zero && config.retention[resolution] <= Retention.longest,
+                         "retention \(resolution) \(config.retention[resolution]) outside 0...\(Retention.longest)")
+        }
+        for (name, value) in [("idempotencyWindow", config.limits.idempotencyWindow),
+                              ("futureSkewMax", config.limits.futureSkewMax), ("latencyMax", config.limits.latencyMax)] {
+            precondition(value >= .zero && value <= Limits.durationLongest, "\(name) \(value) outside 0...\(Limits.durationLongest)")
+        }
         self.widthMillis = InlineArray { Resolution.allCases[$0].width.milliseconds }
         self.keepMillis = InlineArray {
             Resolution.allCases[$0].width.milliseconds + config.retention[Resolution.allCases[$0]].milliseconds

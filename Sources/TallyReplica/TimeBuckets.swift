@@ -126,6 +126,20 @@ struct TimeBuckets: Sendable {
         return self.bases
     }
 
+    /// The positions of the buckets starting in `from..<to`: two bisections, so a query or a
+    /// peer's read costs the buckets held, not the width of the range it names.
+    func positions(from: Int64, to: Int64) -> Range<Int> {
+        guard from < to else { return self.head..<self.head }
+        let low = self.position(of: from).index
+        let high = self.position(of: to).index
+        return low..<max(low, high)
+    }
+
+    /// The start and aggregate at a position from `positions(from:to:)`.
+    func bucket(at position: Int) -> (start: Int64, aggregate: BucketAggregate) {
+        (self.starts[position], self.storage[position])
+    }
+
     /// (start, aggregate) pairs in time order.
     var all: Zip2Sequence<ArraySlice<Int64>, ArraySlice<BucketAggregate>> {
         zip(self.starts[self.head...], self.storage[self.head...])

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import Testing
+import TallyAggregates
 import TallyReplica
 @testable import TallyNode
 
@@ -215,6 +216,102 @@ import TallyReplica
                     let message = try Self.json(response.body)["error"] as? String
                     #expect(message?.hasPrefix(fragment) == true, "\(query)")
                 }
+            }
+        }
+    }
+
+    /// Hostile query parameters through the HTTP layer: each is a 400 naming the parameter, and the
+    /// node still answers afterwards. `from=-9223372036854775808` used to stop the node.
+    @Test func hostileQueryParametersAre400sAndTheNodeStaysUp() async throws {
+        try await Self.withNode { _, client in
+            try await client.execute(uri: "/v1/events", method: .post, headers: Self.auth,
+                                     body: ByteBuffer(string: Self.events(10))) { #expect($0.status == .ok) }
+            let fixed = ["from=-9223372036854775808", "to=9223372036854775807", "from=9223372036854775807",
+                         "step=9223372036854775807", "step=-60", "step=0", "from=0&to=1000000000000000&step=60",
+                         "metrics=" + Array(repeating: "count", count: 100).joined(separator: ","),
+                         "from=-1000000000000001", "step=1m&from=0"]
+            var random = SeededRandom(seed: 7)
+            let pieces = ["-9223372036854775808", "9223372036854775807", "0", "-1", "60", "1e9", "%00", "+", "1m",
+                          "99999999999999999999", "2026-11-29T11:00:00Z", "\u{10FFFF}", ""]
+            var queries = fixed
+            for _ in 0..<200 {
+                let names = ["from", "to", "step", "metrics", "group_by", "status", "operation"]
+                queries.append((0..<3).map { _ in
+                    "\(names[Int(random.next() % UInt64(names.count))])=\(pieces[Int(random.next() % UInt64(pieces.count))])"
+                }.joined(separator: "&"))
+            }
+            for query in queries {
+                let uri = "/v1/query?service=cart&" + (query.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? "")
+                try await client.execute(uri: uri, method: .get, headers: Self.auth) { response in
+                    #expect(response.status == .ok || response.status == .badRequest, "\(query): \(response.status)")
+                    if response.status == .badRequest {
+                        let message = try Self.json(response.body)["error"] as? String
+                        #expect(message?.isEmpty == false)
+                    }
+                }
+            }
+            try await client.execute(uri: "/v1/query?service=cart&from=\(Self.now.millisecondsSinceEpoch - 3_600_000)",
+                                     method: .get, headers: Self.auth) { response in
+                #expect(response.status == .ok)
+                let groups = try #require(try Self.json(response.body)["groups"] as? [[String: Any]])
+                let points = try #require(groups.first?["points"] as? [[String: Any]])
+                #expect((points.first?["values"] as? [String: Any])?["count"] as? Double == 10)
+            }
+        }
+    }
+
+    @Test func aPlusInTheQueryStringIsASpace() async throws {
+        try await Self.withNode { _, client in
+            let body = "[{\"service\":\"my svc\",\"operation\":\"GET /a b\",\"status\":200,\"latency\":5,"
+                + "\"timestamp\":\(Self.now.millisecondsSinceEpoch - 1_000)}]"
+            try await client.execute(uri: "/v1/events", method: .post, headers: Self.auth,
+                                     body: ByteBuffer(string: body)) { #expect($0.status == .ok) }
+            for query in ["service=my+svc&operation=GET+%2Fa+b", "service=my%20svc&operation=GET%20/a%20b"] {
+                try await client.execute(uri: "/v1/query?\(query)", method: .get, headers: Self.auth) { response in
+                    let answer = try Self.json(response.body)
+                    #expect(answer["service"] as? String == "my svc", "\(query)")
+                    let groups = try #require(answer["groups"] as? [[String: Any]])
+                    let points = try #require(groups.first?["points"] as? [[String: Any]])
+                    #expect((points.first?["values"] as? [String: Any])?["count"] as? Double == 1, "\(query)")
+                }
+            }
+        }
+    }
+
+    @Test func theBearerSchemeIsCaseInsensitiveAndRefusalsAreCounted() async throws {
+        try await Self.withNode { _, client in
+            for scheme in ["bearer", "BEARER", "Bearer"] {
+                try await client.execute(uri: "/v1/series", method: .get,
+                                         headers: [.authorization: "\(scheme) \(Self.secret)"]) {
+                    #expect($0.status == .ok, "\(scheme)")
+                }
+            }
+            try await client.execute(uri: "/v1/series", method: .get, headers: [.authorization: "Bearer nope"]) {
+                #expect($0.status == .unauthorized)
+            }
+            try await client.execute(uri: "/v1/series", method: .get, headers: [.authorization: "Basic abc"]) {
+                #expect($0.status == .unauthorized)
+            }
+            try await client.execute(uri: "/metrics", method: .get, headers: Self.auth) { response in
+                #expect(String(buffer: response.body).contains("tally_http_requests_refused_total{status=\"401\"} 2"))
+            }
+        }
+    }
+
+    @Test func unknownRoutesAndWrongMethodsAnswerJSON() async throws {
+        try await Self.withNode { _, client in
+            try await client.execute(uri: "/v2/nothing", method: .get, headers: Self.auth) { response in
+                #expect(response.status == .notFound && response.headers[.contentType] == "application/json")
+                let message = try Self.json(response.body)["error"] as? String
+                #expect(message?.contains("/v2/nothing") == true)
+            }
+            try await client.execute(uri: "/v1/events", method: .get, headers: Self.auth) { response in
+                #expect(response.status == .methodNotAllowed && response.headers[.allow] == "POST")
+                let status = try Self.json(response.body)["status"] as? Int
+                #expect(status == 405)
+            }
+            try await client.execute(uri: "/v1/query?service=a", method: .delete) { response in
+                #expect(response.status == .methodNotAllowed)
             }
         }
     }

@@ -202,6 +202,9 @@ extension GCounter: VersionedEncoding {
             let origin = ReplicaID(try reader.readUInt64LE("GCounter slot origin"))
             let value = try reader.readVarint("GCounter slot value")
             guard value > 0 else { throw .nonCanonical(field: "GCounter slot value (zero)") }
+            guard value <= DecodeLimits.countMax else {
+                throw .invalidValue(field: "GCounter slot value", value: "\(value) is over 2^48")
+            }
             if let last = slots.last, last.origin >= origin {
                 throw .nonCanonical(field: "GCounter slot origins (not strictly increasing)")
             }

@@ -43,6 +43,11 @@ public enum DecodeError: Error, Equatable, Sendable, CustomStringConvertible {
 ///
 /// The defaults fit every aggregate Tally produces with its default configuration, with headroom.
 public struct DecodeLimits: Sendable, Equatable {
+    /// The largest count one origin may hold in one counter slot or histogram: 2^48, about
+    /// 2.8 x 10^14 events, more than one region counts into one bucket in its lifetime. Bounding
+    /// it keeps sums over every origin of a value (at most `originsMax`, 2^12) inside 64 bits.
+    public static let countMax: UInt64 = 1 << 48
+
     /// Most origin slots in one counter or sketch.
     public var originsMax: Int
     /// Most buckets in one origin's histogram.

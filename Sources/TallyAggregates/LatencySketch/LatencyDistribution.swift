@@ -77,7 +77,9 @@ public struct LatencyDistribution: Sendable, Equatable {
             if let floor, index < floor { index = floor }
             self.addCount(count, at: index)
         }
-        self.zeroCount += zeroCount
+        // Wrapping: decoded counts are bounded (`DecodeLimits.countMax`), but a query adds up to a
+        // million buckets' worth; a wrong sum of impossible data beats a trap.
+        self.zeroCount &+= zeroCount
         self.sum += sum
         self.minimum = Swift.min(self.minimum ?? minimum, minimum)
         self.maximum = Swift.max(self.maximum ?? maximum, maximum)
@@ -95,7 +97,7 @@ public struct LatencyDistribution: Sendable, Equatable {
             self.counts.append(contentsOf: repeatElement(0, count: Int(index - self.offset) - self.counts.count + 1))
             self.counts[self.counts.count - 1] = count
         } else {
-            self.counts[Int(index - self.offset)] += count
+            self.counts[Int(index - self.offset)] &+= count
         }
     }
 
@@ -103,7 +105,7 @@ public struct LatencyDistribution: Sendable, Equatable {
         guard !self.counts.isEmpty, floor > self.offset else { return }
         var folded: UInt64 = 0
         let cut = min(Int(floor - self.offset), self.counts.count - 1)
-        for position in 0...cut { folded += self.counts[position] }
+        for position in 0...cut { folded &+= self.counts[position] }
         if Int(floor - self.offset) >= self.counts.count {
             self.counts = [folded]
         } else {
@@ -156,7 +158,7 @@ public struct LatencyDistribution: Sendable, Equatable {
             var seen = self.zeroCount
             if rank <= seen { return QuantileEstimate(value: 0, isCollapsed: false) }
             for (position, bucketCount) in self.counts.enumerated() {
-                seen += bucketCount
+                seen &+= bucketCount
                 if rank <= seen {
                     let index = self.offset + Int32(position)
                     let estimate = ExponentialBuckets.representative(of: index, scale: self.scale)

@@ -104,8 +104,14 @@ extension LatencySketch: VersionedEncoding {
                 guard counts.first != 0, counts.last != 0 else {
                     throw .nonCanonical(field: "LatencySketch buckets (zero at an end)")
                 }
+                guard total <= DecodeLimits.countMax else {
+                    throw .invalidValue(field: "LatencySketch count", value: "\(total) is over 2^48")
+                }
                 histogram.counts = PackedCounts(counts)
             } else {
+                guard histogram.zeroCount <= DecodeLimits.countMax else {
+                    throw .invalidValue(field: "LatencySketch zero count", value: "\(histogram.zeroCount) is over 2^48")
+                }
                 guard offset == 0 else { throw .nonCanonical(field: "LatencySketch offset of no buckets") }
             }
             guard !histogram.isEmpty else {

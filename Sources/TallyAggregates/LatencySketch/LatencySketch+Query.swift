@@ -18,7 +18,7 @@ extension LatencySketch {
     /// Number of values recorded, over all origins.
     public var count: UInt64 {
         var total: UInt64 = 0
-        self.forEachHistogram { total += $0.count }
+        self.forEachHistogram { total &+= $0.count }
         return total
     }
 

@@ -109,14 +109,24 @@ public struct ConfigError: Error, Equatable, CustomStringConvertible {
     public var message: String
 
     public var description: String {
-        if let value { return "\(self.file): \(self.key): \(self.message) (got \(value))" }
-        return "\(self.file): \(self.key): \(self.message)"
+        if let value { return "\(self.file): \(self.key): \(self.message) (got \(Self.quote(value)))" }
+        return "\(self.file): \(self.key): \(Self.quote(self.message, limit: 400))"
+    }
+
+    /// At most `limit` characters of a value from the file: an error must not echo a 100 MB value.
+    static func quote(_ text: String, limit: Int = 80) -> String {
+        guard text.count > limit else { return text }
+        return "\(text.prefix(limit))... (\(text.utf8.count) bytes)"
     }
 }
 
 extension NodeConfig {
     /// Reads and validates the YAML file at `path`.
     public static func load(path: String) throws(ConfigError) -> NodeConfig {
+        if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int, size > Self.fileBytesMax {
+            throw ConfigError(file: path, key: "(file)", value: nil,
+                              message: "is \(size) bytes; a config file is at most \(Self.fileBytesMax)")
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(file: path, key: "(file)", value: nil, message: "cannot be read")
         }
@@ -126,8 +136,23 @@ extension NodeConfig {
         return try Self.parse(yaml: text, file: path)
     }
 
+    /// The largest config file read (1 MiB): a node's config is a few kilobytes.
+    public static let fileBytesMax = 1 << 20
+    /// Most YAML nodes in a config, counting every alias as the nodes it stands for: an alias
+    /// bomb (a billion nodes from a few lines) is refused before anything walks it.
+    public static let yamlNodesMax = 100_000
+
     /// Validates YAML text; `file` names it in errors.
     public static func parse(yaml text: String, file: String) throws(ConfigError) -> NodeConfig {
+        guard text.utf8.count <= Self.fileBytesMax else {
+            throw ConfigError(file: file, key: "(file)", value: nil,
+                              message: "is \(text.utf8.count) bytes; a config file is at most \(Self.fileBytesMax)")
+        }
+        if let line = Self.firstAlias(in: text) {
+            throw ConfigError(file: file, key: "(line \(line))", value: nil, message: "uses a YAML alias (*name); "
+                + "config files refuse aliases (a few lines of them can expand to billions of nodes): write the "
+                + "value out, or quote it if the * is part of the text")
+        }
         try Self.refuseUnknownKeys(yaml: text, file: file)
         let raw: RawConfig
         do {
@@ -170,37 +195,50 @@ extension NodeConfig {
 
         let rawLimits = raw.limits ?? RawConfig.RawLimits()
         let defaults = Limits()
-        func positive(_ key: String, _ value: Int?, _ fallback: Int) throws(ConfigError) -> Int {
+        // Every number has a range: a value the config accepts must work, and arithmetic on it
+        // (a rate times two, a time plus a window) must not overflow.
+        func bounded(_ key: String, _ value: Int?, _ range: ClosedRange<Int>, _ fallback: Int) throws(ConfigError) -> Int {
             guard let value else { return fallback }
-            guard value > 0 else { throw fail(key, "\(value)", "must be positive") }
+            guard range.contains(value) else {
+                throw fail(key, "\(value)", "must be \(range.lowerBound) to \(range.upperBound)")
+            }
             return value
         }
-        func duration(_ key: String, _ value: String?, _ fallback: Duration) throws(ConfigError) -> Duration {
+        func duration(_ key: String, _ value: String?, _ fallback: Duration,
+                      range: ClosedRange<Duration> = .milliseconds(1)...Limits.durationLongest) throws(ConfigError) -> Duration {
             guard let value else { return fallback }
             guard let parsed = Duration.parse(value), parsed > .zero else {
                 throw fail(key, value, "must be a positive duration such as 300ms, 30s, 5m, 48h, 90d or 5y")
+            }
+            guard range.contains(parsed) else {
+                throw fail(key, value, "must be \(Self.describe(range.lowerBound)) to \(Self.describe(range.upperBound))")
             }
             return parsed
         }
         let idempotency = raw.idempotency ?? RawConfig.RawIdempotency()
         let limits = Limits(
-            batchEventsMax: try positive("limits.batch_events_max", rawLimits.batch_events_max, defaults.batchEventsMax),
-            nameBytesMax: try positive("limits.name_bytes_max", rawLimits.name_bytes_max, defaults.nameBytesMax),
-            userBytesMax: try positive("limits.user_bytes_max", rawLimits.user_bytes_max, defaults.userBytesMax),
-            servicesMax: try positive("limits.services_max", rawLimits.services_max, defaults.servicesMax),
-            operationsPerServiceMax: try positive(
-                "limits.operations_per_service_max", rawLimits.operations_per_service_max,
+            batchEventsMax: try bounded("limits.batch_events_max", rawLimits.batch_events_max, 1...1_000_000,
+                                        defaults.batchEventsMax),
+            nameBytesMax: try bounded("limits.name_bytes_max", rawLimits.name_bytes_max, 1...4_096, defaults.nameBytesMax),
+            userBytesMax: try bounded("limits.user_bytes_max", rawLimits.user_bytes_max, 1...4_096, defaults.userBytesMax),
+            servicesMax: try bounded("limits.services_max", rawLimits.services_max, 1...1_000_000, defaults.servicesMax),
+            operationsPerServiceMax: try bounded(
+                "limits.operations_per_service_max", rawLimits.operations_per_service_max, 1...1_000_000,
                 defaults.operationsPerServiceMax),
             latencyMax: try duration("limits.latency_max", rawLimits.latency_max, defaults.latencyMax),
             futureSkewMax: try duration("limits.future_skew_max", rawLimits.future_skew_max, defaults.futureSkewMax),
             idempotencyWindow: try duration("idempotency.window", idempotency.window, defaults.idempotencyWindow),
-            idempotencyKeysMax: try positive("idempotency.keys_max", idempotency.keys_max, defaults.idempotencyKeysMax))
+            idempotencyKeysMax: try bounded("idempotency.keys_max", idempotency.keys_max, 1...100_000_000,
+                                            defaults.idempotencyKeysMax))
         let rawRetention = raw.retention ?? RawConfig.RawRetention()
         let retentionDefaults = Retention()
         let retention = Retention(
-            minute: try duration("retention.minute", rawRetention.minute, retentionDefaults.minute),
-            hour: try duration("retention.hour", rawRetention.hour, retentionDefaults.hour),
-            day: try duration("retention.day", rawRetention.day, retentionDefaults.day))
+            minute: try duration("retention.minute", rawRetention.minute, retentionDefaults.minute,
+                                 range: .seconds(60)...Retention.longest),
+            hour: try duration("retention.hour", rawRetention.hour, retentionDefaults.hour,
+                               range: .seconds(60)...Retention.longest),
+            day: try duration("retention.day", rawRetention.day, retentionDefaults.day,
+                              range: .seconds(60)...Retention.longest))
         var errorClasses: Set<StatusClass> = [.serverError]
         if let classes = raw.errors {
             errorClasses = []
@@ -235,11 +273,8 @@ extension NodeConfig {
                     throw fail("cluster.advertise", advertise, "must be an address peers can dial: a host and a port, no wildcard")
                 }
             }
-            let gossipBytesMax = rawCluster.gossip_bytes_max ?? ClusterConfig.defaultGossipBytesMax
-            guard ClusterConfig.gossipBytesRange.contains(gossipBytesMax) else {
-                throw fail("cluster.gossip_bytes_max", "\(gossipBytesMax)",
-                           "must be \(ClusterConfig.gossipBytesRange.lowerBound) to \(ClusterConfig.gossipBytesRange.upperBound) bytes")
-            }
+            let gossipBytesMax = try bounded("cluster.gossip_bytes_max", rawCluster.gossip_bytes_max,
+                                             ClusterConfig.gossipBytesRange, ClusterConfig.defaultGossipBytesMax)
             var peers: [ClusterConfig.Peer] = []
             for (index, peer) in (rawCluster.peers ?? []).enumerated() {
                 let key = "cluster.peers[\(index)]"
@@ -261,20 +296,24 @@ extension NodeConfig {
                 listenHost: peerHost, listenPort: peerPort, advertise: rawCluster.advertise, certificatePath: tls.certificate, keyPath: tls.key,
                 caPath: tls.ca,
                 gossipInterval: try duration("cluster.gossip_interval", rawCluster.gossip_interval,
-                                             ClusterConfig.defaultGossipInterval),
+                                             ClusterConfig.defaultGossipInterval,
+                                             range: .milliseconds(10)...(.seconds(3_600))),
                 gossipBytesMax: gossipBytesMax, peers: peers, insecure: insecure)
         }
-        let rate = Double(try positive("limits.rate_limit_events_per_second",
-                                       rawLimits.rate_limit_events_per_second, 1_000_000))
+        let rate = Double(try bounded("limits.rate_limit_events_per_second",
+                                      rawLimits.rate_limit_events_per_second, 1...1_000_000_000, 1_000_000))
         return NodeConfig(
             node: node, region: region, listenHost: host, listenPort: port, dataDirectory: raw.data_dir,
             apiKeys: apiKeys, limits: limits, retention: retention, errorClasses: errorClasses,
-            bodyBytesMax: try positive("limits.body_bytes_max", rawLimits.body_bytes_max, 4 << 20),
-            pendingBatchesMax: try positive("limits.pending_batches_max", rawLimits.pending_batches_max, 4_096),
+            bodyBytesMax: try bounded("limits.body_bytes_max", rawLimits.body_bytes_max, 1_024...(256 << 20), 4 << 20),
+            pendingBatchesMax: try bounded("limits.pending_batches_max", rawLimits.pending_batches_max, 1...1_000_000,
+                                           4_096),
             rateLimitEventsPerSecond: rate,
-            rateLimitBurst: Double(try positive("limits.rate_limit_burst", rawLimits.rate_limit_burst, Int(rate * 2))),
+            rateLimitBurst: Double(try bounded("limits.rate_limit_burst", rawLimits.rate_limit_burst,
+                                               1...2_000_000_000, Int(rate) * 2)),
             checkpointInterval: try duration(
-                "storage.checkpoint_interval", raw.storage?.checkpoint_interval, .seconds(10)),
+                "storage.checkpoint_interval", raw.storage?.checkpoint_interval, .seconds(10),
+                range: .milliseconds(100)...(.seconds(86_400))),
             cluster: cluster)
     }
 
@@ -315,10 +354,18 @@ extension NodeConfig {
         guard let root, let mapping = root.mapping else {
             throw ConfigError(file: file, key: "(document)", value: nil, message: "must be a mapping of keys to values")
         }
+        var budget = Self.yamlNodesMax
+        guard Self.count(root, within: &budget) else {
+            throw ConfigError(file: file, key: "(document)", value: nil, message: "holds more than \(Self.yamlNodesMax) "
+                + "YAML nodes once its aliases are expanded (an alias bomb?)")
+        }
         func check(_ mapping: Yams.Node.Mapping, section: String, path: String) throws(ConfigError) {
             let allowed = Self.knownKeys[section] ?? []
             for (key, value) in mapping {
-                let name = key.string ?? "\(key)"
+                guard let name = key.scalar?.string else {
+                    throw ConfigError(file: file, key: path.isEmpty ? "(document)" : path, value: nil,
+                                      message: "has a key that is a mapping or a list; keys are plain names")
+                }
                 let keyPath = path.isEmpty ? name : "\(path).\(name)"
                 guard allowed.contains(name) else {
                     throw ConfigError(file: file, key: keyPath, value: nil,
@@ -337,6 +384,83 @@ extension NodeConfig {
             }
         }
         try check(mapping, section: "", path: "")
+    }
+
+    /// The line of the first YAML alias (`*name` where a node starts, outside quotes and comments),
+    /// or nil. Yams hashes every mapping key while it composes (its duplicate-key check), so an
+    /// alias bomb used as a key hangs inside the parser: it must be refused before parsing.
+    static func firstAlias(in text: String) -> Int? {
+        var line = 1
+        var quote: UInt8?
+        var escaped = false
+        var inComment = false
+        var closedSingle = false
+        var previous = UInt8(ascii: "\n")
+        let nodeStarts: Set<UInt8> = [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "["),
+                                      UInt8(ascii: "{"), UInt8(ascii: ",")]
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: "\n") {
+                line += 1
+                inComment = false
+            }
+            defer { previous = byte }
+            if inComment { continue }
+            if let open = quote {
+                if open == UInt8(ascii: "\"") {
+                    if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == open { quote = nil }
+                } else if byte == open {
+                    quote = nil
+                    closedSingle = true
+                    continue
+                }
+                continue
+            }
+            if closedSingle && byte == UInt8(ascii: "'") {
+                quote = byte  // '' inside a single-quoted scalar is a quote, not its end
+                closedSingle = false
+                continue
+            }
+            closedSingle = false
+            switch byte {
+            case UInt8(ascii: "#") where nodeStarts.contains(previous):
+                inComment = true
+            case UInt8(ascii: "\""), UInt8(ascii: "'"):
+                if nodeStarts.contains(previous) || previous == UInt8(ascii: ":") { quote = byte }
+            case UInt8(ascii: "*") where nodeStarts.contains(previous):
+                return line
+            default:
+                break
+            }
+        }
+        return nil
+    }
+
+    /// Counts `node` and everything under it (an alias counts as what it stands for) against
+    /// `budget`; false as soon as the budget runs out, so a bomb is never walked whole.
+    static func count(_ node: Yams.Node, within budget: inout Int) -> Bool {
+        budget -= 1
+        guard budget >= 0 else { return false }
+        switch node {
+        case .scalar, .alias:
+            return true
+        case .mapping(let mapping):
+            for (key, value) in mapping {
+                guard Self.count(key, within: &budget), Self.count(value, within: &budget) else { return false }
+            }
+            return true
+        case .sequence(let sequence):
+            for item in sequence where !Self.count(item, within: &budget) { return false }
+            return true
+        }
+    }
+
+    static func describe(_ duration: Duration) -> String {
+        let millis = duration.milliseconds
+        for (unit, size) in [("y", Int64(31_536_000_000)), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000),
+                             ("s", 1_000)] where millis >= size && millis % size == 0 {
+            return "\(millis / size)\(unit)"
+        }
+        return "\(millis)ms"
     }
 
     static func bytes(hex: String) -> [UInt8]? {

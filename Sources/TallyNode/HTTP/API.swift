@@ -21,15 +21,19 @@ public struct TallyRequestContext: RequestContext {
 /// `/health` and `/ready` answers 401 without a valid key.
 struct APIKeyMiddleware: RouterMiddleware {
     let config: NodeConfig
+    let node: Node
 
     func handle(_ request: Request, context: TallyRequestContext,
                 next: (Request, TallyRequestContext) async throws -> Response) async throws -> Response
     {
         let path = request.uri.path
         if path == "/health" || path == "/ready" { return try await next(request, context) }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-            let key = self.config.apiKey(forSecret: String(header.dropFirst("Bearer ".count)))
+        // The scheme is case-insensitive (RFC 9110, 11.1); the secret is not.
+        guard let header = request.headers[.authorization], header.count > 7,
+            header.prefix(7).lowercased() == "bearer ",
+            let key = self.config.apiKey(forSecret: String(header.dropFirst(7).drop { $0 == " " }))
         else {
+            await self.node.refused(status: 401)
             return API.error(.unauthorized, "a valid API key is required: Authorization: Bearer <key>",
                              headers: [.wwwAuthenticate: "Bearer"])
         }
@@ -39,12 +43,41 @@ struct APIKeyMiddleware: RouterMiddleware {
     }
 }
 
+/// Unknown paths answer a JSON 404 and known paths asked with another method a JSON 405 naming
+/// the allowed one, before authentication (which routes exist is no secret: docs/api.md lists them).
+struct RouteMiddleware: RouterMiddleware {
+    let node: Node
+
+    func handle(_ request: Request, context: TallyRequestContext,
+                next: (Request, TallyRequestContext) async throws -> Response) async throws -> Response
+    {
+        guard let methods = API.routes[request.uri.path] else {
+            await self.node.refused(status: 404)
+            return API.error(.notFound, "no such path: \(ConfigError.quote(request.uri.path)); see docs/api.md")
+        }
+        guard methods.contains(request.method) || (request.method == .head && methods.contains(.get)) else {
+            await self.node.refused(status: 405)
+            let allowed = methods.map(\.rawValue).sorted().joined(separator: ", ")
+            return API.error(.methodNotAllowed, "\(request.uri.path) takes \(allowed), not \(request.method.rawValue)",
+                             headers: [.allow: allowed])
+        }
+        return try await next(request, context)
+    }
+}
+
 /// The node's HTTP API (JSON).
 public enum API {
+    /// Every path the API serves, and its methods.
+    static let routes: [String: [HTTPRequest.Method]] = [
+        "/health": [.get], "/ready": [.get], "/v1/events": [.post], "/v1/query": [.get], "/v1/series": [.get],
+        "/v1/cluster": [.get], "/metrics": [.get],
+    ]
+
     /// A router for `node`, with authentication.
     public static func router(node: Node) -> Router<TallyRequestContext> {
         let router = Router(context: TallyRequestContext.self)
-        router.add(middleware: APIKeyMiddleware(config: node.config))
+        router.add(middleware: RouteMiddleware(node: node))
+        router.add(middleware: APIKeyMiddleware(config: node.config, node: node))
         router.get("/health") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
         router.get("/ready") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n"))) }
         router.post("/v1/events") { request, context in try await Self.ingest(request, context: context, node: node) }
@@ -134,8 +167,8 @@ public enum API {
     // MARK: - Query
 
     static func query(_ request: Request, node: Node) async throws -> Response {
-        let parameters = request.uri.queryParameters
-        func value(_ name: String) -> String? { parameters[name[...]].map(String.init) }
+        let parameters = Self.formParameters(request.uri.query)
+        func value(_ name: String) -> String? { parameters[name] }
         let now = await node.now
         let query: Query
         do {
@@ -222,6 +255,45 @@ public enum API {
             "to": RFC3339.format(result.to), "step_seconds": Double(result.step.milliseconds) / 1_000,
             "metrics": result.metrics.map(\.description), "groups": groups, "staleness": staleness,
         ]
+    }
+
+    /// A query string's parameters as HTML forms (and Python's `requests`) encode them: `+` is a
+    /// space, `%XX` a byte; the first of a repeated name counts. Malformed escapes stay as written.
+    static func formParameters(_ query: String?) -> [String: String] {
+        var parameters: [String: String] = [:]
+        for pair in (query ?? "").split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = Self.formDecode(parts[0])
+            if parameters[name] == nil { parameters[name] = parts.count > 1 ? Self.formDecode(parts[1]) : "" }
+        }
+        return parameters
+    }
+
+    static func formDecode(_ text: Substring) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count)
+        var utf8 = text.utf8[...]
+        func hex(_ byte: UInt8) -> UInt8? {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        while let byte = utf8.popFirst() {
+            if byte == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else if byte == UInt8(ascii: "%"), utf8.count >= 2, let high = hex(utf8[utf8.startIndex]),
+                let low = hex(utf8[utf8.index(after: utf8.startIndex)])
+            {
+                bytes.append(high << 4 | low)
+                utf8 = utf8.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The query parameters, checked one by one; errors name the parameter and the bad value.

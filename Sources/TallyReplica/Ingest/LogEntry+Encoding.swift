@@ -52,7 +52,7 @@ extension LogEntry: VersionedEncoding {
 
     public init(from reader: inout ByteReader) throws(DecodeError) {
         let sequence = try reader.readVarint("LogEntry sequence")
-        let acceptedAt = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("LogEntry acceptedAt"))
+        let acceptedAt = try reader.readTimestamp("LogEntry acceptedAt")
         let client = try reader.readString("LogEntry client")
         let idempotencyKey = try Self.readOptionalString("LogEntry idempotency key", from: &reader)
         let stringCount = try reader.readCount("LogEntry string count", max: reader.limits.mapEntriesMax)
@@ -88,7 +88,7 @@ extension LogEntry: VersionedEncoding {
             case let flag:
                 throw .invalidValue(field: "LogEntry event user flag", value: "\(flag)")
             }
-            let timestamp = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("LogEntry event timestamp"))
+            let timestamp = try reader.readTimestamp("LogEntry event timestamp")
             events.append(Event(service: service, operation: operation, status: UInt16(status),
                                 latencyMicros: latency, userID: user, timestamp: timestamp))
         }

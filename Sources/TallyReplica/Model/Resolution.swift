@@ -40,6 +40,9 @@ public struct Retention: Sendable, Equatable {
         self.day = day
     }
 
+    /// The longest retention a config may give (100 years): far inside the arithmetic's bounds.
+    public static let longest: Duration = .seconds(100 * 365 * 86_400)
+
     public subscript(resolution: Resolution) -> Duration {
         switch resolution {
         case .minute: return self.minute

@@ -1,3 +1,5 @@
+import TallyAggregates
+
 /// A point in time: milliseconds since the Unix epoch, UTC.
 ///
 /// The replica never reads a clock: every input carries `now` as a `Timestamp`, so a run replays
@@ -35,6 +37,28 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
     }
 
     public var description: String { "\(self.millisecondsSinceEpoch)ms" }
+
+    /// The instants Tally accepts from outside: within ±10^15 ms of 1970 (about ±31,700 years).
+    ///
+    /// Every timestamp from a client, a peer, a file or the disk is checked against this where it
+    /// enters (`checked(_:field:)`), so that the sums the replica forms (a bucket start plus a
+    /// width plus a retention, a time plus an idempotency window, the span of a query) stay far
+    /// inside `Int64` and never overflow. Retentions and windows are bounded likewise (`Limits`).
+    public static let validMillis: ClosedRange<Int64> = -1_000_000_000_000_000...1_000_000_000_000_000
+
+    /// Whether this instant is inside `validMillis`.
+    public var isValid: Bool { Self.validMillis.contains(self.millisecondsSinceEpoch) }
+}
+
+extension ByteReader {
+    /// A zigzag timestamp inside `Timestamp.validMillis`, or a typed error naming the field.
+    public mutating func readTimestamp(_ field: String) throws(DecodeError) -> Timestamp {
+        let millis = try self.readZigZag(field)
+        guard Timestamp.validMillis.contains(millis) else {
+            throw .invalidValue(field: field, value: "\(millis) ms is outside ±10^15 ms of 1970")
+        }
+        return Timestamp(millisecondsSinceEpoch: millis)
+    }
 }
 
 extension Duration {

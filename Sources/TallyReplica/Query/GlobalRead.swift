@@ -91,8 +91,8 @@ public struct ReadRequest: Sendable, Equatable {
             throw .invalidValue(field: "ReadRequest resolution", value: "\(rawResolution)")
         }
         self.resolution = resolution
-        self.from = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("ReadRequest from"))
-        self.to = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("ReadRequest to"))
+        self.from = try reader.readTimestamp("ReadRequest from")
+        self.to = try reader.readTimestamp("ReadRequest to")
         let parts = try reader.readUInt8("ReadRequest parts")
         guard parts < 4 else { throw .invalidValue(field: "ReadRequest parts", value: "\(parts)") }
         self.latency = parts & 1 != 0
@@ -152,14 +152,10 @@ public struct ReadAnswer: Sendable, Equatable {
 extension Replica {
     /// What to ask each peer for to answer `query` globally: the query's series filters, and the
     /// resolution and range it reads. Throws what `query` would.
-    public func readRequest(for query: Query, id: UInt64, now: Timestamp, limits: QueryLimits = QueryLimits())
+    public func readRequest(for query: Query, id: UInt64, now: Timestamp, limits: QueryLimits? = nil)
         throws(QueryError) -> ReadRequest
     {
-        guard !query.service.isEmpty else { throw .invalid(parameter: "service", message: "is required") }
-        guard query.from < query.to else {
-            throw .invalid(parameter: "from", message: "must be before to (\(query.from) >= \(query.to))")
-        }
-        let window = try self.window(query, now: now, limits: limits)
+        let window = try self.window(query, now: now, limits: limits ?? self.config.limits.query)
         let latency = query.metrics.contains { metric in
             switch metric {
             case .quantile, .mean, .max: true
@@ -176,26 +172,26 @@ extension Replica {
     public func answer(_ request: ReadRequest, bytesMax: Int) -> ReadAnswer {
         var buckets: [ReplicatedBucket] = []
         var bytes = 0
-        let width = request.resolution.width
+        let from = request.from.floor(toMultipleOf: request.resolution.width).millisecondsSinceEpoch
         for series in self.series where series.key.service == request.service
             && (request.operation == nil || series.key.operation == request.operation)
             && (request.statusClass == nil || series.key.statusClass == request.statusClass)
         {
-            var start = request.from.floor(toMultipleOf: width)
-            while start < request.to {
-                if var aggregate = series.bucket(request.resolution, startingAt: start) {
-                    if !request.latency {
-                        aggregate.latency = LatencySketch(scale: aggregate.latency.scale,
-                                                          bucketsMax: aggregate.latency.bucketsMax)
-                    }
-                    if !request.users { aggregate.users = HyperLogLog(precision: aggregate.users.precision) }
-                    bytes += aggregate.encoded().count + 16
-                    guard bytes <= bytesMax else { return ReadAnswer(id: request.id, outcome: .tooLarge, buckets: []) }
-                    buckets.append(ReplicatedBucket(
-                        key: BucketKey(series: series.key, resolution: request.resolution, start: start),
-                        aggregate: aggregate))
+            // The buckets held in the range, not every instant of it: a peer may name any range.
+            let held = series.buckets[request.resolution.rawValue]
+            for position in held.positions(from: from, to: request.to.millisecondsSinceEpoch) {
+                var (start, aggregate) = held.bucket(at: position)
+                if !request.latency {
+                    aggregate.latency = LatencySketch(scale: aggregate.latency.scale,
+                                                      bucketsMax: aggregate.latency.bucketsMax)
                 }
-                start = start + width
+                if !request.users { aggregate.users = HyperLogLog(precision: aggregate.users.precision) }
+                bytes += aggregate.encoded().count + 16
+                guard bytes <= bytesMax else { return ReadAnswer(id: request.id, outcome: .tooLarge, buckets: []) }
+                buckets.append(ReplicatedBucket(
+                    key: BucketKey(series: series.key, resolution: request.resolution,
+                                   start: Timestamp(millisecondsSinceEpoch: start)),
+                    aggregate: aggregate))
             }
         }
         buckets.sort { $0.key < $1.key }
@@ -205,7 +201,7 @@ extension Replica {
     /// `query` over this replica's state joined with the buckets peers answered: the global read.
     /// The join happens on a copy; this replica is unchanged.
     public func query(_ query: Query, now: Timestamp, joining answers: [ReadAnswer],
-                      limits: QueryLimits = QueryLimits()) throws(QueryError) -> QueryResult
+                      limits: QueryLimits? = nil) throws(QueryError) -> QueryResult
     {
         var joined = self
         for answer in answers {

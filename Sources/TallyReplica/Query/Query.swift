@@ -137,38 +137,54 @@ public struct QueryResult: Sendable, Equatable {
     }
 }
 
-/// Limits on what one query may cost.
+/// Limits on what one query may cost, all checked before it reads a bucket: the points it
+/// answers, the groups, the values the answer holds (its size), and the buckets it reads (its
+/// time). A query over any of them is refused with a message naming the limit.
 public struct QueryLimits: Sendable, Equatable {
     /// Most points per group.
     public var pointsMax: Int
     /// Most groups.
     public var groupsMax: Int
+    /// Most values in one answer: points x groups x metrics. 10,000 points x 1,000 groups was
+    /// 10^7 points of JSON (2 GB in the node); this bounds the answer to a few megabytes.
+    public var valuesMax: Int
+    /// Most metrics asked for at once.
+    public var metricsMax: Int
+    /// Most time buckets one query reads, over every series it matches.
+    public var bucketsMax: Int
 
-    public init(pointsMax: Int = 10_000, groupsMax: Int = 1_000) {
+    public init(pointsMax: Int = 10_000, groupsMax: Int = 1_000, valuesMax: Int = 200_000, metricsMax: Int = 32,
+                bucketsMax: Int = 1_000_000)
+    {
         self.pointsMax = pointsMax
         self.groupsMax = groupsMax
+        self.valuesMax = valuesMax
+        self.metricsMax = metricsMax
+        self.bucketsMax = bucketsMax
     }
 }
 
-extension Replica {
-    /// Answers `query` from this replica's state at `now` (local read).
-    public func query(_ query: Query, now: Timestamp, limits: QueryLimits = QueryLimits()) throws(QueryError)
-        -> QueryResult
-    {
-        guard !query.service.isEmpty else { throw .invalid(parameter: "service", message: "is required") }
-        guard query.from < query.to else {
-            throw .invalid(parameter: "from", message: "must be before to (\(query.from) >= \(query.to))")
-        }
-        guard !query.metrics.isEmpty else { throw .invalid(parameter: "metrics", message: "name at least one") }
-        let (resolution, step, from, to, pointCount) = try self.window(query, now: now, limits: limits)
-        let width = resolution.width
-        let stepMillis = step.milliseconds
+/// What a query reads, decided and costed before it reads anything.
+struct QueryPlan {
+    var resolution: Resolution
+    var step: Duration
+    /// The range read: the asked range aligned outward to whole buckets and steps.
+    var from: Timestamp
+    var to: Timestamp
+    var points: Int
+}
 
-        let matching = self.series.filter { series in
-            series.key.service == query.service
-                && (query.operation == nil || series.key.operation == query.operation)
-                && (query.statusClass == nil || series.key.statusClass == query.statusClass)
-        }.sorted { $0.key < $1.key }
+extension Replica {
+    /// Answers `query` from this replica's state at `now` (local read). `limits` defaults to the
+    /// replica's own (`Limits.query`); a query over them throws before it reads a bucket.
+    public func query(_ query: Query, now: Timestamp, limits: QueryLimits? = nil) throws(QueryError) -> QueryResult {
+        let limits = limits ?? self.config.limits.query
+        let plan = try self.window(query, now: now, limits: limits)
+        let stepMillis = plan.step.milliseconds
+        let fromMillis = plan.from.millisecondsSinceEpoch
+        let toMillis = plan.to.millisecondsSinceEpoch
+        let resolution = plan.resolution.rawValue
+
         let groupByOperation = query.groupBy.contains(.operation)
         let groupByStatus = query.groupBy.contains(.status)
         struct GroupKey: Hashable, Comparable {
@@ -178,55 +194,100 @@ extension Replica {
                 ((lhs.operation ?? ""), lhs.statusClass?.rawValue ?? 0) < ((rhs.operation ?? ""), rhs.statusClass?.rawValue ?? 0)
             }
         }
-        var groupSeries: [GroupKey: [SeriesState]] = [:]
-        for series in matching {
-            let key = GroupKey(operation: groupByOperation ? series.key.operation : nil,
-                               statusClass: groupByStatus ? series.key.statusClass : nil)
-            groupSeries[key, default: []].append(series)
+        var members: [GroupKey: [Int]] = [:]
+        var bucketsRead = 0
+        for position in self.series.indices {
+            let key = self.series[position].key
+            guard key.service == query.service, query.operation == nil || key.operation == query.operation,
+                query.statusClass == nil || key.statusClass == query.statusClass
+            else { continue }
+            members[GroupKey(operation: groupByOperation ? key.operation : nil,
+                             statusClass: groupByStatus ? key.statusClass : nil), default: []].append(position)
+            bucketsRead += self.series[position].buckets[resolution].positions(from: fromMillis, to: toMillis).count
         }
-        if groupSeries.isEmpty { groupSeries[GroupKey(operation: nil, statusClass: nil)] = [] }
-        guard groupSeries.count <= limits.groupsMax else {
-            throw .invalid(parameter: "group_by", message: "\(groupSeries.count) groups; at most \(limits.groupsMax)")
-        }
+        if members.isEmpty { members[GroupKey(operation: nil, statusClass: nil)] = [] }
+        try Self.checkCost(groups: members.count, points: plan.points, metrics: query.metrics.count,
+                           buckets: bucketsRead, limits: limits)
 
         var groups: [QueryResult.Group] = []
-        for key in groupSeries.keys.sorted() {
-            let members = groupSeries[key] ?? []
-            var points: [QueryResult.Point] = []
-            points.reserveCapacity(pointCount)
-            for pointIndex in 0..<pointCount {
-                let start = from + .milliseconds(Int64(pointIndex) * stepMillis)
-                var window = WindowAccumulator(scale: self.config.sketchScale)
-                var bucketStart = start
-                let end = start + step
-                while bucketStart < end {
-                    for series in members {
-                        if let bucket = series.bucket(resolution, startingAt: bucketStart) { window.add(bucket) }
-                    }
-                    bucketStart = bucketStart + width
+        groups.reserveCapacity(members.count)
+        for key in members.keys.sorted() {
+            var windows = Array(repeating: WindowAccumulator(scale: self.config.sketchScale), count: plan.points)
+            // Series in key order, so sketches add in the same order on every replica.
+            let sorted = (members[key] ?? []).sorted { self.series[$0].key < self.series[$1].key }
+            for position in sorted {
+                let buckets = self.series[position].buckets[resolution]
+                for index in buckets.positions(from: fromMillis, to: toMillis) {
+                    let (start, aggregate) = buckets.bucket(at: index)
+                    windows[Int((start - fromMillis) / stepMillis)].add(aggregate)
                 }
-                points.append(window.point(start: start, step: step, metrics: query.metrics))
+            }
+            let points = windows.indices.map { point in
+                windows[point].point(start: plan.from + .milliseconds(Int64(point) * stepMillis), step: plan.step,
+                                     metrics: query.metrics)
             }
             groups.append(QueryResult.Group(operation: key.operation, statusClass: key.statusClass, points: points))
         }
-        return QueryResult(resolution: resolution, from: from, to: to, step: step, metrics: query.metrics,
-                           groups: groups)
+        return QueryResult(resolution: plan.resolution, from: plan.from, to: plan.to, step: plan.step,
+                           metrics: query.metrics, groups: groups)
     }
 
-    /// The resolution, step, aligned range and number of points a query reads.
-    func window(_ query: Query, now: Timestamp, limits: QueryLimits) throws(QueryError)
-        -> (resolution: Resolution, step: Duration, from: Timestamp, to: Timestamp, points: Int)
+    /// Refuses a query whose answer or reading would exceed `limits`, naming the limit.
+    static func checkCost(groups: Int, points: Int, metrics: Int, buckets: Int, limits: QueryLimits)
+        throws(QueryError)
     {
+        guard groups <= limits.groupsMax else {
+            throw .invalid(parameter: "group_by", message: "\(groups) groups; at most \(limits.groupsMax) (query groups limit)")
+        }
+        // Each factor is at most its own limit (checked before), so the product cannot overflow.
+        let values = groups * points * metrics
+        guard values <= limits.valuesMax else {
+            throw .invalid(parameter: "step", message: "the answer would hold \(values) values (\(groups) groups x "
+                + "\(points) points x \(metrics) metrics); at most \(limits.valuesMax): use a larger step, a "
+                + "shorter range, fewer groups or fewer metrics")
+        }
+        guard buckets <= limits.bucketsMax else {
+            throw .invalid(parameter: "from", message: "the query would read \(buckets) time buckets; at most "
+                + "\(limits.bucketsMax): use a shorter range, a coarser step or an operation filter")
+        }
+    }
+
+    /// The resolution, step, aligned range and number of points a query reads; checks every
+    /// parameter's range first, so the arithmetic here cannot overflow.
+    func window(_ query: Query, now: Timestamp, limits: QueryLimits) throws(QueryError) -> QueryPlan {
+        guard !query.service.isEmpty else { throw .invalid(parameter: "service", message: "is required") }
+        for (name, time) in [("from", query.from), ("to", query.to)] where !time.isValid {
+            throw .invalid(parameter: name, message: "\(time.millisecondsSinceEpoch) ms is outside the supported "
+                + "range (±10^15 ms of 1970, about ±31,700 years)")
+        }
+        guard query.from < query.to else {
+            throw .invalid(parameter: "from", message: "must be before to (\(query.from) >= \(query.to))")
+        }
+        guard !query.metrics.isEmpty else { throw .invalid(parameter: "metrics", message: "name at least one") }
+        guard query.metrics.count <= limits.metricsMax else {
+            throw .invalid(parameter: "metrics", message: "\(query.metrics.count) metrics; at most \(limits.metricsMax)")
+        }
+        if let step = query.step {
+            guard step > .zero else { throw .invalid(parameter: "step", message: "must be positive") }
+            guard step <= Self.stepMax else {
+                throw .invalid(parameter: "step", message: "must be at most \(Self.stepMax.milliseconds / 86_400_000) days")
+            }
+        }
         let (resolution, step) = try self.plan(query, now: now)
         let from = query.from.floor(toMultipleOf: resolution.width)
-        let span = (query.to - from).milliseconds
+        // Both ends within ±10^15 ms and step <= 10^13 ms: none of these sums overflows.
+        let span = query.to.millisecondsSinceEpoch - from.millisecondsSinceEpoch
         let stepMillis = step.milliseconds
-        let pointCount = Int((span + stepMillis - 1) / stepMillis)
-        guard pointCount <= limits.pointsMax else {
+        let pointCount = (span + stepMillis - 1) / stepMillis
+        guard pointCount <= Int64(limits.pointsMax) else {
             throw .invalid(parameter: "step", message: "the range needs \(pointCount) points; at most \(limits.pointsMax)")
         }
-        return (resolution, step, from, from + .milliseconds(Int64(pointCount) * stepMillis), pointCount)
+        return QueryPlan(resolution: resolution, step: step, from: from,
+                         to: from + .milliseconds(pointCount * stepMillis), points: Int(pointCount))
     }
+
+    /// The longest step a query may ask for: about 317 years, longer than any retention.
+    static let stepMax: Duration = .milliseconds(10_000_000_000_000)
 
     /// The resolution and step for a query: the coarsest resolution that fits the step (or, with no
     /// step, the range) and still keeps the start of the range.
@@ -237,10 +298,17 @@ extension Replica {
         }
         let coarsestFirst = Resolution.allCases.reversed()
         if let step = query.step {
-            guard step > .zero else { throw .invalid(parameter: "step", message: "must be positive") }
             let fitting = coarsestFirst.filter { step.milliseconds % $0.width.milliseconds == 0 }
-            guard let chosen = fitting.first(where: keepsStart) ?? fitting.first else {
+            guard let finest = fitting.last else {
                 throw .invalid(parameter: "step", message: "must be a whole number of minutes")
+            }
+            guard let chosen = fitting.first(where: keepsStart) else {
+                // Answering from a resolution that no longer holds the range would say 0 for
+                // everything: say why instead.
+                let coarser = Resolution.allCases.first { $0 > finest && keepsStart($0) }
+                throw .invalid(parameter: "step", message: "the range starts before the \(finest) buckets' retention "
+                    + "(\(Self.describe(retention[finest]))), so \(finest) points there are gone"
+                    + (coarser.map { "; use a step that is a multiple of \($0)" } ?? ""))
             }
             return (chosen, step)
         }
@@ -255,6 +323,15 @@ extension Replica {
         let from = query.from.floor(toMultipleOf: chosen.width)
         let stepMillis = ((query.to.millisecondsSinceEpoch - from.millisecondsSinceEpoch + width - 1) / width) * width
         return (chosen, .milliseconds(stepMillis))
+    }
+
+    static func describe(_ duration: Duration) -> String {
+        let millis = duration.milliseconds
+        for (unit, size) in [("d", Int64(86_400_000)), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)]
+        where millis >= size && millis % size == 0 {
+            return "\(millis / size)\(unit)"
+        }
+        return "\(millis)ms"
     }
 
     /// Services and their operations, sorted.
@@ -277,8 +354,9 @@ struct WindowAccumulator {
     }
 
     mutating func add(_ bucket: BucketAggregate) {
-        self.requests += bucket.requests.value
-        self.errors += bucket.errors.value
+        // Wrapping: each value is bounded where it was decoded, a sum of a million is not.
+        self.requests &+= bucket.requests.value
+        self.errors &+= bucket.errors.value
         self.latency.add(bucket.latency)
         // Distinct users are a union across buckets and series: the join is the right operation.
         if self.users == nil { self.users = bucket.users } else { self.users!.merge(bucket.users) }

@@ -6,7 +6,7 @@ struct OriginState: Sendable {
     /// The last batch integrated (0: none).
     var version: UInt64 = 0
     /// The origin time as of which `version` is known to be the origin's latest.
-    var currentAsOf = Timestamp(millisecondsSinceEpoch: .min)
+    var currentAsOf = Timestamp(millisecondsSinceEpoch: Timestamp.validMillis.lowerBound)
     /// Recent batches in chain order, ending at `version`, for peers that are behind: as encoded
     /// by their origin, relayed as they are.
     var buffer: ArraySlice<BufferedBatch> { self.storage[self.head...] }

@@ -119,7 +119,7 @@ extension ReplicationMessage {
                 if let last = entries.last, last.origin >= origin { throw .nonCanonical(field: "Digest origins order") }
                 entries.append(Digest.Entry(
                     origin: origin, version: try reader.readVarint("Digest version"),
-                    currentAsOf: Timestamp(millisecondsSinceEpoch: try reader.readZigZag("Digest currentAsOf"))))
+                    currentAsOf: try reader.readTimestamp("Digest currentAsOf")))
             }
             var transfers: [Digest.Transfer] = []
             for _ in 0..<(try reader.readCount("Digest transfer count", max: reader.limits.originsMax)) {
@@ -142,7 +142,7 @@ extension ReplicationMessage {
             let strings = try Self.readStrings(from: &reader)
             let origin = ReplicaID(try reader.readUInt64LE("StateChunk origin"))
             let asOf = try reader.readVarint("StateChunk asOf")
-            let asOfTime = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("StateChunk asOfTime"))
+            let asOfTime = try reader.readTimestamp("StateChunk asOfTime")
             var keys: [BucketKey?] = []
             for field in ["StateChunk from", "StateChunk next"] {
                 switch try reader.readUInt8(field) {
@@ -235,7 +235,12 @@ extension ReplicationMessage {
         guard let resolution = Resolution(rawValue: Int(rawResolution)) else {
             throw .invalidValue(field: "BucketKey resolution", value: "\(rawResolution)")
         }
-        let start = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("BucketKey start"))
+        let start = try reader.readTimestamp("BucketKey start")
+        // A bucket starts on a multiple of its width; any other start is no bucket this build made.
+        guard start.millisecondsSinceEpoch % resolution.width.milliseconds == 0 else {
+            throw .invalidValue(field: "BucketKey start",
+                                value: "\(start.millisecondsSinceEpoch) ms is not a multiple of \(resolution)")
+        }
         return BucketKey(series: SeriesKey(service: service, operation: operation, statusClass: statusClass),
                          resolution: resolution, start: start)
     }
@@ -288,7 +293,7 @@ extension DeltaBatch {
     public init(encoded bytes: ArraySlice<UInt8>, limits: DecodeLimits = .default) throws(DecodeError) {
         var reader = ByteReader(Array(bytes), limits: limits)
         let header = try Self.header(&reader)
-        let sealedAt = Timestamp(millisecondsSinceEpoch: try reader.readZigZag("DeltaBatch sealedAt"))
+        let sealedAt = try reader.readTimestamp("DeltaBatch sealedAt")
         let strings = try ReplicationMessage.readStrings(from: &reader)
         self.init(origin: header.origin, version: header.version, previous: header.previous, sealedAt: sealedAt,
                   buckets: try ReplicationMessage.readBuckets(from: &reader, strings: strings))
