@@ -2,10 +2,10 @@
 import PackageDescription
 
 // Layers (dependencies point down only); see docs/architecture.md.
-//   tally (CLI)  ->  TallyNode (HTTP, SQLite, config)  ->  TallyReplica  ->  TallyAggregates
+//   tally (CLI)  ->  TallyNode (HTTP, SQLite, config)  ->  TallyNodeCore  ->  TallyReplica  ->  TallyAggregates
 //   tally-bench  ->  TallyReplica, TallyWorkload (+ benchmark-only dependencies, kept out of the product)
 //   TallyWorkload (the traffic shape of load, benchmarks and simulator)  ->  TallyAggregates
-//   TallySimulation (virtual time, faults, checkers)  ->  TallyReplica, TallyWorkload
+//   TallySimulation (virtual time, faults, checkers)  ->  TallyNodeCore, TallyWorkload
 // TallyAggregates depends on the standard library only.
 let package = Package(
     name: "tally",
@@ -34,16 +34,20 @@ let package = Package(
     targets: [
         .target(name: "TallyAggregates"),
         .target(name: "TallyReplica", dependencies: ["TallyAggregates"]),
+        // The node's decisions around the replica, sans I/O: both shells (node, simulator) drive it.
+        .target(name: "TallyNodeCore", dependencies: ["TallyReplica", "TallyAggregates"]),
         // The traffic shape shared by `tally load`, the benchmarks and the simulator.
         .target(name: "TallyWorkload", dependencies: ["TallyAggregates"]),
         // The other shell: the real replica in virtual time, with seeded faults and checkers.
         .target(
             name: "TallySimulation",
-            dependencies: ["TallyReplica", "TallyAggregates", "TallyWorkload", .product(name: "Yams", package: "Yams")]
+            dependencies: ["TallyNodeCore", "TallyReplica", "TallyAggregates", "TallyWorkload",
+                           .product(name: "Yams", package: "Yams")]
         ),
         .target(
             name: "TallyNode",
             dependencies: [
+                "TallyNodeCore",
                 "TallyReplica",
                 "TallyAggregates",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -92,6 +96,7 @@ let package = Package(
         ),
         .testTarget(name: "TallyAggregatesTests", dependencies: ["TallyAggregates"]),
         .testTarget(name: "TallyReplicaTests", dependencies: ["TallyReplica", "TallyAggregates"]),
+        .testTarget(name: "TallyNodeCoreTests", dependencies: ["TallyNodeCore", "TallyReplica", "TallyAggregates"]),
         .testTarget(name: "TallySimulationTests", dependencies: ["TallySimulation", "TallyReplica", "TallyAggregates"]),
         .testTarget(
             name: "TallyNodeTests",

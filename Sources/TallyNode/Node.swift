@@ -3,38 +3,41 @@ import Logging
 import NIOCore
 import NIOPosix
 import TallyAggregates
+import TallyNodeCore
 import TallyReplica
 
-/// A region node's core: the replica, its durable log and the policies around them (rate limits,
-/// overload), owned by one actor. The HTTP layer calls it; it carries out the replica's actions.
+/// A region node's shell: the `NodeCore` (the replica and every decision around it) owned by one
+/// actor, and the I/O it asks for: the SQLite log and checkpoints, the peer transport, the timer.
 ///
-/// The replica is mutated only here, one input at a time; awaiting durability happens outside that
-/// critical section, so while one group commit is being written the next batches are applied and
-/// join the following commit.
+/// The actor decides nothing: each input (a request, a durable commit, a frame, a tick) goes to
+/// the core, and the actions that come back are carried out. While one group commit is being
+/// written the next batches are applied and join the following commit. Queries run off the actor
+/// on a snapshot of the replica.
 public actor Node {
     public let config: NodeConfig
     public nonisolated let replicaID: ReplicaID
-    private var replica: Replica
+    private var core: NodeCore
     private let store: EventStore
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
     private var nextBatch: UInt64 = 0
-    private var inFlight = 0
-    private var buckets: [String: TokenBucket] = [:]
+    /// Answers the core gave for batches whose requests have not picked them up yet (an
+    /// acknowledgement released by another request's commit). At most one per pending batch.
+    private var outcomes: [BatchID: IngestOutcome] = [:]
     private var tickTask: Task<Void, Never>?
-    private var lastCheckpoint: Timestamp
-    /// A checkpoint is being encoded and queued; the next waits for it, as they must be stored in order.
-    private var checkpointInFlight = false
     /// Differs on every start: ETags carry it, since the state version restarts from the image.
     public nonisolated let bootID = UInt64.random(in: 1...UInt64.max)
     public private(set) var metrics = NodeMetrics()
     /// The connections to the other regions (nil: a single region).
     public private(set) var transport: PeerTransport?
+    /// Frames from each peer, in arrival order, bounded (`PeerInbox`).
+    private var inbox: PeerInbox?
     /// The cluster section in force: the config's, or the last one a reload applied.
     private var clusterInForce: NodeConfig.ClusterConfig?
-    /// Global reads waiting for their peers' answers, by request id.
-    private var pendingReads: [UInt64: PendingRead] = [:]
-    private var nextReadID: UInt64 = 0
+    /// Global reads waiting for the core to complete them, by read id.
+    private var reads: [UInt64: CheckedContinuation<NodeCore.GlobalRead, Never>] = [:]
+    /// Each peer's connection as last told to the core.
+    private var peerStates: [String: NodeCore.PeerState] = [:]
 
     /// What became of an ingest request.
     public enum IngestOutcome: Sendable, Equatable {
@@ -71,13 +74,15 @@ public actor Node {
         }
         var replica = Replica(config: replicaConfig, restoring: image)
         for entry in entries { replica.replay(entry) }
-        replica.durable(through: replica.lastSequence)
+        let core = NodeCore(replica: replica, config: config.core(
+            frameBytesMax: config.cluster?.frameBytesMax ?? Frame.defaultBytesMax), imageTakenAt: image.takenAt,
+            now: clock())
         logger.info("recovered", metadata: [
             "checkpoint_sequence": "\(image.sequence)", "time_buckets": "\(image.buckets.count)",
             "log_entries": "\(entries.count)", "sequence": "\(replica.lastSequence)",
             "duration": "\(ContinuousClock.now - started)",
         ])
-        let node = Node(config: config, replica: replica, store: store, clock: clock, logger: logger)
+        let node = Node(config: config, core: core, store: store, clock: clock, logger: logger)
         if let cluster = config.cluster {
             try await node.startTransport(cluster, incarnation: identity.rawValue)
         }
@@ -95,14 +100,18 @@ public actor Node {
             })
         configuration.insecure = cluster.insecure
         configuration.frameBytesMax = cluster.frameBytesMax
+        let inbox = PeerInbox(framesMax: PeerInbox.defaultFramesMax) { [weak self] frame, region in
+            await self?.deliver(frame, from: region)
+        }
         let transport = try PeerTransport(
             configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: self.logger
-        ) { [weak self] peer, bytes in
-            Task { await self?.receive(bytes, from: peer.region) }
+        ) { peer, bytes in
+            inbox.post(.message(bytes), from: peer.region)
         }
-        transport.onRead { [weak self] peer, bytes in
-            Task { await self?.receiveRead(bytes, from: peer.region) }
+        transport.onRead { peer, bytes in
+            inbox.post(.read(bytes), from: peer.region)
         }
+        self.inbox = inbox
         let port = try await transport.start(host: cluster.listenHost, port: cluster.listenPort)
         self.transport = transport
         self.clusterInForce = cluster
@@ -139,7 +148,7 @@ public actor Node {
         } catch {
             throw ReloadError(reason: "cluster.tls: \(error)")
         }
-        guard self.replica.setPeers(cluster.peers.map(\.region)) else {
+        guard self.core.setPeers(cluster.peers.map(\.region)) else {
             throw ReloadError(reason: "cluster.peers: a cluster node needs at least one peer")  // parse refuses none
         }
         self.clusterInForce = cluster
@@ -166,28 +175,87 @@ public actor Node {
         public var description: String { self.reason }
     }
 
-    /// A replication message from the node of `region`, already authenticated by the transport.
-    func receive(_ bytes: [UInt8], from region: String) {
-        let actions = self.replica.receive(bytes, from: region, now: self.clock())
-        self.carryOut(actions)
+    /// A frame from the node of `region`, already authenticated by the transport, in the order it
+    /// arrived on its connection.
+    func deliver(_ frame: PeerInbox.Frame, from region: String) {
+        let now = self.clock()
+        switch frame {
+        case .message(let bytes):
+            self.carryOut(self.core.received(bytes, from: region, now: now))
+        case .read(let bytes):
+            let (actions, refused) = self.core.receivedRead(bytes, from: region, now: now)
+            if let refused {
+                self.metrics.refusedReads += 1
+                self.logger.warning("peer read frame refused", metadata: ["region": "\(region)", "reason": "\(refused)"])
+            }
+            self.carryOut(actions)
+        }
     }
 
-    /// Sends what the replica asked to send; the transport drops what it cannot queue.
-    private func carryOut(_ actions: [Action]) {
-        guard let transport = self.transport else { return }
-        for case .send(let bytes, let region) in actions { transport.send(bytes, toRegion: region) }
+    /// Carries out the core's actions (all but `.persist`, which only `ingest` receives and awaits).
+    private func carryOut(_ actions: [NodeCore.Action]) {
+        for action in actions {
+            switch action {
+            case .persist(let entry):
+                preconditionFailure("the core asked to persist entry \(entry.sequence) outside ingest")
+            case .acknowledge(let batch, let receipt, let replayed, _):
+                self.metrics.record(receipt, replayed: replayed)
+                self.outcomes[batch] = .accepted(receipt, replayed: replayed)
+            case .refuse(let batch, let refusal):
+                switch refusal {
+                case .rateLimited:
+                    self.metrics.batches["rate_limited", default: 0] += 1
+                    self.outcomes[batch] = .rateLimited(retryAfterSeconds: refusal.retryAfterSeconds ?? 1)
+                case .overloaded:
+                    self.metrics.batches["overloaded", default: 0] += 1
+                    self.outcomes[batch] = .overloaded(retryAfterSeconds: refusal.retryAfterSeconds ?? 1)
+                case .batch(let rejection):
+                    self.metrics.batches["refused", default: 0] += 1
+                    self.outcomes[batch] = .refused(rejection)
+                }
+            case .send(let bytes, let region):
+                self.transport?.send(bytes, toRegion: region)  // dropped and counted when it cannot queue
+            case .askRead(let bytes, let region, let read):
+                let reason = self.transport.map { $0.sendRead(bytes, toRegion: region) } ?? "no transport"
+                if let reason {
+                    self.carryOut(self.core.readNotSent(read, to: region, reason: reason, now: self.clock()))
+                }
+            case .answerRead(let bytes, let region):
+                _ = self.transport?.sendRead(bytes, toRegion: region)
+            case .completeRead(let read):
+                self.reads.removeValue(forKey: read.id)?.resume(returning: read)
+            case .storeCheckpoint(let checkpoint):
+                // Encoding runs off this actor, so ingest goes on meanwhile; the store writes it
+                // once the log entries it covers are durable.
+                let store = self.store
+                Task {
+                    let encoded = await EncodedCheckpoint.encode(checkpoint)
+                    do {
+                        try await store.store(encoded)
+                    } catch {
+                        return  // a failed store fails stop and reports itself
+                    }
+                    await self.checkpointQueued(checkpoint.sequence)
+                }
+            case .scheduleTick:
+                break  // the tick loop reads `core.nextTick`
+            }
+        }
     }
 
-    private init(config: NodeConfig, replica: Replica, store: EventStore, clock: @escaping @Sendable () -> Timestamp,
+    private func checkpointQueued(_ sequence: UInt64) {
+        self.carryOut(self.core.checkpointStored(sequence, now: self.clock()))
+    }
+
+    private init(config: NodeConfig, core: NodeCore, store: EventStore, clock: @escaping @Sendable () -> Timestamp,
                  logger: Logger)
     {
         self.config = config
-        self.replicaID = replica.config.id
-        self.replica = replica
+        self.replicaID = core.replica.config.id
+        self.core = core
         self.store = store
         self.clock = clock
         self.logger = logger
-        self.lastCheckpoint = clock()
     }
 
     /// Milliseconds since the epoch from the system clock.
@@ -223,100 +291,97 @@ public actor Node {
     }
 
     private func startTicking() {
-        _ = self.replica.tick(now: self.clock())
-        let interval = self.replica.config.tickInterval
+        self.tick()
         self.tickTask = Task { [weak self] in
             while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
+                guard let wait = await self?.untilNextTick() else { return }
+                try? await Task.sleep(for: wait)
                 await self?.tick()
             }
         }
     }
 
+    /// How long until the tick the core scheduled, at most 100 ms: a global read started meanwhile
+    /// may have brought its deadline forward.
+    private func untilNextTick() -> Duration {
+        let wait = self.core.nextTick - self.clock()
+        return min(max(wait, .zero), .milliseconds(100))
+    }
+
     private func tick() {
         let now = self.clock()
-        self.carryOut(self.replica.tick(now: now))
-        if now - self.lastCheckpoint >= self.config.checkpointInterval {
-            self.checkpoint(now: now)
+        self.notePeers(now: now)
+        self.carryOut(self.core.tick(now: now))
+    }
+
+    /// Tells the core which peer connections came up or went down since the last look.
+    private func notePeers(now: Timestamp) {
+        guard let transport = self.transport else { return }
+        for peer in transport.peers {
+            let region = peer.identity.region
+            let state = NodeCore.PeerState(connected: peer.connected && peer.protocolVersion != nil,
+                                           protocolVersion: peer.protocolVersion.map { UInt8(clamping: $0) })
+            guard self.peerStates[region] != state else { continue }
+            self.peerStates[region] = state
+            if state.connected, let version = state.protocolVersion {
+                self.carryOut(self.core.peerConnected(region, protocolVersion: version, now: now))
+            } else {
+                self.carryOut(self.core.peerDisconnected(region, reason: peer.lastError ?? "not connected", now: now))
+            }
         }
     }
 
-    /// Takes a checkpoint of what changed and hands it to the store, which writes it once the log
-    /// entries it covers are durable. Encoding runs off this actor, so ingest goes on meanwhile.
-    private func checkpoint(now: Timestamp) {
-        guard !self.checkpointInFlight else { return }
-        self.lastCheckpoint = now
-        let checkpoint = self.replica.checkpoint(now: now)
-        self.checkpointInFlight = true
-        Task {
-            let encoded = await EncodedCheckpoint.encode(checkpoint)
-            try? await self.store.store(encoded)  // a failed store fails stop and reports itself
-            self.checkpointQueued()
-        }
-    }
-
-    private func checkpointQueued() {
-        self.checkpointInFlight = false
-    }
-
-    /// Stops the timer; in-flight batches still complete.
+    /// Stops the timer after a last checkpoint (SIGTERM drains: in-flight batches still complete),
+    /// and closes the peer connections.
     public func stop() async {
         self.tickTask?.cancel()
+        // A checkpoint already on its way is stored first: checkpoints are stored in order.
+        for _ in 0..<1_000 where self.core.checkpointInFlight != nil {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        for case .storeCheckpoint(let checkpoint) in self.core.stopping(now: self.clock()) {
+            let encoded = await EncodedCheckpoint.encode(checkpoint)
+            try? await self.store.store(encoded)  // a failed store fails stop and reports itself
+        }
+        await self.store.flush()
         await self.transport?.shutdown()
+        self.inbox?.finish()
     }
 
     // MARK: - Ingest
 
+    /// A batch from an authenticated client: the core admits it (rate limit, overload bound) and
+    /// applies it; this request's task writes its log entry, waits for the commit, reports it to
+    /// the core, and returns the answer the core gave.
     public func ingest(items: [BatchItem], client: String, idempotencyKey: String?) async -> IngestOutcome {
-        let now = self.clock()
-        let eventCount = Double(max(items.count, 1))
-        var bucket = self.buckets[client] ?? TokenBucket(
-            rate: self.config.rateLimitEventsPerSecond, burst: self.config.rateLimitBurst, now: now)
-        if let wait = bucket.take(eventCount, now: now) {
-            self.buckets[client] = bucket
-            self.metrics.batches["rate_limited", default: 0] += 1
-            return .rateLimited(retryAfterSeconds: max(1, Int(wait.rounded(.up))))
-        }
-        self.buckets[client] = bucket
-        guard self.inFlight < self.config.pendingBatchesMax else {
-            self.metrics.batches["overloaded", default: 0] += 1
-            return .overloaded(retryAfterSeconds: 1)
-        }
         self.nextBatch += 1
-        let batch = EventBatch(id: BatchID(self.nextBatch), client: client, idempotencyKey: idempotencyKey, items: items)
-        let actions = self.replica.ingest(batch, now: now)
-        // Every acknowledgement waits for all entries persisted before it, including a replayed
-        // answer whose first batch may still be on its way to the disk.
-        let durableThrough = self.replica.lastSequence
+        let id = BatchID(self.nextBatch)
+        let actions = self.core.ingest(
+            EventBatch(id: id, client: client, idempotencyKey: idempotencyKey, items: items), now: self.clock())
+        // What the answer waits for: every entry so far (a replayed answer's batch may still be on
+        // its way to the disk). Read before any await, as the core did.
+        let waitsFor = self.core.replica.lastSequence
         for action in actions {
-            switch action {
-            case .persist(let entry):
-                do {
-                    try await self.store.append(entry)
-                } catch {
-                    return .unavailable("\(error)")
-                }
-            case .acknowledge(_, let receipt, let replayed):
-                self.inFlight += 1
-                defer { self.inFlight -= 1 }
-                do {
-                    try await self.store.waitDurable(through: durableThrough)
-                } catch {
-                    self.metrics.batches["failed", default: 0] += 1
-                    return .unavailable("\(error)")
-                }
-                // Own changes through this entry may now be published to peers.
-                self.replica.durable(through: durableThrough)
-                self.metrics.record(receipt, replayed: replayed)
-                return .accepted(receipt, replayed: replayed)
-            case .reject(_, let reason):
-                self.metrics.batches["refused", default: 0] += 1
-                return .refused(reason)
-            case .scheduleTick, .send:
-                break  // ingest neither schedules nor sends: sending happens on ticks and receipts
+            guard case .persist(let entry) = action else { continue }
+            do {
+                try await self.store.append(entry)
+            } catch {
+                return .unavailable("\(error)")
             }
         }
-        preconditionFailure("replica.ingest returned no answer for a batch: \(actions)")
+        self.carryOut(actions.filter { if case .persist = $0 { false } else { true } })
+        if let outcome = self.outcomes.removeValue(forKey: id) { return outcome }
+        do {
+            try await self.store.waitDurable(through: waitsFor)
+        } catch {
+            self.metrics.batches["failed", default: 0] += 1
+            return .unavailable("\(error)")
+        }
+        self.carryOut(self.core.persisted(0...waitsFor, now: self.clock()))
+        guard let outcome = self.outcomes.removeValue(forKey: id) else {
+            preconditionFailure("the core did not answer \(id) once the log was durable through \(waitsFor)")
+        }
+        return outcome
     }
 
     func recordRefused(status: Int) {
@@ -335,11 +400,11 @@ public actor Node {
 
     /// The replica as it is now, and the time.
     func snapshot() -> (Replica, Timestamp) {
-        (self.replica, self.clock())
+        (self.core.replica, self.clock())
     }
 
     public func catalog() -> [(service: String, operations: [String])] {
-        self.replica.catalog
+        self.core.replica.catalog
     }
 
     public var now: Timestamp { self.clock() }
@@ -358,86 +423,32 @@ public actor Node {
 
     /// Most global reads waiting for peers at once; more are refused (HTTP 503), so a burst of
     /// them cannot pile up answers in memory.
-    public static let globalReadsMax = 64
+    public static let globalReadsMax = NodeCore.Config().globalReadsMax
 
-    public enum GlobalReadError: Error, CustomStringConvertible {
-        case query(QueryError)
-        case busy(inFlight: Int)
+    public typealias GlobalReadError = NodeCore.GlobalReadRefusal
 
-        public var description: String {
-            switch self {
-            case .query(let error): error.description
-            case .busy(let count): "\(count) global reads are already waiting for other regions; retry shortly"
-            }
+    /// Answers `query` with every reachable region's state (`consistency=global`): the core asks
+    /// each peer for its buckets of the query and completes the read when all answered or its
+    /// deadline passed; the answers are joined (the CRDT merge, so nothing is counted twice) off
+    /// this actor, and the regions that did not answer are named.
+    public func globalQuery(_ query: Query) async throws(GlobalReadError) -> GlobalAnswer {
+        let now = self.clock()
+        self.notePeers(now: now)  // the core decides whom to ask from the connections as they are now
+        let (id, actions) = try self.core.startGlobalRead(query, now: now)
+        let read = await withCheckedContinuation { continuation in
+            self.reads[id] = continuation
+            self.carryOut(actions)
         }
-    }
-
-    struct PendingRead {
-        var waiting: Set<String>
-        var answers: [String: ReadAnswer] = [:]
-        var continuation: CheckedContinuation<Void, Never>?
-    }
-
-    /// Answers `query` with every reachable region's state (`consistency=global`): asks each peer
-    /// for its buckets of the query, waits up to `timeout` for the answers, joins them (the CRDT
-    /// merge, so nothing is counted twice) and names the regions that did not answer.
-    public func globalQuery(_ query: Query, timeout: Duration) async throws(GlobalReadError) -> GlobalAnswer {
-        guard self.pendingReads.count < Self.globalReadsMax else { throw .busy(inFlight: self.pendingReads.count) }
-        self.nextReadID &+= 1
-        let id = self.nextReadID
-        let request: ReadRequest
-        do {
-            request = try self.replica.readRequest(for: query, id: id, now: self.clock())
-        } catch {
-            throw .query(error)
-        }
-        var missing: [(region: String, reason: String)] = []
-        var waiting: Set<String> = []
-        if let transport = self.transport {
-            let bytes = request.encoded()
-            for peer in transport.peers {
-                if let reason = transport.sendRead(bytes, toRegion: peer.identity.region) {
-                    missing.append((peer.identity.region, reason))
-                } else {
-                    waiting.insert(peer.identity.region)
-                }
-            }
-        }
-        if !waiting.isEmpty {
-            self.pendingReads[id] = PendingRead(waiting: waiting)
-            let timer = Task { [weak self] in
-                try? await Task.sleep(for: timeout)
-                await self?.finishRead(id)
-            }
-            await withCheckedContinuation { continuation in
-                self.pendingReads[id]?.continuation = continuation
-            }
-            timer.cancel()
-        }
-        let pending = self.pendingReads.removeValue(forKey: id) ?? PendingRead(waiting: [])
-        for region in pending.waiting.sorted() {
-            missing.append((region, "no answer within \(timeout)"))
-        }
-        var answers: [ReadAnswer] = []
-        var answered: [String] = []
-        for region in pending.answers.keys.sorted() {
-            let answer = pending.answers[region]!  // key from the same dictionary
-            if answer.outcome == .tooLarge {
-                missing.append((region, "its answer would exceed one message; narrow the range, filters or metrics"))
-            } else {
-                answers.append(answer)
-                answered.append(region)
-            }
-        }
+        let answered = read.answers.map(\.region)
         let origins = Set((self.transport?.peers ?? []).filter { answered.contains($0.identity.region) }
             .compactMap(\.origin))
         let result: QueryResult
         do {
-            result = try await Self.join(query, on: self.replica, now: self.clock(), answers: answers)
+            result = try await Self.join(query, on: self.core.replica, now: self.clock(), answers: read.answers.map(\.answer))
         } catch {
             throw .query(error)
         }
-        return GlobalAnswer(result: result, answered: answered, missing: missing.sorted { $0.region < $1.region },
+        return GlobalAnswer(result: result, answered: answered, missing: read.missing,
                             answeredOrigins: origins.union([self.replicaID.rawValue]))
     }
 
@@ -447,44 +458,21 @@ public actor Node {
         try replica.query(query, now: now, joining: answers)
     }
 
-    /// Resumes a waiting global read (all answered, or its time is up).
-    private func finishRead(_ id: UInt64) {
-        self.pendingReads[id]?.continuation?.resume()
-        self.pendingReads[id]?.continuation = nil
-    }
-
-    /// A `read` frame from a peer: a request to answer from this replica, or an answer to a read
-    /// waiting here. Bytes that do not decode are counted with the refused replication messages.
-    func receiveRead(_ bytes: [UInt8], from region: String) {
-        if let request = try? ReadRequest(encoded: bytes) {
-            let frameBytesMax = self.transport?.configuration.frameBytesMax ?? Frame.defaultBytesMax
-            let answer = self.replica.answer(request, bytesMax: frameBytesMax - 64 * 1_024)
-            _ = self.transport?.sendRead(answer.encoded(), toRegion: region)
-        } else if let answer = try? ReadAnswer(encoded: bytes) {
-            guard var pending = self.pendingReads[answer.id], pending.waiting.remove(region) != nil else { return }
-            pending.answers[region] = answer
-            self.pendingReads[answer.id] = pending
-            if pending.waiting.isEmpty { self.finishRead(answer.id) }
-        } else {
-            self.metrics.refusedReads += 1
-        }
-    }
-
     /// How far behind each other origin this node is (empty without peers).
     /// Requests counted in every day bucket: what `tally demo` compares across regions.
     public func totalRequests() -> UInt64 {
-        self.replica.totalRequests(at: .day)
+        self.core.replica.totalRequests(at: .day)
     }
 
     /// Per origin, the last version integrated: equal in every region means converged.
     public func versions() -> [(origin: ReplicaID, version: UInt64)] {
-        self.replica.versions
+        self.core.replica.versions
     }
 
     public func staleness() -> [(origin: ReplicaID, behind: Duration?)] {
-        self.replica.staleness(now: self.clock())
+        self.core.replica.staleness(now: self.clock())
     }
-    public var stateVersion: UInt64 { self.replica.stateVersion }
+    public var stateVersion: UInt64 { self.core.replica.stateVersion }
 
     /// The Prometheus text exposition of the node's metrics.
     public func metricsText() async -> String {
@@ -495,39 +483,10 @@ public actor Node {
         let checkpointDuration = await self.store.checkpointDuration
         let logEntries = await self.store.durableSequence - self.store.checkpointSequence
         return self.metrics.exposition(
-            queueDepth: self.inFlight, commits: commits, committedEntries: entries, commitDuration: commitDuration,
+            queueDepth: self.core.pendingCount, commits: commits, committedEntries: entries, commitDuration: commitDuration,
             checkpoints: checkpoints, checkpointDuration: checkpointDuration, logEntriesAfterCheckpoint: logEntries,
-            staleness: self.replica.staleness(now: self.clock()), refusedMessages: self.replica.refusedMessages,
-            storageBytes: self.store.sizeBytes(), series: self.replica.seriesCount,
-            timeBuckets: self.replica.bucketCount)
-    }
-}
-
-/// A token bucket: `rate` tokens a second, at most `burst` saved up.
-struct TokenBucket: Sendable {
-    let rate: Double
-    let burst: Double
-    var tokens: Double
-    var updated: Timestamp
-
-    init(rate: Double, burst: Double, now: Timestamp) {
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.updated = now
-    }
-
-    /// Takes `count` tokens (a batch larger than the burst costs the whole burst, so it can pass),
-    /// or returns how many seconds until they would be there, taking none.
-    mutating func take(_ count: Double, now: Timestamp) -> Double? {
-        let elapsed = Double(max(0, (now - self.updated).milliseconds)) / 1_000
-        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
-        self.updated = max(self.updated, now)
-        let cost = min(count, self.burst)
-        if cost <= self.tokens {
-            self.tokens -= cost
-            return nil
-        }
-        return (cost - self.tokens) / self.rate
+            staleness: self.core.replica.staleness(now: self.clock()), refusedMessages: self.core.replica.refusedMessages,
+            storageBytes: self.store.sizeBytes(), series: self.core.replica.seriesCount,
+            timeBuckets: self.core.replica.bucketCount)
     }
 }

@@ -145,16 +145,16 @@ import TallyReplica
                           metrics: [.count, .max, .uniqueUsers])
         let local = try await nodes[0].query(query).0
         #expect(local.groups.first?.points.first?.values.first == 10)
-        let global = try await nodes[0].globalQuery(query, timeout: .seconds(5))
+        let global = try await nodes[0].globalQuery(query)
         #expect(global.answered == ["ap-south", "eu-west"] && global.missing.isEmpty, "\(global.missing)")
         let values = global.result.groups.first?.points.first?.values ?? []
         #expect(values.first == 60)  // 10 + 20 + 30, each once
         #expect(values.count == 3 && (values[1] ?? 0) > 2_900 && (values[1] ?? 0) < 3_100)  // ap-south's 3 ms
         #expect(values.count == 3 && abs((values[2] ?? 0) - 60) < 3)  // 60 distinct users
         // Asked twice, or with a region cut off: the same events once, and the missing region named.
-        #expect(try await nodes[0].globalQuery(query, timeout: .seconds(5)).result == global.result)
+        #expect(try await nodes[0].globalQuery(query).result == global.result)
         await nodes[0].transport?.setCut(["ap-south"], true)
-        let partial = try await nodes[0].globalQuery(query, timeout: .seconds(1))
+        let partial = try await nodes[0].globalQuery(query)
         #expect(partial.answered == ["eu-west"])
         #expect(partial.missing.map(\.region) == ["ap-south"] && partial.missing.first?.reason == "not connected")
         #expect(partial.result.groups.first?.points.first?.values.first == 30)
@@ -187,14 +187,14 @@ import TallyReplica
         let outcomes = await withTaskGroup(of: String.self) { group in
             for _ in 0..<Node.globalReadsMax {
                 group.addTask {
-                    let answer = try? await node.globalQuery(query, timeout: .seconds(2))
+                    let answer = try? await node.globalQuery(query)
                     return answer?.missing.map(\.reason).joined(separator: ",") ?? "error"
                 }
             }
             group.addTask {
                 try? await Task.sleep(for: .milliseconds(500))
                 do throws(Node.GlobalReadError) {
-                    _ = try await node.globalQuery(query, timeout: .seconds(2))
+                    _ = try await node.globalQuery(query)
                     return "answered"
                 } catch .busy {
                     return "busy"

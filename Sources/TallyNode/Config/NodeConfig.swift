@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import TallyAggregates
+import TallyNodeCore
 import TallyReplica
 import Yams
 
@@ -572,5 +573,16 @@ struct RawConfig: Decodable {
     struct RawIdempotency: Decodable {
         var window: String?
         var keys_max: Int?
+    }
+}
+
+extension NodeConfig {
+    /// The node core's policies from this config. `frameBytesMax`: the peer frame cap, less room
+    /// for framing, bounds answers to peers' reads.
+    func core(frameBytesMax: Int) -> NodeCore.Config {
+        NodeCore.Config(
+            pendingBatchesMax: self.pendingBatchesMax, rateLimitEventsPerSecond: self.rateLimitEventsPerSecond,
+            rateLimitBurst: self.rateLimitBurst, checkpointInterval: self.checkpointInterval,
+            readAnswerBytesMax: max(frameBytesMax - 64 * 1_024, 64 * 1_024))
     }
 }

@@ -212,9 +212,9 @@ public enum API {
     static func globalQuery(_ query: Query, node: Node) async throws -> Response {
         let answer: Node.GlobalAnswer
         do {
-            answer = try await node.globalQuery(query, timeout: Self.globalReadTimeout)
+            answer = try await node.globalQuery(query)
         } catch .busy {
-            return Self.error(.serviceUnavailable, Node.GlobalReadError.busy(inFlight: Node.globalReadsMax).description,
+            return Self.error(.serviceUnavailable, Node.GlobalReadError.busy(waiting: Node.globalReadsMax).description,
                               headers: [.retryAfter: "1"])
         } catch {
             return Self.error(.badRequest, error.description)
@@ -233,9 +233,6 @@ public enum API {
         ] as [String: Any]
         return Self.json(object)
     }
-
-    /// How long a global read waits for the other regions.
-    static let globalReadTimeout: Duration = .seconds(2)
 
     /// A query answer's JSON object.
     static func answer(_ query: Query, _ result: QueryResult, staleness: [String: Any]) -> [String: Any] {

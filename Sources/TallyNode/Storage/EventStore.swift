@@ -168,9 +168,21 @@ public actor EventStore {
 
     private static func readImage(_ db: Database) throws -> ReplicaSnapshot {
         var image = ReplicaSnapshot()
-        if let row = try Row.fetchOne(db, sql: "SELECT sequence, state_version FROM checkpoint WHERE id = 1") {
-            image.sequence = UInt64(row["sequence"] as Int64)
-            image.stateVersion = UInt64(row["state_version"] as Int64)
+        // Rows are input like a peer's bytes: a damaged or hand-edited file is refused, row named.
+        func time(_ millis: Int64, _ row: String) throws -> Timestamp {
+            let time = Timestamp(millisecondsSinceEpoch: millis)
+            guard time.isValid else { throw StoreError.corrupt(row: row, reason: "time \(millis) ms is out of range") }
+            return time
+        }
+        if let row = try Row.fetchOne(db, sql: "SELECT sequence, state_version, taken_at FROM checkpoint WHERE id = 1") {
+            let sequence: Int64 = row["sequence"]
+            let version: Int64 = row["state_version"]
+            guard sequence >= 0, version >= 0 else {
+                throw StoreError.corrupt(row: "checkpoint", reason: "negative sequence \(sequence) or version \(version)")
+            }
+            image.sequence = UInt64(sequence)
+            image.stateVersion = UInt64(version)
+            image.takenAt = try time(row["taken_at"], "checkpoint")
         }
         let series = try Row.fetchCursor(db, sql: "SELECT id, service, operation, status_class FROM series ORDER BY id")
         while let row = try series.next() {
@@ -190,6 +202,9 @@ public actor EventStore {
             guard series >= 0, series < image.series.count,
                 let resolution = Resolution(rawValue: Int(rawResolution))
             else { throw StoreError.corrupt(row: name, reason: "unknown series or resolution") }
+            guard Timestamp.validMillis.contains(start), start % resolution.width.milliseconds == 0 else {
+                throw StoreError.corrupt(row: name, reason: "start is not a \(resolution) boundary in range")
+            }
             image.store(try Self.decode(BucketAggregate.self, row["aggregate"], row: name),
                         at: BucketAddress(series: Int(series), resolution: resolution, start: start))
         }
@@ -197,7 +212,7 @@ public actor EventStore {
         while let row = try origins.next() {
             image.origins.append(OriginVersion(
                 origin: ReplicaID(UInt64(bitPattern: row["origin"])), version: UInt64(bitPattern: row["version"]),
-                currentAsOf: Timestamp(millisecondsSinceEpoch: row["current_as_of"])))
+                currentAsOf: try time(row["current_as_of"], "origin")))
         }
         image.origins.sort { $0.origin < $1.origin }
         let keys = try Row.fetchCursor(db, sql: "SELECT client, key, expires_at, receipt FROM idempotency_key")
@@ -207,7 +222,7 @@ public actor EventStore {
             let receipt = try Self.decode(IngestReceipt.self, row["receipt"], row: "idempotency key \(client)/\(key)")
             let record = IdempotencyRecord(
                 client: client, key: key, receipt: receipt,
-                expiresAt: Timestamp(millisecondsSinceEpoch: row["expires_at"]))
+                expiresAt: try time(row["expires_at"], "idempotency key \(client)/\(key)"))
             image.idempotencyKeys[record.name] = record
         }
         return image
@@ -243,6 +258,14 @@ public actor EventStore {
         if !self.writing {
             self.writing = true
             Task { await self.writeLoop() }
+        }
+    }
+
+    /// Returns once everything queued so far (log entries and checkpoints) is written, or the store
+    /// failed: for a clean stop.
+    public func flush() async {
+        while self.failure == nil && (self.writing || !self.pending.isEmpty || !self.checkpoints.isEmpty) {
+            try? await Task.sleep(for: .milliseconds(5))
         }
     }
 

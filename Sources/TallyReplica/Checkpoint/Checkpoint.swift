@@ -84,6 +84,9 @@ public struct StoredBucket: Sendable {
 public struct ReplicaSnapshot: Sendable {
     public var sequence: UInt64 = 0
     public var stateVersion: UInt64 = 0
+    /// When the last checkpoint applied was taken; nil before the first. A restarted node counts
+    /// its checkpoint interval from here, so restarts cannot postpone checkpoints forever.
+    public var takenAt: Timestamp?
     public var series: [SeriesKey] = []
     public private(set) var buckets: [BucketAddress: BucketAggregate] = [:]
     /// Per resolution (by raw value), the addresses held per bucket start: expiry finds what to
@@ -127,6 +130,7 @@ public struct ReplicaSnapshot: Sendable {
         }
         self.sequence = checkpoint.sequence
         self.stateVersion = checkpoint.stateVersion
+        self.takenAt = checkpoint.takenAt
         self.origins = checkpoint.origins
     }
 }
