@@ -58,9 +58,11 @@ public actor Node {
         onStorageFailure: @escaping @Sendable (EventStore.StoreError) -> Void = { _ in }
     ) async throws -> Node {
         let store = try EventStore(directory: config.dataDirectory, onFailure: onStorageFailure)
-        let identity = try Self.identity(directory: config.dataDirectory, config: config, clock: clock)
         let started = ContinuousClock.now
         let (image, entries) = try await store.recover()
+        let identity = try await Self.identity(
+            directory: config.dataDirectory, config: config, store: store,
+            storeHoldsData: image.sequence > 0 || !entries.isEmpty, clock: clock, logger: logger)
         var replicaConfig = ReplicaConfig(
             id: identity, retention: config.retention, limits: config.limits, errorClasses: config.errorClasses)
         if let cluster = config.cluster {
@@ -169,6 +171,12 @@ public actor Node {
         return notes
     }
 
+    /// Why a node could not start, naming the file, address or key.
+    public struct NodeStartError: Error, CustomStringConvertible, Sendable {
+        public var reason: String
+        public var description: String { self.reason }
+    }
+
     /// Why a reloaded config was not applied.
     public struct ReloadError: Error, CustomStringConvertible, Sendable {
         public var reason: String
@@ -263,20 +271,39 @@ public actor Node {
         Timestamp(millisecondsSinceEpoch: Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down)))
     }
 
-    /// This data directory's replica id: region, node and an incarnation chosen when the directory
-    /// was first used, so a node that lost its disk comes back as a new origin.
-    static func identity(directory: String, config: NodeConfig, clock: () -> Timestamp) throws -> ReplicaID {
+    /// This node's replica id: region, node and the incarnation its store belongs to
+    /// (`Incarnation.choose`): a node whose store was lost comes back as a new origin, whatever
+    /// the identity file beside it says. The file is kept in step for operators to read.
+    static func identity(directory: String, config: NodeConfig, store: EventStore, storeHoldsData: Bool,
+                         clock: () -> Timestamp, logger: Logger) async throws -> ReplicaID {
         let path = (directory as NSString).appendingPathComponent("incarnation")
-        let incarnation: UInt64
-        if let text = try? String(contentsOfFile: path, encoding: .utf8),
-            let value = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines))
-        {
-            incarnation = value
-        } else {
-            incarnation = UInt64(max(clock().millisecondsSinceEpoch, 1))
-            try "\(incarnation)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let file = (try? String(contentsOfFile: path, encoding: .utf8))
+            .flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        let stored = try await store.incarnation()
+        // A fresh incarnation from the clock, above the file's so the two can never be equal.
+        let fresh = max(UInt64(max(clock().millisecondsSinceEpoch, 1)), (file ?? 0) &+ 1)
+        let decision = Incarnation.choose(stored: stored, storeHoldsData: storeHoldsData, identityFile: file, fresh: fresh)
+        switch decision {
+        case .reuse:
+            break
+        case .adopt(let incarnation):
+            try await store.record(incarnation: incarnation)
+        case .new(let incarnation, let reason):
+            if file != nil {
+                logger.warning("starting as a new origin", metadata: [
+                    "reason": "\(reason)", "incarnation": "\(incarnation)", "store": "\(store.path)",
+                ])
+            }
+            try await store.record(incarnation: incarnation)
         }
-        return ReplicaID(region: config.region, node: config.node, incarnation: incarnation)
+        if file != decision.incarnation {
+            do {
+                try "\(decision.incarnation)\n".write(toFile: path, atomically: true, encoding: .utf8)
+            } catch {
+                throw NodeStartError(reason: "cannot write the identity file \(path): \(error.localizedDescription)")
+            }
+        }
+        return ReplicaID(region: config.region, node: config.node, incarnation: decision.incarnation)
     }
 
     /// A number this data directory never handed out before: the replica's version epoch, so that

@@ -19,7 +19,25 @@ public struct Scenario: Sendable {
     public var replicationBufferBytes: Int
     public var traffic: Traffic
     public var network: Network
+    public var node: Node
+    public var disk: Disk
     public var faults: [Fault]
+
+    /// The node core's policies in the run.
+    public struct Node: Sendable {
+        /// Batches waiting for the disk before new ones are refused (503): small in a scenario that
+        /// must overload a region.
+        public var pendingBatchesMax: Int
+        /// A global read starts at a random region this often (none: never).
+        public var globalReadsEvery: Duration?
+    }
+
+    /// The simulated disk: a group commit takes `commit` plus uniform(0, `commitJitter`), so commits
+    /// started one after another may finish out of order, as SQLite's writer can.
+    public struct Disk: Sendable {
+        public var commit: Duration
+        public var commitJitter: Duration
+    }
 
     public struct Traffic: Sendable {
         /// Events per second over all regions (split evenly), in batches of `batch`.
@@ -64,6 +82,9 @@ public struct Scenario: Sendable {
         case restart(String)
         /// Crash and lose the disk: the region comes back as a new incarnation, a new origin.
         case diskLoss(String)
+        /// Crash and lose the store (the SQLite file) but keep the identity file beside it: the
+        /// node must notice that they no longer belong together.
+        case storeLoss(String)
         /// The process stops (no ticks, no reads) for a while, then goes on.
         case pause(String, Duration)
         case clockOffset(String, Duration)
@@ -115,7 +136,8 @@ extension Scenario {
             throw fail("(document)", "must be a mapping of keys to values")
         }
         let known: Set<String> = ["name", "description", "regions", "duration", "quiet", "gossip_interval",
-                                  "checkpoint_interval", "replication_buffer_bytes", "traffic", "network", "faults"]
+                                  "checkpoint_interval", "replication_buffer_bytes", "traffic", "network", "node",
+                                  "disk", "faults"]
         for key in root.keys.sorted() where !known.contains(key) {
             throw fail(key, "is not a known key (known: \(known.sorted().joined(separator: ", ")))")
         }
@@ -179,6 +201,16 @@ extension Scenario {
             loss: try number("network.loss", networkMap["loss"], 0, 0...0.9),
             duplication: try number("network.duplication", networkMap["duplication"], 0, 0...0.9))
 
+        let nodeMap = root["node"] as? [String: Any] ?? [:]
+        let diskMap = root["disk"] as? [String: Any] ?? [:]
+        let node = Node(
+            pendingBatchesMax: try integer("node.pending_batches_max", nodeMap["pending_batches_max"], 4_096,
+                                           1...1_000_000),
+            globalReadsEvery: nodeMap["global_reads_every"].map { "\($0)" } == "never" ? nil
+                : try duration("node.global_reads_every", nodeMap["global_reads_every"], .seconds(10)))
+        let disk = Disk(commit: try duration("disk.commit", diskMap["commit"], .milliseconds(2)),
+                        commitJitter: try duration("disk.commit_jitter", diskMap["commit_jitter"], .milliseconds(6)))
+
         var faults: [Fault] = []
         for (index, entry) in ((root["faults"] as? [Any]) ?? []).enumerated() {
             let key = "faults[\(index)]"
@@ -221,6 +253,7 @@ extension Scenario {
             case "crash": action = .crash(try names("\(key).crash", value, regions: regions)[0])
             case "restart": action = .restart(try names("\(key).restart", value, regions: regions)[0])
             case "disk_loss": action = .diskLoss(try names("\(key).disk_loss", value, regions: regions)[0])
+            case "store_loss": action = .storeLoss(try names("\(key).store_loss", value, regions: regions)[0])
             case "pause":
                 action = .pause(try names("\(key).pause", value, regions: regions)[0],
                                 try duration("\(key).for", map["for"], nil))
@@ -242,7 +275,7 @@ extension Scenario {
             case "start_traffic": action = .startTraffic(try names("\(key).start_traffic", value, regions: regions)[0])
             default:
                 throw fail("\(key).\(name)", "is not a known fault (partition, isolate, one_way, hold, release, flap, "
-                    + "heal, loss, duplication, crash, restart, disk_loss, pause, clock_offset, clock_jump, "
+                    + "heal, loss, duplication, crash, restart, disk_loss, store_loss, pause, clock_offset, clock_jump, "
                     + "clock_drift, spike, stop_traffic, start_traffic)")
             }
             faults.append(Fault(at: time, action: action))
@@ -260,6 +293,6 @@ extension Scenario {
             checkpointInterval: try duration("checkpoint_interval", root["checkpoint_interval"], .seconds(10)),
             replicationBufferBytes: try integer("replication_buffer_bytes", root["replication_buffer_bytes"],
                                                 Limits().replicationBufferBytesMax, 4_096...1 << 30),
-            traffic: traffic, network: network, faults: faults.sorted { $0.at < $1.at })
+            traffic: traffic, network: network, node: node, disk: disk, faults: faults.sorted { $0.at < $1.at })
     }
 }

@@ -1,9 +1,10 @@
 import TallyAggregates
+import TallyNodeCore
 import TallyReplica
 import TallyWorkload
 
-/// A deterministic run of a scenario: the real replica code and the real wire encoding, driven
-/// by a discrete-event loop in virtual time. Every random choice comes from one seed; there is no
+/// A deterministic run of a scenario: the real node core (and the replica inside it) and the real
+/// wire encoding, driven by a discrete-event loop in virtual time. Every random choice comes from one seed; there is no
 /// wall clock, no sleep and no thread, so a seed replays exactly (`traceHash` shows it).
 public struct Simulation {
     public let scenario: Scenario
@@ -18,18 +19,21 @@ public struct Simulation {
 
     /// Virtual time 0 is this wall-clock instant (2026-11-29T00:00:00Z) in every region's clock.
     static let epochMillis: Int64 = 1_795_910_400_000
-    /// The time a group commit takes on the simulated disk.
-    static let commitMillis: Int64 = 2
+    /// A group commit collects what was appended this long before it starts.
+    static let commitGatherMillis: Int64 = 1
     /// Reads for the monotonic-reads check and staleness percentiles: every 5 gossip rounds, and at
     /// least every 5 s. (Reading totals walks every day bucket: at a 1 s sample, a week-long
     /// scenario spent a tenth of its time here.)
     var sampleEvery: Int64 { max(5_000, 5 * self.scenario.gossipInterval.milliseconds) }
 
     enum Event {
-        case tick(Int, generation: Int)
+        case tick(Int, generation: Int, serial: Int)
         case traffic(Int)
         case sync(Int, generation: Int)
+        case commitDone(Int, generation: Int, commit: Int)
         case deliver(to: Int, from: Int, bytes: [UInt8])
+        case deliverRead(to: Int, from: Int, bytes: [UInt8])
+        case globalRead
         case fault(Int)
         case flap(a: Int, b: Int, cut: Bool, until: Int64, period: Int64)
         case resume(Int, generation: Int)
@@ -39,22 +43,32 @@ public struct Simulation {
         case check
     }
 
-    /// One region: its process (replica, clock), its disk, its clients.
+    /// One region: its process (the node core and its clock), its disk, its clients.
     struct Region {
         let name: String
-        var replica: Replica?
-        var incarnation: UInt64 = 1
+        var node: NodeCore?
+        /// The incarnation the identity file beside the store names (kept when only the store is lost).
+        var identityFile: UInt64?
+        /// The highest incarnation this region ever started as: a fresh one is above it (in a
+        /// real node, the clock supplies a fresh one).
+        var incarnationsUsed: UInt64 = 0
         /// Bumped when the process dies: events scheduled for the old process are void.
         var generation = 0
+        /// Bumped by every `.scheduleTick`: only the latest scheduled tick fires.
+        var tickSerial = 0
         var pausedUntil: Int64?
+        var lastPauseEnd: Int64 = .min
         var disk = Disk()
         var syncScheduled = false
-        /// Batches waiting for the disk: their sequence and accepted events per service.
-        var unacknowledged: [(sequence: UInt64, services: [Int: UInt64])] = []
+        /// Batches admitted and not yet answered: their log entry's sequence (nil: no entry) and
+        /// accepted events per service.
+        var unanswered: [BatchID: (sequence: UInt64?, services: [Int: UInt64])] = [:]
+        /// Global reads waiting here: when each started (virtual ms) and whether it is the final
+        /// read after convergence.
+        var reads: [UInt64: (started: Int64, final: Bool)] = [:]
         var clockOffsetMillis: Int64 = 0
         var driftPPM: Double = 0
         var trafficOn = true
-        var lastCheckpoint: Int64 = 0
         /// Totals read in this process's lifetime, which must never go down.
         var lastRead: UInt64 = 0
         var bytesSent = 0
@@ -62,18 +76,36 @@ public struct Simulation {
         /// Own batch bytes published by the region's earlier processes (the replica counts its own).
         var publishedBefore: UInt64 = 0
 
+        var replica: Replica? { self.node?.replica }
+
         var publishedBytes: UInt64 { self.publishedBefore + (self.replica?.publishedBatchBytes ?? 0) }
 
-        var isUp: Bool { self.replica != nil }
+        var isUp: Bool { self.node != nil }
     }
 
-    /// What a region's disk holds: the checkpointed image, the synced log after it, and appends
-    /// not yet synced (lost in a crash).
+    /// What a region's disk holds: the store (the checkpointed image, the durable log after it, the
+    /// incarnation it was created for) and the writes still under way, which a crash loses.
     struct Disk {
         var image = ReplicaSnapshot()
+        /// Durable entries after the image, by sequence; may have gaps above `durablePrefix`.
         var log: [LogEntry] = []
-        var unsynced: [LogEntry] = []
+        /// Every sequence through this one is durable (in the image or the log).
+        var durablePrefix: UInt64 = 0
+        var durableAhead: Set<UInt64> = []
+        /// Appended, not yet in a commit.
+        var queued: [LogEntry] = []
+        /// Commits under way, by id.
+        var commits: [Int: [LogEntry]] = [:]
+        var nextCommit = 0
+        /// Checkpoints waiting for the log they cover to be durable, in the order taken.
+        var checkpoints: [Checkpoint] = []
         var epoch: UInt32 = 0
+        /// The incarnation the store records (nil: a new, empty store).
+        var incarnation: UInt64?
+
+        func isDurable(_ sequence: UInt64) -> Bool {
+            sequence <= self.durablePrefix || self.durableAhead.contains(sequence)
+        }
     }
 
     struct State {
@@ -84,12 +116,21 @@ public struct Simulation {
         var workload: Workload
         var cut: [[Bool]]
         var held: [[Bool]]
-        var heldMessages: [(to: Int, from: Int, bytes: [UInt8])] = []
+        var heldMessages: [(to: Int, from: Int, bytes: [UInt8], read: Bool)] = []
         var loss: Double
         var duplication: Double
         var spike = 1.0
         var acknowledged: [Int: UInt64] = [:]
+        /// Events durable but never acknowledged when their process died: counted, at most once.
+        var inDoubt: [Int: UInt64] = [:]
         var refusedBatches = 0
+        var overloadRefusals = 0
+        var mostPending = 0
+        var readsStarted = 0
+        var readsComplete = 0
+        var readsMissing = 0
+        var finalReadsWaiting = 0
+        var finalReadsDone = 0
         var trace = XXH3Stream()
         var timeline: [String] = []
         var staleness: [Int64] = []
@@ -145,29 +186,37 @@ public struct Simulation {
         }
         for index in state.regions.indices {
             self.start(index, &state)
-            // Stagger the first batches so regions do not act in lockstep.
+            // Stagger the first batches too.
             state.queue.schedule(.traffic(index), at: Int64(state.random.next() % 100))
         }
         for (index, fault) in self.scenario.faults.enumerated() {
             state.queue.schedule(.fault(index), at: fault.at.milliseconds)
         }
         state.queue.schedule(.sample, at: self.sampleEvery)
+        if let every = self.scenario.node.globalReadsEvery {
+            state.queue.schedule(.globalRead, at: every.milliseconds)
+        }
         state.queue.schedule(.endOfFaults, at: self.scenario.duration.milliseconds)
         let end = (self.scenario.duration + self.scenario.quiet).milliseconds
-        while let (time, event) = state.queue.next(), time <= end {
+        // After convergence, a global read at every region; they finish within their timeout.
+        let finalReadsEnd = end + NodeCore.Config().globalReadTimeout.milliseconds + 1_000
+        while let (time, event) = state.queue.next(), time <= (state.convergedAt == nil ? end : finalReadsEnd) {
             state.now = time
             self.handle(event, &state)
-            if state.convergedAt != nil { break }
+            if state.convergedAt != nil && state.finalReadsWaiting == 0 { break }
+        }
+        if state.convergedAt != nil && state.finalReadsWaiting > 0 {
+            state.violations.append("global reads: \(state.finalReadsWaiting) final reads never completed")
         }
         return self.result(state)
     }
 
     // MARK: - Processes
 
-    private func config(_ index: Int, _ state: State) -> ReplicaConfig {
+    private func config(_ index: Int, incarnation: UInt64, _ state: State) -> ReplicaConfig {
         let region = state.regions[index]
         var config = ReplicaConfig(
-            id: ReplicaID(region: region.name, node: "n1", incarnation: region.incarnation),
+            id: ReplicaID(region: region.name, node: "n1", incarnation: incarnation),
             tickInterval: self.scenario.gossipInterval,
             peers: self.scenario.regions.filter { $0 != region.name }, gossipInterval: self.scenario.gossipInterval,
             versionEpoch: region.disk.epoch, seed: self.seed &+ UInt64(index))
@@ -176,37 +225,78 @@ public struct Simulation {
         return config
     }
 
-    /// Starts (or restarts) the region's process from its disk.
+    /// Starts (or restarts) the region's process from its disk, as the node does: the identity
+    /// the store and the identity file agree on, the image, the log after it.
     private func start(_ index: Int, _ state: inout State) {
         state.regions[index].disk.epoch += 1
-        var replica = Replica(config: self.config(index, state), restoring: state.regions[index].disk.image)
-        for entry in state.regions[index].disk.log { replica.replay(entry) }
-        replica.durable(through: replica.lastSequence)
-        state.regions[index].replica = replica
+        let disk = state.regions[index].disk
+        // A fresh incarnation, when one is needed: above any this region had (deterministic).
+        let fresh = state.regions[index].incarnationsUsed + 1
+        let decision = Incarnation.choose(
+            stored: disk.incarnation, storeHoldsData: disk.image.sequence > 0 || !disk.log.isEmpty,
+            identityFile: state.regions[index].identityFile, fresh: fresh)
+        if case .new(_, let reason) = decision, state.regions[index].identityFile != nil {
+            state.timeline.append("\(Self.format(.milliseconds(state.now))): \(state.regions[index].name) starts as a new origin: \(reason)")
+        }
+        state.regions[index].incarnationsUsed = max(state.regions[index].incarnationsUsed, decision.incarnation)
+        state.regions[index].disk.incarnation = decision.incarnation
+        state.regions[index].identityFile = decision.incarnation
+        var replica = Replica(config: self.config(index, incarnation: decision.incarnation, state), restoring: disk.image)
+        for entry in disk.log { replica.replay(entry) }
+        state.regions[index].disk.durablePrefix = replica.lastSequence
+        state.regions[index].disk.durableAhead = []
+        let now = self.localTime(index, state)
+        var node = NodeCore(
+            replica: replica,
+            config: NodeCore.Config(pendingBatchesMax: self.scenario.node.pendingBatchesMax,
+                                    checkpointInterval: self.scenario.checkpointInterval),
+            imageTakenAt: disk.image.takenAt, now: now)
+        // The simulator's links have no handshake: every peer speaks global reads from the start.
+        for peer in self.scenario.regions where peer != state.regions[index].name {
+            _ = node.peerConnected(peer, protocolVersion: NodeCore.globalReadProtocol, now: now)
+        }
+        state.regions[index].node = node
         state.regions[index].lastRead = 0
         state.regions[index].pausedUntil = nil
-        let generation = state.regions[index].generation
-        state.queue.schedule(.tick(index, generation: generation),
-                             at: state.now + Int64(state.random.next() % UInt64(self.scenario.gossipInterval.milliseconds)))
+        // Stagger the first tick so regions do not act in lockstep.
+        self.scheduleTick(index, at: state.now + Int64(state.random.next() % UInt64(self.scenario.gossipInterval.milliseconds)),
+                          &state)
     }
 
-    private func crash(_ index: Int, _ state: inout State) {
+    private func scheduleTick(_ index: Int, at time: Int64, _ state: inout State) {
+        state.regions[index].tickSerial += 1
+        state.queue.schedule(.tick(index, generation: state.regions[index].generation,
+                                   serial: state.regions[index].tickSerial), at: time)
+    }
+
+    /// The process dies. Writes under way are lost; a batch whose entry was already durable but
+    /// not yet acknowledged is "in doubt": counted once, though its client was never told.
+    private func crash(_ index: Int, losingStore: Bool = false, _ state: inout State) {
         guard state.regions[index].isUp else { return }
+        if !losingStore {
+            for (_, batch) in state.regions[index].unanswered {
+                guard let sequence = batch.sequence, state.regions[index].disk.isDurable(sequence) else { continue }
+                for (service, count) in batch.services { state.inDoubt[service, default: 0] += count }
+            }
+        }
         state.regions[index].publishedBefore = state.regions[index].publishedBytes
-        state.regions[index].replica = nil
+        state.regions[index].node = nil
         state.regions[index].generation += 1
-        state.regions[index].disk.unsynced = []
-        state.regions[index].unacknowledged = []  // never acknowledged: the clients were not told
+        state.regions[index].disk.queued = []
+        state.regions[index].disk.commits = [:]
+        state.regions[index].disk.checkpoints = []
+        state.regions[index].unanswered = [:]  // never acknowledged: the clients were not told
+        state.regions[index].reads = [:]
         state.regions[index].syncScheduled = false
     }
 
-    /// Runs `body` on the region's replica, moved out of its optional and back: mutating it through
-    /// `replica!` copied the whole replica value in and out on every call. The region MUST be up.
+    /// Runs `body` on the region's node core, moved out of its optional and back: mutating it through
+    /// `node!` copied the whole value in and out on every call. The region MUST be up.
     @inline(__always)
-    static func mutate<Result>(_ region: inout Region, _ body: (inout Replica) -> Result) -> Result {
-        var replica = region.replica.take()!  // callers check isUp
-        let result = body(&replica)
-        region.replica = replica
+    static func mutate<Result>(_ region: inout Region, _ body: (inout NodeCore) -> Result) -> Result {
+        var node = region.node.take()!  // callers check isUp
+        let result = body(&node)
+        region.node = node
         return result
     }
 
@@ -225,25 +315,35 @@ public struct Simulation {
 
     private func handle(_ event: Event, _ state: inout State) {
         switch event {
-        case .tick(let index, let generation):
-            guard state.regions[index].generation == generation, state.regions[index].isUp else { return }
+        case .tick(let index, let generation, let serial):
+            guard state.regions[index].generation == generation, state.regions[index].isUp,
+                state.regions[index].tickSerial == serial
+            else { return }
             if let until = state.regions[index].pausedUntil, until > state.now {
-                state.queue.schedule(.tick(index, generation: generation), at: until)
+                state.queue.schedule(.tick(index, generation: generation, serial: serial), at: until)
                 return
             }
             let now = self.localTime(index, state)
             let actions = Self.mutate(&state.regions[index]) { $0.tick(now: now) }
             state.trace.add(1, UInt64(index), UInt64(bitPattern: state.now))
             self.carryOut(actions, from: index, &state)
-            state.queue.schedule(.tick(index, generation: generation),
-                                 at: state.now + self.scenario.gossipInterval.milliseconds)
         case .traffic(let index):
             self.sendTraffic(index, &state)
         case .sync(let index, let generation):
             guard state.regions[index].generation == generation, state.regions[index].isUp else { return }
             self.sync(index, &state)
+        case .commitDone(let index, let generation, let commit):
+            guard state.regions[index].generation == generation, state.regions[index].isUp else { return }
+            self.commitDone(index, commit: commit, &state)
         case .deliver(let to, let from, let bytes):
-            self.deliver(bytes, to: to, from: from, &state)
+            self.deliver(bytes, to: to, from: from, read: false, &state)
+        case .deliverRead(let to, let from, let bytes):
+            self.deliver(bytes, to: to, from: from, read: true, &state)
+        case .globalRead:
+            guard !state.faultsOver, let every = self.scenario.node.globalReadsEvery else { return }
+            state.queue.schedule(.globalRead, at: state.now + every.milliseconds)
+            let index = Int(state.random.next() % UInt64(state.regions.count))
+            self.startGlobalRead(at: index, final: false, &state)
         case .fault(let position):
             self.apply(self.scenario.faults[position], &state)
         case .flap(let a, let b, let cut, let until, let period):
@@ -259,6 +359,7 @@ public struct Simulation {
         case .resume(let index, let generation):
             guard state.regions[index].generation == generation else { return }
             state.regions[index].pausedUntil = nil
+            state.regions[index].lastPauseEnd = state.now
         case .spikeEnd:
             state.spike = 1
         case .sample:
@@ -269,6 +370,7 @@ public struct Simulation {
         case .check:
             if self.converged(state) {
                 state.convergedAt = state.now
+                for index in state.regions.indices { self.startGlobalRead(at: index, final: true, &state) }
             } else {
                 state.queue.schedule(.check, at: state.now + self.scenario.gossipInterval.milliseconds / 4)
             }
@@ -299,83 +401,241 @@ public struct Simulation {
                 timestamp: now - .milliseconds(Int64(state.random.next() % 2_000)))))
         }
         let batch = EventBatch(id: BatchID(state.random.next()), client: "client-\(index)", items: items)
+        let sequenceBefore = state.regions[index].replica!.lastSequence  // isUp checked
         let actions = Self.mutate(&state.regions[index]) { $0.ingest(batch, now: now) }
         state.trace.add(2, UInt64(index), UInt64(bitPattern: state.now))
-        for action in actions {
-            guard case .persist(let entry) = action else { continue }
-            var services: [Int: UInt64] = [:]
+        var services: [Int: UInt64] = [:]
+        var sequence: UInt64?
+        for case .persist(let entry) in actions {
             for event in entry.events { services[state.names.serviceIndex[event.service]!, default: 0] += 1 }
-            state.regions[index].disk.unsynced.append(entry)
-            state.regions[index].unacknowledged.append((entry.sequence, services))
-            if !state.regions[index].syncScheduled {
-                state.regions[index].syncScheduled = true
-                state.queue.schedule(.sync(index, generation: state.regions[index].generation),
-                                     at: state.now + Self.commitMillis)
-            }
+            sequence = entry.sequence
         }
+        if state.regions[index].replica!.lastSequence == sequenceBefore { sequence = nil }
+        state.regions[index].unanswered[batch.id] = (sequence, services)
+        state.mostPending = max(state.mostPending, state.regions[index].node!.pendingCount)
+        if state.regions[index].node!.pendingCount > self.scenario.node.pendingBatchesMax {
+            state.violations.append("overload: \(state.regions[index].name) holds \(state.regions[index].node!.pendingCount) "
+                + "batches waiting for the disk, over its bound of \(self.scenario.node.pendingBatchesMax)")
+        }
+        self.carryOut(actions, from: index, &state)
     }
 
-    /// A group commit: every appended entry becomes durable; their batches are acknowledged (and
-    /// counted as acknowledged), the replica may publish them, and a checkpoint is taken when due.
+    /// A group commit starts: everything appended so far goes to the disk together, and finishes
+    /// after the disk's commit time and jitter (so a later commit may finish first).
     private func sync(_ index: Int, _ state: inout State) {
         state.regions[index].syncScheduled = false
-        state.regions[index].disk.log += state.regions[index].disk.unsynced
-        state.regions[index].disk.unsynced = []
-        for (_, services) in state.regions[index].unacknowledged {
-            for (service, count) in services { state.acknowledged[service, default: 0] += count }
-        }
-        state.regions[index].unacknowledged = []
-        Self.mutate(&state.regions[index]) { $0.durable(through: $0.lastSequence) }
-        if state.now - state.regions[index].lastCheckpoint >= self.scenario.checkpointInterval.milliseconds {
-            state.regions[index].lastCheckpoint = state.now
-            let now = self.localTime(index, state)
-            let checkpoint = Self.mutate(&state.regions[index]) { $0.checkpoint(now: now) }
+        let entries = state.regions[index].disk.queued
+        guard !entries.isEmpty else { return }
+        state.regions[index].disk.queued = []
+        let id = state.regions[index].disk.nextCommit
+        state.regions[index].disk.nextCommit += 1
+        state.regions[index].disk.commits[id] = entries
+        let jitter = self.scenario.disk.commitJitter.milliseconds
+        let latency = self.scenario.disk.commit.milliseconds + (jitter > 0 ? Int64(state.random.next() % UInt64(jitter + 1)) : 0)
+        state.queue.schedule(.commitDone(index, generation: state.regions[index].generation, commit: id),
+                             at: state.now + max(1, latency))
+    }
+
+    /// A group commit finished: its entries are durable; the core releases what this covers, and
+    /// checkpoints whose log is now durable are stored.
+    private func commitDone(_ index: Int, commit: Int, _ state: inout State) {
+        guard let entries = state.regions[index].disk.commits.removeValue(forKey: commit),
+            let first = entries.first?.sequence, let last = entries.last?.sequence
+        else { return }
+        var disk = state.regions[index].disk
+        let position = disk.log.firstIndex { $0.sequence > first } ?? disk.log.endIndex
+        disk.log.insert(contentsOf: entries, at: position)
+        for entry in entries where entry.sequence > disk.durablePrefix { disk.durableAhead.insert(entry.sequence) }
+        while disk.durableAhead.remove(disk.durablePrefix + 1) != nil { disk.durablePrefix += 1 }
+        state.regions[index].disk = disk
+        let now = self.localTime(index, state)
+        let actions = Self.mutate(&state.regions[index]) { $0.persisted(first...last, now: now) }
+        state.trace.add(4, UInt64(index), UInt64(bitPattern: state.now), last)
+        self.carryOut(actions, from: index, &state)
+        self.storeReadyCheckpoints(index, &state)
+    }
+
+    /// Stores the waiting checkpoints whose log entries are all durable, in order (the store's rule).
+    private func storeReadyCheckpoints(_ index: Int, _ state: inout State) {
+        while let checkpoint = state.regions[index].disk.checkpoints.first,
+            checkpoint.sequence <= state.regions[index].disk.durablePrefix
+        {
+            state.regions[index].disk.checkpoints.removeFirst()
             state.regions[index].disk.image.apply(checkpoint)
             state.regions[index].disk.log.removeAll { $0.sequence <= checkpoint.sequence }
+            let now = self.localTime(index, state)
+            let actions = Self.mutate(&state.regions[index]) { $0.checkpointStored(checkpoint.sequence, now: now) }
+            self.carryOut(actions, from: index, &state)
         }
     }
 
-    private func carryOut(_ actions: [Action], from index: Int, _ state: inout State) {
-        for case .send(let bytes, let peer) in actions {
-            guard let to = self.scenario.regions.firstIndex(of: peer) else { continue }
-            state.regions[index].bytesSent += bytes.count
-            state.regions[index].messagesSent += 1
-            state.messages += 1
-            if state.cut[index][to] { continue }
-            if state.held[index][to] {
-                state.heldMessages.append((to, index, bytes))
-                state.mostHeld = max(state.mostHeld, state.heldMessages.count)
-                continue
+    /// Carries out a node core's actions, checking what the simulator can see of them.
+    private func carryOut(_ actions: [NodeCore.Action], from index: Int, _ state: inout State) {
+        for action in actions {
+            switch action {
+            case .persist(let entry):
+                state.regions[index].disk.queued.append(entry)
+                if !state.regions[index].syncScheduled {
+                    state.regions[index].syncScheduled = true
+                    state.queue.schedule(.sync(index, generation: state.regions[index].generation),
+                                         at: state.now + Self.commitGatherMillis)
+                }
+            case .acknowledge(let batch, _, _, let durableThrough):
+                guard let answered = state.regions[index].unanswered.removeValue(forKey: batch) else {
+                    state.violations.append("acknowledgement: \(batch) at \(state.regions[index].name) answered twice or never sent")
+                    continue
+                }
+                let disk = state.regions[index].disk
+                if durableThrough > disk.durablePrefix || answered.sequence.map({ !disk.isDurable($0) || $0 > durableThrough }) == true {
+                    state.violations.append("acknowledgement: \(batch) at \(state.regions[index].name) acknowledged "
+                        + "through \(durableThrough) while the disk is durable through \(disk.durablePrefix)")
+                }
+                for (service, count) in answered.services { state.acknowledged[service, default: 0] += count }
+            case .refuse(let batch, let refusal):
+                state.regions[index].unanswered.removeValue(forKey: batch)
+                state.refusedBatches += 1
+                if case .overloaded = refusal { state.overloadRefusals += 1 }
+            case .send(let bytes, let peer):
+                self.send(bytes, to: peer, from: index, read: false, &state)
+            case .askRead(let bytes, let peer, _), .answerRead(let bytes, let peer):
+                self.send(bytes, to: peer, from: index, read: true, &state)
+            case .completeRead(let read):
+                self.completed(read, at: index, &state)
+            case .storeCheckpoint(let checkpoint):
+                state.regions[index].disk.checkpoints.append(checkpoint)
+                self.storeReadyCheckpoints(index, &state)
+            case .scheduleTick(let at):
+                let delay = (at - self.localTime(index, state)).milliseconds
+                self.scheduleTick(index, at: state.now + max(1, delay), &state)
             }
-            if state.random.nextUnit() < state.loss { continue }
-            let copies = state.random.nextUnit() < state.duplication ? 2 : 1
-            for _ in 0..<copies { self.transmit(bytes, to: to, from: index, &state) }
         }
     }
 
-    private func transmit(_ bytes: [UInt8], to: Int, from: Int, _ state: inout State) {
+    /// Puts a message on the simulated network: cut, held, lost or duplicated as the faults say.
+    private func send(_ bytes: [UInt8], to peer: String, from index: Int, read: Bool, _ state: inout State) {
+        guard let to = self.scenario.regions.firstIndex(of: peer) else { return }
+        state.regions[index].bytesSent += bytes.count
+        state.regions[index].messagesSent += 1
+        state.messages += 1
+        if state.cut[index][to] { return }
+        if state.held[index][to] {
+            state.heldMessages.append((to, index, bytes, read))
+            state.mostHeld = max(state.mostHeld, state.heldMessages.count)
+            return
+        }
+        if state.random.nextUnit() < state.loss { return }
+        let copies = state.random.nextUnit() < state.duplication ? 2 : 1
+        for _ in 0..<copies { self.transmit(bytes, to: to, from: index, read: read, &state) }
+    }
+
+    private func transmit(_ bytes: [UInt8], to: Int, from: Int, read: Bool, _ state: inout State) {
         let base = state.latency[from][to]
         let delay = Int64((Double(base) * (1 + self.scenario.network.jitter * state.random.nextUnit())).rounded())
-        state.queue.schedule(.deliver(to: to, from: from, bytes: bytes), at: state.now + max(1, delay))
+        state.queue.schedule(read ? .deliverRead(to: to, from: from, bytes: bytes) : .deliver(to: to, from: from, bytes: bytes),
+                             at: state.now + max(1, delay))
     }
 
-    private func deliver(_ bytes: [UInt8], to: Int, from: Int, _ state: inout State) {
+    private func deliver(_ bytes: [UInt8], to: Int, from: Int, read: Bool, _ state: inout State) {
         guard state.regions[to].isUp else { return }
         if let until = state.regions[to].pausedUntil, until > state.now {
-            state.queue.schedule(.deliver(to: to, from: from, bytes: bytes), at: until)
+            state.queue.schedule(read ? .deliverRead(to: to, from: from, bytes: bytes) : .deliver(to: to, from: from, bytes: bytes),
+                                 at: until)
             return
         }
         let now = self.localTime(to, state)
         let peer = self.scenario.regions[from]
-        let (actions, refused) = Self.mutate(&state.regions[to]) { replica in
-            let before = replica.refusedMessages
-            return (replica.receive(bytes, from: peer, now: now), replica.refusedMessages > before)
+        let actions: [NodeCore.Action]
+        if read {
+            let (readActions, refused) = Self.mutate(&state.regions[to]) { $0.receivedRead(bytes, from: peer, now: now) }
+            // A late answer (its read already completed at the deadline) is refused by design.
+            if let refused, !refused.hasPrefix("an answer to no read") {
+                state.violations.append("a read frame a node encoded was refused at \(self.scenario.regions[to]): \(refused)")
+            }
+            actions = readActions
+        } else {
+            let (messageActions, refused) = Self.mutate(&state.regions[to]) { node in
+                let before = node.replica.refusedMessages
+                return (node.received(bytes, from: peer, now: now), node.replica.refusedMessages > before)
+            }
+            if refused {
+                state.violations.append("a message a replica encoded did not decode at \(self.scenario.regions[to])")
+            }
+            actions = messageActions
         }
-        if refused {
-            state.violations.append("a message a replica encoded did not decode at \(self.scenario.regions[to])")
-        }
-        state.trace.add(3, UInt64(to), UInt64(bitPattern: state.now), XXH3.hash(bytes))
+        state.trace.add(read ? 5 : 3, UInt64(to), UInt64(bitPattern: state.now), XXH3.hash(bytes))
         self.carryOut(actions, from: to, &state)
+    }
+
+    // MARK: - Global reads
+
+    /// The query every simulated global read asks: one service, the last hour, every metric kind.
+    private func readQuery(at index: Int, _ state: inout State) -> Query {
+        let now = self.localTime(index, state)
+        let service = state.names.services[Int(state.random.next() % UInt64(state.names.services.count))]
+        return Query(service: service, from: now - .seconds(3_600), to: now + .seconds(60), groupBy: [.status],
+                     metrics: [.count, .errors, .quantile(0.99), .uniqueUsers])
+    }
+
+    private func startGlobalRead(at index: Int, final: Bool, _ state: inout State) {
+        guard state.regions[index].isUp, !self.isPaused(index, state) else { return }
+        let query = self.readQuery(at: index, &state)
+        let now = self.localTime(index, state)
+        let started: Result<(id: UInt64, actions: [NodeCore.Action]), NodeCore.GlobalReadRefusal> =
+            Self.mutate(&state.regions[index]) { node in
+                do throws(NodeCore.GlobalReadRefusal) {
+                    return .success(try node.startGlobalRead(query, now: now))
+                } catch {
+                    return .failure(error)
+                }
+            }
+        switch started {
+        case .success(let (id, actions)):
+            state.readsStarted += 1
+            if final { state.finalReadsWaiting += 1 }
+            state.regions[index].reads[id] = (state.now, final)
+            state.trace.add(6, UInt64(index), UInt64(bitPattern: state.now))
+            self.carryOut(actions, from: index, &state)
+        case .failure(.busy):
+            break  // bounded by design; a final read is never refused (reads before it completed)
+        case .failure(.query(let error)):
+            state.violations.append("global reads: \(state.regions[index].name) refused its own query: \(error)")
+        }
+    }
+
+    /// A global read completed: by its deadline (unless the process was paused meanwhile), and,
+    /// when every region answered after convergence, equal to the region's converged local answer.
+    private func completed(_ read: NodeCore.GlobalRead, at index: Int, _ state: inout State) {
+        guard let started = state.regions[index].reads.removeValue(forKey: read.id) else { return }
+        state.readsComplete += 1
+        if !read.missing.isEmpty { state.readsMissing += 1 }
+        let timeout = NodeCore.Config().globalReadTimeout.milliseconds
+        if state.now - started.started > timeout, state.regions[index].lastPauseEnd < started.started {
+            state.violations.append("global reads: read \(read.id) at \(state.regions[index].name) completed "
+                + "\(state.now - started.started) ms after it started, past its \(timeout) ms deadline")
+        }
+        guard started.final else { return }
+        state.finalReadsWaiting -= 1
+        let replica = state.regions[index].replica!  // completing here means it is up
+        let now = self.localTime(index, state)
+        guard read.missing.isEmpty else {
+            // On a lossy network a request or an answer may be lost: named missing, as it must be.
+            if self.scenario.network.loss == 0 {
+                state.violations.append("global reads: after convergence on a loss-free network "
+                    + "\(state.regions[index].name) missed \(read.missing)")
+            }
+            return
+        }
+        do {
+            let joined = try replica.query(read.query, now: now, joining: read.answers.map(\.answer))
+            let local = try replica.query(read.query, now: now)
+            if joined != local {
+                state.violations.append("global reads: at \(state.regions[index].name) the joined answer differs from "
+                    + "the converged local one for \(read.query.service)")
+            }
+            state.finalReadsDone += 1
+        } catch {
+            state.violations.append("global reads: \(error)")
+        }
     }
 
     // MARK: - Faults
@@ -412,9 +672,18 @@ public struct Simulation {
             if !state.regions[index(name)].isUp { self.start(index(name), &state) }
         case .diskLoss(let name):
             let region = index(name)
-            self.crash(region, &state)
+            self.crash(region, losingStore: true, &state)
+            let lost = state.regions[region].disk
             state.regions[region].disk = Disk()
-            state.regions[region].incarnation += 1
+            state.regions[region].disk.epoch = lost.epoch
+            state.regions[region].identityFile = nil  // the whole data directory is gone
+            self.start(region, &state)
+        case .storeLoss(let name):
+            let region = index(name)
+            self.crash(region, losingStore: true, &state)
+            let lost = state.regions[region].disk
+            state.regions[region].disk = Disk()  // the identity file beside it stays
+            state.regions[region].disk.epoch = lost.epoch
             self.start(region, &state)
         case .pause(let name, let duration):
             let region = index(name)
@@ -448,7 +717,7 @@ public struct Simulation {
         state.held = Array(repeating: Array(repeating: false, count: count), count: count)
         let held = state.heldMessages
         state.heldMessages = []
-        for message in held { self.transmit(message.bytes, to: message.to, from: message.from, &state) }
+        for message in held { self.transmit(message.bytes, to: message.to, from: message.from, read: message.read, &state) }
     }
 
     /// The end of the scenario's duration: every fault heals, every region runs, traffic stops.
@@ -462,7 +731,8 @@ public struct Simulation {
         }
         // Let the last commits land before measuring: they are acknowledged work too.
         state.quietStart = state.now
-        state.queue.schedule(.check, at: state.now + Self.commitMillis + 1)
+        state.queue.schedule(.check, at: state.now + Self.commitGatherMillis + self.scenario.disk.commit.milliseconds
+            + self.scenario.disk.commitJitter.milliseconds + 1)
     }
 
     // MARK: - Observations
@@ -522,6 +792,7 @@ public struct Simulation {
         case .crash(let name): return "crash \(name)"
         case .restart(let name): return "restart \(name)"
         case .diskLoss(let name): return "disk loss \(name) (new incarnation)"
+        case .storeLoss(let name): return "store loss \(name) (identity file kept)"
         case .pause(let name, let duration): return "pause \(name) for \(format(duration))"
         case .clockOffset(let name, let by): return "clock \(name) \(by.milliseconds >= 0 ? "+" : "")\(by.milliseconds) ms"
         case .clockDrift(let name, let ppm): return "clock drift \(name) \(ppm) ppm"

@@ -59,28 +59,50 @@ extension Simulation {
             name: "liveness", passed: rounds.map { $0 <= bound } ?? false,
             detail: rounds.map { "converged in \($0) gossip rounds after the heal (bound \(bound))" } ?? "did not converge"))
         var conservation: [String] = []
+        // Acknowledged events exactly once; events durable but unanswered when their process died
+        // ("in doubt") at most once, and they are on disk, so exactly once too.
+        var expected = state.acknowledged
+        for (service, count) in state.inDoubt { expected[service, default: 0] += count }
         if state.convergedAt != nil {
             for region in state.regions {
                 var totals: [Int: UInt64] = [:]
                 for (key, aggregate) in region.replica!.buckets where key.resolution == .day {  // all up when converged
                     totals[Int(key.series.service.dropFirst(4))!, default: 0] += aggregate.requests.value
                 }
-                if totals != state.acknowledged {
-                    let services = Set(totals.keys).union(state.acknowledged.keys).sorted()
-                    let diffs = services.filter { totals[$0] != state.acknowledged[$0] }.map {
+                if totals != expected {
+                    let services = Set(totals.keys).union(expected.keys).sorted()
+                    let diffs = services.filter { totals[$0] != expected[$0] }.map {
                         "svc-\($0): \(totals[$0] ?? 0) counted, \(state.acknowledged[$0] ?? 0) acknowledged"
+                            + " + \(state.inDoubt[$0] ?? 0) in doubt"
                     }
                     conservation.append("\(region.name): \(diffs.prefix(3).joined(separator: "; "))")
                 }
             }
         }
         let acknowledged = state.acknowledged.values.reduce(0, +)
+        let inDoubt = state.inDoubt.values.reduce(0, +)
         checks.append(.init(
             name: "conservation", passed: state.convergedAt != nil && conservation.isEmpty,
             detail: conservation.isEmpty
                 ? (state.convergedAt == nil ? "not checked: no convergence"
-                    : "every region counts the \(acknowledged) acknowledged events exactly once")
+                    : "every region counts the \(acknowledged) acknowledged events exactly once"
+                        + (inDoubt > 0 ? " (and \(inDoubt) durable but unanswered at a crash, once)" : ""))
                 : conservation.joined(separator: " | ")))
+        let early = state.violations.filter { $0.hasPrefix("acknowledgement") }
+        checks.append(.init(
+            name: "durable acknowledgements", passed: early.isEmpty,
+            detail: early.first ?? "every acknowledgement came after its batch and every entry before it were durable"))
+        let overload = state.violations.filter { $0.hasPrefix("overload") }
+        checks.append(.init(
+            name: "overload bound", passed: overload.isEmpty,
+            detail: overload.first ?? "at most \(state.mostPending) of \(self.scenario.node.pendingBatchesMax) batches "
+                + "waited for the disk; \(state.overloadRefusals) refused with 503"))
+        let reads = state.violations.filter { $0.hasPrefix("global reads") }
+        checks.append(.init(
+            name: "global reads", passed: reads.isEmpty,
+            detail: reads.first ?? "\(state.readsComplete) of \(state.readsStarted) reads completed by their deadline "
+                + "(\(state.readsMissing) naming missing regions); \(state.finalReadsDone) after convergence equal "
+                + "the converged answer"))
         let monotonic = state.violations.filter { $0.hasPrefix("monotonic") }
         checks.append(.init(
             name: "monotonic reads", passed: monotonic.isEmpty,
@@ -91,7 +113,9 @@ extension Simulation {
             name: "bounded memory", passed: bounded,
             detail: "largest per-origin buffer \(state.largestBuffer) B (limit \(bufferLimit)), "
                 + "most unpublished batches \(state.largestUnpublished), most held messages \(state.mostHeld)"))
-        let other = state.violations.filter { !$0.hasPrefix("monotonic") }
+        let other = state.violations.filter {
+            !["monotonic", "acknowledgement", "overload", "global reads"].contains(where: $0.hasPrefix)
+        }
         checks.append(.init(name: "protocol", passed: other.isEmpty, detail: other.first ?? "every message decoded"))
         var staleness: (Int64, Int64, Int64)?
         if !state.staleness.isEmpty {

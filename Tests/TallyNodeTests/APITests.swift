@@ -332,6 +332,61 @@ import TallyReplica
         }
     }
 
+    /// A store deleted or truncated to nothing, with the identity file left beside it: the node
+    /// comes back as a new origin (it used to reuse the old one, and its peers' larger slots for it
+    /// hid everything it counted afterwards); a plain restart keeps its origin.
+    @Test func aLostStoreNeverRunsUnderItsOldIdentity() async throws {
+        for damage in ["delete", "truncate"] {
+            let directory = NSTemporaryDirectory() + "tally-identity-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let config = try Self.config(directory: directory)
+            let events = try EventParser.parse(Array(Self.events(5).utf8), format: .jsonArray)
+            // The nodes (and their SQLite pools) are gone before the files are damaged, as they are
+            // when an operator finds a node down: truncating a file SQLite has mapped is a SIGBUS.
+            func run(_ at: Timestamp) async throws -> ReplicaID {
+                let node = try await Node.start(config: config, clock: { at })
+                _ = await node.ingest(items: events, client: "tester", idempotencyKey: nil)
+                await node.stop()
+                return node.replicaID
+            }
+            let first = try await run(Self.now)
+            #expect(try await run(Self.now + .seconds(1)) == first, "a plain restart keeps the origin")
+            let store = (directory as NSString).appendingPathComponent("tally.sqlite")
+            if damage == "delete" {
+                try FileManager.default.removeItem(atPath: store)
+            } else {
+                try Data().write(to: URL(fileURLWithPath: store))
+            }
+            for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: store + suffix) }
+            let fresh = try await Node.start(config: config, clock: { Self.now + .seconds(2) })
+            #expect(fresh.replicaID != first, "\(damage): the old origin was reused")
+            #expect(fresh.replicaID.rawValue != 0)
+            let file = try String(contentsOfFile: (directory as NSString).appendingPathComponent("incarnation"),
+                                  encoding: .utf8)
+            #expect(UInt64(file.trimmingCharacters(in: .whitespacesAndNewlines)) != nil)
+            await fresh.stop()
+            // And it stays the new origin across a restart.
+            let freshID = fresh.replicaID
+            #expect(try await run(Self.now + .seconds(3)) == freshID)
+        }
+    }
+
+    /// SIGTERM (stop) takes a last checkpoint, so a restart replays no log.
+    @Test func aStopCheckpointsSoTheNextStartReplaysNothing() async throws {
+        let directory = NSTemporaryDirectory() + "tally-stop-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let config = try Self.config(directory: directory) { $0.checkpointInterval = .seconds(3_600) }
+        let events = try EventParser.parse(Array(Self.events(5).utf8), format: .jsonArray)
+        for round in 0..<3 {
+            let node = try await Node.start(config: config, clock: { Self.now + .seconds(Int64(round)) })
+            for _ in 0..<4 { _ = await node.ingest(items: events, client: "tester", idempotencyKey: nil) }
+            await node.stop()
+        }
+        let store = try EventStore(directory: directory)
+        let (image, log) = try await store.recover()
+        #expect(log.isEmpty && image.sequence == 12)
+    }
+
     @Test func acknowledgedEventsSurviveARestart() async throws {
         let directory = NSTemporaryDirectory() + "tally-restart-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }

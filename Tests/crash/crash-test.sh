@@ -79,5 +79,24 @@ fi
 grep -q "equal to the acknowledged" "$dir/load.log" || { echo "CRASH TEST FAILED: no exact match"; exit 1; }
 [[ "$replays" -eq $((kills + 1)) ]] || { echo "CRASH TEST FAILED: expected $((kills + 1)) starts"; exit 1; }
 [[ "$from_image" -ge 1 ]] || { echo "CRASH TEST FAILED: no restart recovered from a checkpoint"; exit 1; }
+
+# The store is lost (deleted) while the identity file beside it stays: the node must come back as a
+# new origin, never run empty under its old one, and count what it acknowledges from then on.
+origin() { curl -fsS -H "Authorization: Bearer $key" "http://127.0.0.1:$port/v1/cluster" | python3 -c 'import json, sys; print(json.load(sys.stdin)["origin"])'; }
+old_origin=$(origin)
+kill -9 "$node_pid"
+wait "$node_pid" 2> /dev/null || true
+rm -f "$dir/data/tally.sqlite" "$dir/data/tally.sqlite-wal" "$dir/data/tally.sqlite-shm"
+[[ -f "$dir/data/incarnation" ]] || { echo "CRASH TEST FAILED: no identity file to keep"; exit 1; }
+start_node
+new_origin=$(origin)
+echo "store lost, identity file kept: origin $old_origin -> $new_origin"
+[[ "$new_origin" != "$old_origin" ]] || { echo "CRASH TEST FAILED: the node reused its old origin over a lost store"; exit 1; }
+grep -q "starting as a new origin" "$dir/node.log" || { echo "CRASH TEST FAILED: no log line for the new origin"; exit 1; }
+"$tally" load --target "http://127.0.0.1:$port" --key "$key" --rate 2000 --duration 2 --batch 100 \
+    --concurrency 4 --services 2 --operations 2 --seed "$seed" > "$dir/load-after.log" 2>&1 \
+    || { echo "CRASH TEST FAILED after the store loss"; cat "$dir/load-after.log"; exit 1; }
+grep "node reports" "$dir/load-after.log"
+grep -q "equal to the acknowledged" "$dir/load-after.log" || { echo "CRASH TEST FAILED: counts after the store loss"; exit 1; }
 rm -rf "$dir"
-echo "crash test passed: $kills kills, totals exact"
+echo "crash test passed: $kills kills, totals exact; a lost store came back as a new origin"

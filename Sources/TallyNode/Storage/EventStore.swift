@@ -77,8 +77,33 @@ public actor EventStore {
                 )
                 """)
         }
+        migrator.registerMigration("v4: identity") { db in
+            // The incarnation this store was created for: the node's origin follows the store,
+            // so an empty store never runs under an old origin (`Incarnation`).
+            try db.execute(sql: """
+                CREATE TABLE identity (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    incarnation INTEGER NOT NULL
+                )
+                """)
+        }
         return migrator
     }()
+
+    /// The incarnation this store records, or nil (a new store, or one from before v4).
+    public func incarnation() throws -> UInt64? {
+        try self.pool.read { db in
+            try Int64.fetchOne(db, sql: "SELECT incarnation FROM identity WHERE id = 1").map { UInt64(bitPattern: $0) }
+        }
+    }
+
+    /// Records the incarnation the store belongs to (once, before the node writes anything).
+    public func record(incarnation: UInt64) throws {
+        try self.pool.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO identity (id, incarnation) VALUES (1, ?)",
+                           arguments: [Int64(bitPattern: incarnation)])
+        }
+    }
 
     public enum StoreError: Error, CustomStringConvertible {
         case failed(String)
