@@ -114,7 +114,13 @@ public actor Node {
             inbox.post(.read(bytes), from: peer.region)
         }
         self.inbox = inbox
-        let port = try await transport.start(host: cluster.listenHost, port: cluster.listenPort)
+        let port: Int
+        do {
+            port = try await transport.start(host: cluster.listenHost, port: cluster.listenPort)
+        } catch {
+            throw NodeStartError(reason: "cluster.listen \(cluster.listenHost):\(cluster.listenPort): cannot listen "
+                + "for peers: \(Self.describe(error))")
+        }
         self.transport = transport
         self.clusterInForce = cluster
         self.logger.info("peer transport listening", metadata: [
@@ -169,6 +175,15 @@ public actor Node {
         if cluster.insecure != running.insecure { restart.append("cluster.insecure") }
         if !restart.isEmpty { notes.append("changed, effective at the next restart: \(restart.joined(separator: ", "))") }
         return notes
+    }
+
+    /// A socket error in words: NIO says `bind(descriptor:ptr:bytes:): Address already in use (errno: 98)`.
+    public static func describe(_ error: any Error) -> String {
+        let text = "\(error)"
+        if text.contains("errno: 98") { return "the address is already in use (another process listens there)" }
+        if text.contains("errno: 99") { return "the address is not one of this machine's" }
+        if text.contains("errno: 13") { return "permission denied (a port below 1024 needs privileges)" }
+        return text
     }
 
     /// Why a node could not start, naming the file, address or key.

@@ -30,10 +30,15 @@ struct Serve: AsyncParsableCommand {
         var logger = Logger(label: "tally")
         logger.logLevel = .info
         let failureLogger = logger
-        let node = try await Node.start(config: nodeConfig, logger: logger) { error in
-            // Fail stop: the disk is behind memory now; a restart replays exactly what is durable.
-            failureLogger.critical("storage failed, exiting", metadata: ["error": "\(error)"])
-            Foundation.exit(70)
+        let node: Node
+        do {
+            node = try await Node.start(config: nodeConfig, logger: logger) { error in
+                // Fail stop: the disk is behind memory now; a restart replays exactly what is durable.
+                failureLogger.critical("storage failed, exiting", metadata: ["error": "\(error)"])
+                Foundation.exit(70)
+            }
+        } catch {
+            throw CommandFailure(message: "\(self.config): the node cannot start: \(error)")
         }
         let reloads = Self.reloadOnHangup(node: node, path: self.config, logger: logger)
         defer { reloads.cancel() }
@@ -50,7 +55,13 @@ struct Serve: AsyncParsableCommand {
             logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            await node.stop()
+            throw CommandFailure(message: "listen \(nodeConfig.listenHost):\(nodeConfig.listenPort): cannot serve HTTP: "
+                + Node.describe(error))
+        }
         await node.stop()
         logger.info("stopped")
     }

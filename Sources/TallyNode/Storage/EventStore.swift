@@ -157,15 +157,26 @@ public actor EventStore {
 
     /// Opens (creating if needed) the store in `directory`.
     public init(directory: String, onFailure: @escaping @Sendable (StoreError) -> Void = { _ in }) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError.failed("data_dir \(directory) cannot be created: \(error.localizedDescription)")
+        }
+        guard FileManager.default.isWritableFile(atPath: directory) else {
+            throw StoreError.failed("data_dir \(directory) is not writable by this process")
+        }
         self.path = (directory as NSString).appendingPathComponent("tally.sqlite")
         var configuration = Configuration()
         configuration.prepareDatabase { db in
             // FULL: a commit is on disk when it returns, power loss included (WAL mode).
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
-        self.pool = try DatabasePool(path: self.path, configuration: configuration)
-        try Self.migrations.migrate(self.pool)
+        do {
+            self.pool = try DatabasePool(path: self.path, configuration: configuration)
+            try Self.migrations.migrate(self.pool)
+        } catch {
+            throw StoreError.failed("the store \(self.path) cannot be opened: \(error)")
+        }
         self.onFailure = onFailure
     }
 

@@ -106,6 +106,14 @@ public final class PeerTransport: Sendable {
     /// The lowest protocol version that carries `read` frames.
     public static let readProtocol: UInt16 = 2
 
+    /// A TLS file that cannot be used, named by its config key (`cluster.tls.KEY`) and path.
+    public struct TLSFileError: Error, CustomStringConvertible {
+        public var key: String
+        public var path: String
+        public var problem: String
+        public var description: String { "cluster.tls.\(self.key): \(self.path) \(self.problem)" }
+    }
+
     /// What a connection is made with: this node's certificate and key, the cluster CA, the peers.
     struct Security {
         var serverContext: NIOSSLContext
@@ -115,9 +123,23 @@ public final class PeerTransport: Sendable {
         var files: [[UInt8]]
 
         init(certificatePath: String, keyPath: String, caPath: String, peers: [PeerEndpoint]) throws {
-            let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
-            let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
-            let roots = try NIOSSLCertificate.fromPEMFile(caPath)
+            // Each file named, with what is wrong with it: NIOSSL alone says "failedToLoadCertificate".
+            func load<T>(_ key: String, _ path: String, _ body: () throws -> T) throws -> T {
+                guard FileManager.default.isReadableFile(atPath: path) else {
+                    throw TLSFileError(key: key, path: path, problem: FileManager.default.fileExists(atPath: path)
+                        ? "cannot be read (permissions?)" : "does not exist")
+                }
+                do {
+                    return try body()
+                } catch {
+                    throw TLSFileError(key: key, path: path, problem: "is not a PEM \(key == "key" ? "private key" : "certificate"): \(error)")
+                }
+            }
+            let chain = try load("certificate", certificatePath) {
+                try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+            }
+            let key = try load("key", keyPath) { try NIOSSLPrivateKey(file: keyPath, format: .pem) }
+            let roots = try load("ca", caPath) { try NIOSSLCertificate.fromPEMFile(caPath) }
             func tls(_ base: TLSConfiguration) -> TLSConfiguration {
                 var tls = base
                 tls.certificateChain = chain
@@ -565,17 +587,17 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     private func claimedIdentity(_ hello: Hello, context: ChannelHandlerContext) -> NodeIdentity? {
         let remote = context.remoteAddress.map { "\($0)" } ?? "unknown"
         guard let identity = try? NodeIdentity(region: hello.region, node: hello.node) else {
-            self.transport.refuse(remote: remote, reason: PeerRefusal.handshake(
+            self.refuse(remote: remote, reason: PeerRefusal.handshake(
                 "hello names \(hello.region)/\(hello.node), which is not a node name").description)
             return nil
         }
         if let dialed = self.dialed, dialed != identity {
-            self.transport.refuse(remote: remote, reason: PeerRefusal.wrongIdentity(expected: dialed, found: identity)
+            self.refuse(remote: remote, reason: PeerRefusal.wrongIdentity(expected: dialed, found: identity)
                 .description)
             return nil
         }
         guard self.transport.isPeer(identity) else {
-            self.transport.refuse(remote: remote, reason: PeerRefusal.notAPeer(identity).description)
+            self.refuse(remote: remote, reason: PeerRefusal.notAPeer(identity).description)
             return nil
         }
         return identity
@@ -607,7 +629,7 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
                 hello.node == identity.node, hello.region == identity.region
             else {
                 let remote = context.remoteAddress.map { "\($0)" } ?? "unknown"
-                self.transport.refuse(remote: remote, reason: PeerRefusal.handshake(
+                self.refuse(remote: remote, reason: PeerRefusal.handshake(
                     "hello says \(hello.region)/\(hello.node), which is not the certificate's identity").description)
                 throw HandshakeError.unexpectedFrame("hello does not match the certificate")
             }
@@ -616,7 +638,7 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
                 version = try Hello.agree(mine: self.transport.configuration.protocols, theirs: hello.protocols)
             } catch {
                 let remote = context.remoteAddress.map { "\($0)" } ?? "unknown"
-                self.transport.refuse(remote: remote, reason: PeerRefusal.handshake(error.description).description)
+                self.refuse(remote: remote, reason: PeerRefusal.handshake(error.description).description)
                 context.writeAndFlush(NIOAny(ByteBuffer(bytes: Frame.goodbye(error.description).encoded())), promise: nil)
                 throw error
             }
@@ -641,7 +663,7 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let error = error as? NIOSSLError, case .handshakeFailed = error, self.peer == nil {
             let remote = context.remoteAddress.map { "\($0)" } ?? "unknown"
-            self.transport.refuse(remote: remote, reason: "TLS handshake failed: \(error)")
+            self.refuse(remote: remote, reason: "TLS handshake failed: \(error)")
         }
         self.close(context: context, reason: "\(error)")
     }
@@ -652,9 +674,30 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
         context.fireChannelInactive()
     }
 
+    /// Closes the connection, saying why in the log: a peer that breaks the protocol (a frame
+    /// over the cap, a message before the hello, a second hello, bytes that are no frame) is
+    /// refused out loud, never dropped silently. Before the hello the refusal is also listed in
+    /// `/v1/cluster`.
     private func close(context: ChannelHandlerContext, reason: String) {
         guard self.closing == nil else { return }
         self.closing = reason
+        let remote = context.remoteAddress.map { "\($0)" } ?? "unknown"
+        if let peer = self.peer {
+            let level: Logger.Level = reason.hasPrefix("peer said goodbye") ? .info : .warning
+            self.transport.logger.log(level: level, "closing peer connection", metadata: [
+                "peer": "\(peer.uri)", "remote": "\(remote)", "reason": "\(reason)",
+            ])
+        } else if !self.refused {
+            self.refuse(remote: remote, reason: reason)
+        }
         context.close(promise: nil)
+    }
+
+    /// Logs and lists a refusal once per connection.
+    private var refused = false
+
+    private func refuse(remote: String, reason: String) {
+        self.refused = true
+        self.transport.refuse(remote: remote, reason: reason)
     }
 }
