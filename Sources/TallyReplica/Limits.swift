@@ -90,9 +90,9 @@ public struct ReplicaConfig: Sendable, Equatable {
     public var versionEpoch: UInt32
     /// Seeds the replica's own random choices (which peer to gossip with).
     public var seed: UInt64
-    /// Test only: merge replicated counters by adding instead of joining, to show that the
-    /// simulator's checkers catch a broken merge. Never set outside tests.
-    public var brokenMergeForTesting = false
+    /// Test only, and `package`: no product exposes it. Merges replicated counters by adding
+    /// instead of joining, to show that the simulator's checkers catch a broken merge.
+    package var brokenMergeForTesting = false
 
     public init(
         id: ReplicaID, retention: Retention = Retention(), limits: Limits = Limits(),

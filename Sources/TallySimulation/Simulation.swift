@@ -10,7 +10,7 @@ public struct Simulation {
     public let scenario: Scenario
     public let seed: UInt64
     /// Test only: every region merges replicated counters by adding (see `ReplicaConfig`).
-    public var brokenMerge = false
+    package var brokenMerge = false
 
     public init(scenario: Scenario, seed: UInt64) {
         self.scenario = scenario

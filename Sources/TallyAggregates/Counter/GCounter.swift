@@ -163,7 +163,7 @@ public struct GCounter: Lattice {
 
     /// The part of this counter written by `origin`, as a delta.
     /// Test only: slot-wise sums, the classic broken "merge" of a G-counter (not idempotent).
-    public static func sumForTesting(_ a: GCounter, _ b: GCounter) -> GCounter {
+    package static func sumForTesting(_ a: GCounter, _ b: GCounter) -> GCounter {
         var sum = a
         for slot in b.slots { sum.increment(by: slot.value, at: slot.origin) }
         return sum

@@ -3,19 +3,19 @@ import Foundation
 /// A cluster of regions on one machine, one node (`n1`) each: a CA, each node's certificate in
 /// `DIRECTORY/REGION/tls`, and each node's config as YAML. What `tally demo` runs, and what the
 /// cluster tests start from.
-public struct LoopbackCluster: Sendable {
-    public struct Member: Sendable {
-        public var region: String
+package struct LoopbackCluster: Sendable {
+    package struct Member: Sendable {
+        package var region: String
         /// The node's config, ready to parse (`NodeConfig.parse`) or write.
-        public var yaml: String
+        package var yaml: String
     }
 
-    public var members: [Member]
+    package var members: [Member]
 
     /// Writes the CA and node certificates under `directory` and makes each region's config: HTTP
     /// on `httpPorts[i]` (0: any free port), peers on `peerPorts[i]`, data in
     /// `DIRECTORY/REGION/data`, an API key named `local` for `secret`.
-    public static func make(
+    package static func make(
         in directory: String, regions: [String], httpPorts: [Int], peerPorts: [Int], gossipInterval: String? = nil,
         secret: String, certificateDays: Int = 30
     ) throws -> LoopbackCluster {

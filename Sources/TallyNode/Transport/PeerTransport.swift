@@ -451,7 +451,7 @@ public final class PeerTransport: Sendable {
 
     /// Drops every message to and from `regions` while `isCut` (connections stay up): a network
     /// partition for `tally demo` and the tests, seen by the replicas exactly as a real one.
-    public func setCut(_ regions: [String], _ isCut: Bool) {
+    package func setCut(_ regions: [String], _ isCut: Bool) {
         self.state.withLockedValue { state in
             if isCut { state.cut.formUnion(regions) } else { state.cut.subtract(regions) }
         }
@@ -523,7 +523,7 @@ public final class PeerTransport: Sendable {
 
     /// Loopback ports the OS reports free now (each bound to port 0, then closed): for the demo and
     /// the tests, which must know every node's port before any node starts.
-    public static func freeLoopbackPorts(_ count: Int) async throws -> [Int] {
+    package static func freeLoopbackPorts(_ count: Int) async throws -> [Int] {
         var channels: [Channel] = []
         for _ in 0..<count {
             channels.append(try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
