@@ -81,6 +81,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .executableTarget(
@@ -96,6 +97,10 @@ let package = Package(
         ),
         .testTarget(name: "TallyAggregatesTests", dependencies: ["TallyAggregates"]),
         .testTarget(name: "TallyReplicaTests", dependencies: ["TallyReplica", "TallyAggregates"]),
+        // Help texts of the CLI, as snapshots (the executable's module, tested in place).
+        .testTarget(name: "TallyCLITests", dependencies: [
+            "tally", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .testTarget(name: "TallyNodeCoreTests", dependencies: ["TallyNodeCore", "TallyReplica", "TallyAggregates"]),
         .testTarget(name: "TallySimulationTests", dependencies: ["TallySimulation", "TallyReplica", "TallyAggregates"]),
         .testTarget(

@@ -8,10 +8,10 @@ struct Certs: ParsableCommand {
         commandName: "certs",
         abstract: "Create the cluster CA and node certificates for mutual TLS between regions.",
         discussion: """
-            Files have predictable names: DIR/ca.pem and DIR/ca-key.pem for the CA; NODE.pem,
-            NODE-key.pem and a copy of ca.pem for a node. Keys are P-256 and readable by their owner
-            only. A node certificate names its identity as the URI tally://REGION/NODE, which peers
-            check against their config. To bring your own CA instead, see docs/operations.md.
+            Files have predictable names: DIR/ca.pem and DIR/ca-key.pem for the CA; NODE.pem, \
+            NODE-key.pem and a copy of ca.pem for a node. Keys are P-256 and readable by their owner \
+            only. A node certificate names its identity as the URI tally://REGION/NODE, which peers \
+            check against their config. To bring your own CA instead, see docs/transport.md, "Bring your own CA".
             """,
         subcommands: [CA.self, Node.self])
 
@@ -41,7 +41,8 @@ struct Certs: ParsableCommand {
 
     struct Node: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Issue a node certificate signed by the cluster CA (NODE.pem, NODE-key.pem, ca.pem).")
+            abstract: "Issue a node certificate signed by the cluster CA (NODE.pem, NODE-key.pem, ca.pem).",
+            usage: "tally certs node --ca <dir> --node <name> --region <name> --out <dir> ...")
 
         @Option(help: "Directory holding ca.pem and ca-key.pem.")
         var ca: String

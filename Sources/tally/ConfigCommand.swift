@@ -11,8 +11,8 @@ struct ConfigCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate config files; every error names the file, the key and the bad value.",
             discussion: """
-                Given the configs of a whole cluster, also checks them as a set: every peer is a node of
-                the set and lists it back, no node id or region twice, and each node's TLS files exist,
+                Given the configs of a whole cluster, also checks them as a set: every peer is a node of \
+                the set and lists it back, no node id or region twice, and each node's TLS files exist, \
                 name the node, verify against its CA and share one CA with the others.
                 """)
 

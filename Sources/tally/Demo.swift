@@ -2,8 +2,10 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import TallyAggregates
 import TallyNode
 import TallyReplica
@@ -13,11 +15,12 @@ import TallyWorkload
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a three-region cluster on loopback through a partition, and watch it converge.",
+        usage: "tally demo [--rate <rate>] [--phase <seconds>] [--keep] [<options>]",
         discussion: """
-            Creates a CA and three region nodes (us-east, eu-west, ap-south) on free loopback ports,
-            with data in a temporary directory (or --dir). Services write to their nearest region;
-            ap-south is cut off while both sides keep writing; the network heals; the view shows each
-            region's totals and staleness until every region agrees. Traffic stops at the heal, so the
+            Creates a CA and three region nodes (us-east, eu-west, ap-south) on free loopback ports, \
+            with data in a temporary directory (or --dir). Services write to their nearest region; \
+            ap-south is cut off while both sides keep writing; the network heals; the view shows each \
+            region's totals and staleness until every region agrees. Traffic stops at the heal, so the \
             convergence time is the partition's backlog crossing. Exits non-zero if they do not agree.
             """)
 
@@ -31,11 +34,43 @@ struct Demo: AsyncParsableCommand {
     var phase = 5
     @Option(help: "Seconds allowed for convergence after the heal.")
     var timeout = 30
-    @Option(help: "Milliseconds between gossip rounds (default: a node's default, 250).")
+    @Option(help: "Milliseconds between gossip rounds (a node's default).")
     var gossip = Int(NodeConfig.ClusterConfig.defaultGossipInterval.components.seconds * 1_000
         + NodeConfig.ClusterConfig.defaultGossipInterval.components.attoseconds / 1_000_000_000_000_000)
     @Flag(help: "Keep the cluster running after the report, to explore it with curl (Ctrl-C stops it).")
     var keep = false
+
+    /// Writes one line to standard output at once: `print` is block-buffered into a file or a pipe,
+    /// so `tally demo > file` showed nothing until the end.
+    static func say(_ line: String = "") {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    /// Returns the name of the first SIGINT or SIGTERM after this call; until then they no longer
+    /// end the process, so the cluster can be stopped and its files removed.
+    static func waitForStopSignal() async -> String {
+        await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+            let once = NIOLockedValueBox<CheckedContinuation<String, Never>?>(continuation)
+            var sources: [DispatchSourceSignal] = []
+            for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+                signal(number, SIG_IGN)  // delivered to the source instead
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler {
+                    once.withLockedValue { waiting in
+                        waiting?.resume(returning: name)
+                        waiting = nil
+                    }
+                }
+                source.resume()
+                sources.append(source)
+            }
+            // The sources live as long as the process: the demo exits after the first signal.
+            Self.signalSources = sources
+        }
+    }
+
+    /// Written once, before any of the sources can fire, and never read: it only keeps them alive.
+    nonisolated(unsafe) private static var signalSources: [DispatchSourceSignal] = []
 
     func run() async throws {
         guard self.rate > 0, self.rate <= 200_000, self.phase > 0, self.timeout > 0, self.gossip >= 10 else {
@@ -43,15 +78,16 @@ struct Demo: AsyncParsableCommand {
         }
         let directory = self.dir ?? (NSTemporaryDirectory() + "tally-demo-\(UUID().uuidString.prefix(8))")
         var logger = Logger(label: "tally.demo")
-        logger.logLevel = .critical  // the view is the output; refusals and errors show in the report
+        // The view is the output (stdout); refusals and failures go to stderr.
+        logger.logLevel = .warning
         let cluster = try await DemoCluster.create(in: directory, regions: Self.regions, gossipMillis: self.gossip,
                                                    logger: logger)
-        print("three regions on loopback, data and certificates in \(directory)")
+        Self.say("three regions on loopback, data and certificates in \(directory)")
         for member in cluster.members {
-            print("  \(member.config.region.padding(toLength: 9, withPad: " ", startingAt: 0)) "
+            Self.say("  \(member.config.region.padding(toLength: 9, withPad: " ", startingAt: 0)) "
                 + "http://127.0.0.1:\(member.httpPort)  peers on 127.0.0.1:\(member.config.cluster!.listenPort)")
         }
-        print("")
+        Self.say("")
 
         var traffic = DemoTraffic(rate: self.rate, regions: Self.regions.count)
         let start = ContinuousClock.now
@@ -68,13 +104,13 @@ struct Demo: AsyncParsableCommand {
             let now = elapsed()
             if !cut && now >= phase && healedAt == nil {
                 cut = true
-                print(String(format: "%5.1fs  ap-south cut off from the others (both sides keep writing)", now))
+                Self.say(String(format: "%5.1fs  ap-south cut off from the others (both sides keep writing)", now))
                 await cluster.cut("ap-south", true)
             }
             if cut && now >= 2 * phase {
                 cut = false
                 healedAt = now
-                print(String(format: "%5.1fs  network healed; traffic stops", now))
+                Self.say(String(format: "%5.1fs  network healed; traffic stops", now))
                 await cluster.cut("ap-south", false)
             }
             if healedAt == nil {
@@ -84,11 +120,11 @@ struct Demo: AsyncParsableCommand {
             let agree = healedAt != nil && view.agree(acknowledged: traffic.acknowledged)
             if now - lastView >= 0.5 || agree {
                 lastView = now
-                print(view.line(at: now, acknowledged: traffic.acknowledged, agree: agree))
+                Self.say(view.line(at: now, acknowledged: traffic.acknowledged, agree: agree))
             }
             if agree, let healedAt {
                 agreedAt = now
-                print(String(format: "%5.1fs  every region agrees: %d events, each counted once, %.2f s after the heal",
+                Self.say(String(format: "%5.1fs  every region agrees: %d events, each counted once, %.2f s after the heal",
                              now, traffic.acknowledged, now - healedAt))
                 break
             }
@@ -96,32 +132,36 @@ struct Demo: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(50))
         }
 
-        print("")
-        print("report")
-        print("  events sent \(traffic.sent), acknowledged \(traffic.acknowledged), refused \(traffic.refused)")
+        Self.say("")
+        Self.say("report")
+        Self.say("  events sent \(traffic.sent), acknowledged \(traffic.acknowledged), refused \(traffic.refused)")
         let totals = await cluster.totals()
-        print("  totals: " + zip(Self.regions, totals).map { "\($0) \($1)" }.joined(separator: ", "))
+        Self.say("  totals: " + zip(Self.regions, totals).map { "\($0) \($1)" }.joined(separator: ", "))
         if let agreedAt, let healedAt {
-            print(String(format: "  convergence after the heal: %.2f s (gossip every %d ms)", agreedAt - healedAt,
+            Self.say(String(format: "  convergence after the heal: %.2f s (gossip every %d ms)", agreedAt - healedAt,
                          self.gossip))
         } else {
-            print("  the regions did not agree within \(self.timeout) s of the heal")
+            Self.say("  the regions did not agree within \(self.timeout) s of the heal")
         }
-        print("  write acknowledgement p99: " + traffic.ackP99.map { String(format: "%.1f ms", $0) }.joined())
-        for line in await cluster.latencyReport(services: DemoTraffic.services) { print("  \(line)") }
+        Self.say("  write acknowledgement p99: " + traffic.ackP99.map { String(format: "%.1f ms", $0) }.joined())
+        for line in await cluster.latencyReport(services: DemoTraffic.services) { Self.say("  \(line)") }
         if self.keep {
             let member = cluster.members[0]
-            print("""
+            Self.say("""
 
                 the cluster keeps running; try:
                   curl -H "Authorization: Bearer \(DemoCluster.secret)" "http://127.0.0.1:\(member.httpPort)/v1/query?service=checkout&metrics=count,p99&group_by=status"
                   curl -H "Authorization: Bearer \(DemoCluster.secret)" "http://127.0.0.1:\(member.httpPort)/metrics"
-                Ctrl-C stops it.
+                Ctrl-C (or SIGTERM) stops it.
                 """)
-            while true { try await Task.sleep(for: .seconds(3_600)) }
+            let signal = await Self.waitForStopSignal()
+            Self.say("\n\(signal): stopping the cluster")
+            await cluster.stop()
+            if self.dir == nil { try? FileManager.default.removeItem(atPath: directory) }
+            return
         }
-        print("")
-        print("to keep the cluster running and explore it with curl: tally demo --keep")
+        Self.say("")
+        Self.say("to keep the cluster running and explore it with curl: tally demo --keep")
         await cluster.stop()
         if agreedAt == nil { throw ExitCode(1) }
         if self.dir == nil { try? FileManager.default.removeItem(atPath: directory) }
@@ -136,6 +176,9 @@ struct DemoCluster {
         var config: NodeConfig
         var node: Node
         var httpPort: Int
+        /// The member's HTTP server, under a service group of its own with no signal handling
+        /// (the demo decides what SIGINT and SIGTERM do) so it can be shut down gracefully.
+        var services: ServiceGroup
         var server: Task<Void, Error>
     }
 
@@ -160,8 +203,10 @@ struct DemoCluster {
                 router: API.router(node: node),
                 configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: ports[2 * index])),
                 logger: logger)
-            let server = Task { try await app.runService() }
-            members.append(Member(config: config, node: node, httpPort: ports[2 * index], server: server))
+            let services = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+            let server = Task { try await services.run() }
+            members.append(Member(config: config, node: node, httpPort: ports[2 * index], services: services,
+                                  server: server))
         }
         return DemoCluster(members: members)
     }
@@ -235,7 +280,8 @@ struct DemoCluster {
 
     func stop() async {
         for member in self.members {
-            member.server.cancel()
+            await member.services.triggerGracefulShutdown()
+            try? await member.server.value  // its error, if any, was logged
             await member.node.stop()
         }
     }

@@ -7,8 +7,8 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Decode an encoded aggregate and print what it holds.",
         discussion: """
-            Reads the canonical binary encoding of a GCounter, LatencySketch, HyperLogLog or an
-            AggregateMap with string keys, from a file, from standard input (-), or as hex.
+            Reads the canonical binary encoding of a GCounter, LatencySketch, HyperLogLog or an \
+            AggregateMap with string keys, from a file, from standard input (-), or as hex. \
             Exits non-zero, naming the field, when the bytes are not a valid encoding.
             """)
 

@@ -12,11 +12,11 @@ struct Load: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send realistic event traffic to a node and check that it counted exactly what it acknowledged.",
         discussion: """
-            Events have log-normal latencies (median 20 ms), a few percent of 5xx errors and
-            Zipf-distributed users. Every batch carries an idempotency key and is retried with the
-            same key until the node answers it (connection errors, 429, 503), so a node that
-            crashes and restarts in the middle still counts each acknowledged event once. At the end
-            the node's counts per service are compared with the acknowledged totals; a difference
+            Events have log-normal latencies (median 20 ms), a few percent of 5xx errors and \
+            Zipf-distributed users. Every batch carries an idempotency key and is retried with the \
+            same key until the node answers it (connection errors, 429, 503), so a node that \
+            crashes and restarts in the middle still counts each acknowledged event once. At the end \
+            the node's counts per service are compared with the acknowledged totals; a difference \
             exits non-zero.
             """)
 

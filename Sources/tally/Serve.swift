@@ -10,10 +10,10 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a region node.",
         discussion: """
-            Opens (or creates) the data directory, replays the durable log, and serves the HTTP API.
-            SIGTERM or SIGINT stops accepting new requests, lets in-flight batches become durable
-            and be answered, and exits 0. SIGHUP reads the config file again and applies the
-            cluster's peers and TLS files without a restart; a file that does not parse or load is
+            Opens (or creates) the data directory, replays the durable log, and serves the HTTP API. \
+            SIGTERM or SIGINT stops accepting new requests, lets in-flight batches become durable \
+            and be answered, and exits 0. SIGHUP reads the config file again and applies the \
+            cluster's peers and TLS files without a restart; a file that does not parse or load is \
             refused with a log line naming what is wrong, and the node goes on with what it had.
             """)
 

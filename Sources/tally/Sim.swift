@@ -8,9 +8,10 @@ struct Sim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sim",
         abstract: "Run chaos scenarios in the deterministic network simulator.",
+        usage: "tally sim <scenarios> ... [--seed <seed> | --seeds <count>] [<options>]",
         discussion: """
-            Runs the real replica code and wire format in virtual time, with the scenario's faults, and
-            checks convergence, conservation, monotonic reads, bounded memory, liveness and protocol.
+            Runs the real replica code and wire format in virtual time, with the scenario's faults, and \
+            checks convergence, conservation, monotonic reads, bounded memory, liveness and protocol. \
             A failure prints the command that replays it. See docs/simulation.md.
             """)
 
