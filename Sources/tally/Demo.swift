@@ -200,8 +200,8 @@ struct DemoCluster {
             try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
             let node = try await Node.start(config: config, logger: logger)
             let app = Application(
-                router: API.router(node: node),
-                configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: ports[2 * index])),
+                router: API.router(node: node), server: API.server(config),
+                configuration: API.configuration(config, host: "127.0.0.1", port: ports[2 * index]),
                 logger: logger)
             let services = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
             let server = Task { try await services.run() }

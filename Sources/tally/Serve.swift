@@ -43,9 +43,7 @@ struct Serve: AsyncParsableCommand {
         let reloads = Self.reloadOnHangup(node: node, path: self.config, logger: logger)
         defer { reloads.cancel() }
         let app = Application(
-            router: API.router(node: node),
-            configuration: ApplicationConfiguration(
-                address: .hostname(nodeConfig.listenHost, port: nodeConfig.listenPort), serverName: "tally"),
+            router: API.router(node: node), server: API.server(nodeConfig), configuration: API.configuration(nodeConfig),
             onServerRunning: { channel in
                 // The address is known once the channel is bound; scripts wait for this line.
                 let address = channel.localAddress.map { "\($0)" } ?? "?"

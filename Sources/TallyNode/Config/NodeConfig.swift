@@ -31,6 +31,17 @@ public struct NodeConfig: Sendable, Equatable {
     public var checkpointInterval: Duration
     /// Replication with other regions over mutual TLS; nil: a single region.
     public var cluster: ClusterConfig?
+    /// Most HTTP connections open at once (`limits.connections_max`).
+    public var connectionsMax = 1_024
+    /// How long a client may take: for a request's headers, for its body after them, and idle
+    /// between requests on a kept-alive connection (`limits.request_head_timeout`, ...).
+    public var httpTimeouts = HTTPTimeouts()
+
+    public struct HTTPTimeouts: Sendable, Equatable {
+        public var head: Duration = .seconds(10)
+        public var body: Duration = .seconds(30)
+        public var keepAlive: Duration = .seconds(60)
+    }
 
     /// The `cluster` section: this node's peer listener, its TLS files and its peers.
     public struct ClusterConfig: Sendable, Equatable {
@@ -301,6 +312,13 @@ extension NodeConfig {
                                              range: .milliseconds(10)...(.seconds(3_600))),
                 gossipBytesMax: gossipBytesMax, peers: peers, insecure: insecure)
         }
+        let timeoutRange: ClosedRange<Duration> = .milliseconds(100)...(.seconds(3_600))
+        let timeouts = HTTPTimeouts(
+            head: try duration("limits.request_head_timeout", rawLimits.request_head_timeout, .seconds(10), range: timeoutRange),
+            body: try duration("limits.request_body_timeout", rawLimits.request_body_timeout, .seconds(30), range: timeoutRange),
+            keepAlive: try duration("limits.keep_alive_timeout", rawLimits.keep_alive_timeout, .seconds(60),
+                                    range: timeoutRange))
+        let connectionsMax = try bounded("limits.connections_max", rawLimits.connections_max, 1...100_000, 1_024)
         let rate = Double(try bounded("limits.rate_limit_events_per_second",
                                       rawLimits.rate_limit_events_per_second, 1...1_000_000_000, 1_000_000))
         return NodeConfig(
@@ -315,7 +333,7 @@ extension NodeConfig {
             checkpointInterval: try duration(
                 "storage.checkpoint_interval", raw.storage?.checkpoint_interval, .seconds(10),
                 range: .milliseconds(100)...(.seconds(86_400))),
-            cluster: cluster)
+            cluster: cluster, connectionsMax: connectionsMax, httpTimeouts: timeouts)
     }
 
     /// `host:port` (IPv6 in brackets) with a port in 0...65535.
@@ -337,7 +355,8 @@ extension NodeConfig {
         "cluster": ["listen", "advertise", "gossip_interval", "gossip_bytes_max", "tls", "peers", "insecure"],
         "cluster.tls": ["certificate", "key", "ca"],
         "cluster.peers[]": ["node", "region", "address"],
-        "limits": ["body_bytes_max", "batch_events_max", "name_bytes_max", "user_bytes_max", "services_max",
+        "limits": ["body_bytes_max", "connections_max", "request_head_timeout", "request_body_timeout",
+                   "keep_alive_timeout", "batch_events_max", "name_bytes_max", "user_bytes_max", "services_max",
                    "operations_per_service_max", "latency_max", "future_skew_max", "pending_batches_max",
                    "rate_limit_events_per_second", "rate_limit_burst"],
         "retention": ["minute", "hour", "day"],
@@ -562,6 +581,10 @@ struct RawConfig: Decodable {
         var pending_batches_max: Int?
         var rate_limit_events_per_second: Int?
         var rate_limit_burst: Int?
+        var connections_max: Int?
+        var request_head_timeout: String?
+        var request_body_timeout: String?
+        var keep_alive_timeout: String?
     }
 
     struct RawRetention: Decodable {

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import NIOCore
 import TallyAggregates
 import TallyReplica
@@ -72,6 +73,27 @@ public enum API {
         "/health": [.get], "/ready": [.get], "/v1/events": [.post], "/v1/query": [.get], "/v1/series": [.get],
         "/v1/cluster": [.get], "/metrics": [.get],
     ]
+
+    /// The HTTP/1.1 server for a node: slow clients are cut off (`RequestDeadlineHandler`), idle
+    /// connections closed, and at most `limits.connections_max` connections open at once (more
+    /// wait in the listen backlog).
+    public static func server(_ config: NodeConfig) -> HTTPServerBuilder {
+        let timeouts = config.httpTimeouts
+        return .http1(configuration: .init(
+            additionalChannelHandlers: [RequestDeadlineHandler(
+                headTimeout: .milliseconds(timeouts.head.milliseconds), bodyTimeout: .milliseconds(timeouts.body.milliseconds),
+                keepAliveTimeout: .milliseconds(timeouts.keepAlive.milliseconds))],
+            idleTimeout: .milliseconds(timeouts.keepAlive.milliseconds)))
+    }
+
+    /// The listener's settings for a node: its address and the connection bound.
+    public static func configuration(_ config: NodeConfig, host: String? = nil, port: Int? = nil)
+        -> ApplicationConfiguration
+    {
+        ApplicationConfiguration(
+            address: .hostname(host ?? config.listenHost, port: port ?? config.listenPort), serverName: "tally",
+            availableConnectionsDelegate: MaximumAvailableConnections(config.connectionsMax))
+    }
 
     /// A router for `node`, with authentication.
     public static func router(node: Node) -> Router<TallyRequestContext> {

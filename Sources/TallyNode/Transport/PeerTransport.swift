@@ -43,6 +43,12 @@ public final class PeerTransport: Sendable {
         public var reconnectInitial: Duration = .milliseconds(100)
         public var reconnectMax: Duration = .seconds(5)
         public var protocols = Hello.supportedProtocols
+        /// A connection that has not finished its TLS handshake and hello by then is closed (one
+        /// that never did stayed open for 20 minutes and more).
+        public var handshakeTimeout: Duration = .seconds(10)
+        /// Most inbound connections still in their handshake at once; more are closed on arrival
+        /// (a flood of 11,706 of them grew a node by 214 MB).
+        public var handshakingMax = 64
         /// Plaintext, unauthenticated connections (`insecure: true` in the config): no TLS, and a
         /// peer is whoever its hello claims, if the config lists it. The TLS paths are unused.
         public var insecure = false
@@ -86,6 +92,9 @@ public final class PeerTransport: Sendable {
         var refusals: [String] = []
         var listener: Channel?
         var stopped = false
+        /// Inbound connections in their handshake, and those already counted out of it.
+        var handshaking = 0
+        var handshakingChannels: Set<ObjectIdentifier> = []
         /// Regions whose messages are dropped both ways (`setCut`).
         var cut: Set<String> = []
     }
@@ -258,7 +267,15 @@ public final class PeerTransport: Sendable {
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                guard self.startHandshake() else {
+                    self.logger.warning("peer connection refused: too many handshakes under way", metadata: [
+                        "remote": "\(channel.remoteAddress.map { "\($0)" } ?? "unknown")",
+                        "limit": "\(self.configuration.handshakingMax)",
+                    ])
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in self.endHandshake(channel, closed: true) }
+                return channel.eventLoop.makeCompletedFuture {
                     try self.configure(channel, dialed: nil)
                 }
             }
@@ -266,6 +283,29 @@ public final class PeerTransport: Sendable {
         self.state.withLockedValue { $0.listener = listener }
         for peer in self.currentPeers { self.dial(peer) }
         return listener.localAddress?.port ?? port
+    }
+
+    /// Counts an inbound connection into its handshake; false when `handshakingMax` are already.
+    private func startHandshake() -> Bool {
+        self.state.withLockedValue { state in
+            guard state.handshaking < self.configuration.handshakingMax else { return false }
+            state.handshaking += 1
+            return true
+        }
+    }
+
+    /// An inbound connection finished its handshake, or closed: it stops counting against
+    /// `handshakingMax` at the first of the two. Connections past their handshake are remembered
+    /// until they close, so each is counted out once.
+    func endHandshake(_ channel: Channel, closed: Bool) {
+        let id = ObjectIdentifier(channel)
+        self.state.withLockedValue { state in
+            if closed {
+                if state.handshakingChannels.remove(id) == nil { state.handshaking -= 1 }
+            } else if state.handshakingChannels.insert(id).inserted {
+                state.handshaking -= 1
+            }
+        }
     }
 
     /// Stops dialing, says goodbye and closes every connection.
@@ -572,8 +612,16 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelActive(context: ChannelHandlerContext) {
         if self.insecure { self.sendHello(context: context) }
+        let timeout = self.transport.configuration.handshakeTimeout
+        self.deadline = context.eventLoop.scheduleTask(in: .milliseconds(timeout.milliseconds)) {
+            guard self.peer == nil else { return }
+            self.close(context: context, reason: "no TLS handshake and hello within \(timeout)")
+        }
         context.fireChannelActive()
     }
+
+    /// Closes the connection if the handshake and hello are not done in time.
+    private var deadline: Scheduled<Void>?
 
     private func sendHello(context: ChannelHandlerContext) {
         let configuration = self.transport.configuration
@@ -647,6 +695,8 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
             else { throw HandshakeError.unexpectedFrame("\(identity.uri) is no longer a peer") }
             self.peer = identity
             self.version = version
+            self.deadline?.cancel()
+            if self.dialed == nil { self.transport.endHandshake(context.channel, closed: false) }
         case .message(let bytes):
             guard let peer = self.peer else { throw HandshakeError.unexpectedFrame("a message before the hello") }
             self.transport.received(bytes, from: peer)

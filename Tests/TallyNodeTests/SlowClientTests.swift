@@ -1,0 +1,69 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Testing
+import TallyReplica
+@testable import TallyNode
+
+/// The HTTP front door over real loopback: clients too slow with their headers or body are cut off
+/// at the configured deadlines, while a normal request on the same server is answered.
+@Suite struct SlowClientTests {
+    /// Opens a raw connection, writes `bytes`, and returns how long until the server closed it.
+    static func secondsUntilClosed(port: Int, sending bytes: String, dripping: Bool) async throws -> Double {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port).get()
+        let started = ContinuousClock.now
+        // Without a deadline the server never closes: give up after 8 s (the expectations then fail).
+        let giveUp = channel.eventLoop.scheduleTask(in: .seconds(8)) { channel.close(promise: nil) }
+        defer { giveUp.cancel() }
+        if dripping {
+            // A byte every 200 ms, never finishing the headers.
+            let drip = Task {
+                for byte in bytes.utf8 {
+                    try? await channel.writeAndFlush(ByteBuffer(bytes: [byte]))
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            defer { drip.cancel() }
+            try await channel.closeFuture.get()
+        } else {
+            try await channel.writeAndFlush(ByteBuffer(string: bytes))
+            try await channel.closeFuture.get()
+        }
+        let elapsed = ContinuousClock.now - started
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
+    @Test func slowHeadersAndAMissingBodyAreCutOff() async throws {
+        let directory = NSTemporaryDirectory() + "tally-slow-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let config = try APITests.config(directory: directory) {
+            $0.httpTimeouts = NodeConfig.HTTPTimeouts(head: .seconds(1), body: .milliseconds(1_500), keepAlive: .seconds(5))
+        }
+        let node = try await Node.start(config: config, clock: { APITests.now })
+        let port = try await PeerTransport.freeLoopbackPorts(1)[0]
+        let app = Application(router: API.router(node: node), server: API.server(config),
+                              configuration: API.configuration(config, host: "127.0.0.1", port: port),
+                              logger: Logger(label: "test"))
+        let services = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [],
+                                                         logger: Logger(label: "test")))
+        let server = Task { try await services.run() }
+        defer { server.cancel() }
+        try await Task.sleep(for: .milliseconds(300))
+        async let headers = Self.secondsUntilClosed(
+            port: port, sending: "GET /v1/series HTTP/1.1\r\nHost: x\r\nX-Slow: " + String(repeating: "a", count: 100),
+            dripping: true)
+        async let body = Self.secondsUntilClosed(
+            port: port, sending: "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(APITests.secret)\r\n"
+                + "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n[", dripping: false)
+        let (headerSeconds, bodySeconds) = try await (headers, body)
+        // Deadlines of 1 s and 1.5 s (after the head): generous upper bounds for a loaded machine.
+        #expect(headerSeconds >= 0.9 && headerSeconds < 6, "slow headers held the connection \(headerSeconds) s")
+        #expect(bodySeconds >= 1.4 && bodySeconds < 6, "a missing body held the connection \(bodySeconds) s")
+        await services.triggerGracefulShutdown()
+        await node.stop()
+    }
+}
