@@ -260,8 +260,9 @@ public actor Node {
                     }
                     await self.checkpointQueued(checkpoint.sequence)
                 }
-            case .scheduleTick:
-                break  // the tick loop reads `core.nextTick`
+            case .scheduleTick(let at):
+                // The loop sleeps until the last schedule; an earlier one wakes it to sleep anew.
+                if at < self.sleepingUntil { self.sleeping?.cancel() }
             }
         }
     }
@@ -336,18 +337,26 @@ public actor Node {
         self.tick()
         self.tickTask = Task { [weak self] in
             while !Task.isCancelled {
-                guard let wait = await self?.untilNextTick() else { return }
-                try? await Task.sleep(for: wait)
+                guard let sleep = await self?.sleepUntilNextTick() else { return }
+                await sleep.value
                 await self?.tick()
             }
         }
     }
 
-    /// How long until the tick the core scheduled, at most 100 ms: a global read started meanwhile
-    /// may have brought its deadline forward.
-    private func untilNextTick() -> Duration {
-        let wait = self.core.nextTick - self.clock()
-        return min(max(wait, .zero), .milliseconds(100))
+    /// The tick loop's current sleep: cancelled to wake it early when the core's schedule moves
+    /// forward (a global read's deadline).
+    private var sleeping: Task<Void, Never>?
+    private var sleepingUntil = Timestamp(millisecondsSinceEpoch: Timestamp.validMillis.upperBound)
+
+    /// A sleep until the tick the core scheduled (at most a second, should the clock jump).
+    private func sleepUntilNextTick() -> Task<Void, Never> {
+        let now = self.clock()
+        let wait = min(max(self.core.nextTick - now, .zero), .seconds(1))
+        self.sleepingUntil = now + wait
+        let sleep = Task { _ = try? await Task.sleep(for: wait) }
+        self.sleeping = sleep
+        return sleep
     }
 
     private func tick() {
