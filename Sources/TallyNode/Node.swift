@@ -146,6 +146,16 @@ public actor Node {
                 : "a cluster section was added: joining a cluster needs a restart")
         }
         var notes: [String] = []
+        var certificateWarnings: [String] = []
+        if !cluster.insecure {
+            // Files every peer would refuse must not replace working ones: the node would cut
+            // itself off, every peer refusing it many times a second.
+            let (fatal, warnings, _) = ClusterCheck.certificateProblems(config: new, cluster: cluster, now: Date())
+            guard fatal.isEmpty else {
+                throw ReloadError(reason: fatal.joined(separator: "; ") + " (the running certificates are kept)")
+            }
+            certificateWarnings = warnings
+        }
         let summary: PeerTransport.ReloadSummary
         do {
             summary = try transport.reload(
@@ -174,7 +184,7 @@ public actor Node {
         if cluster.gossipBytesMax != running.gossipBytesMax { restart.append("cluster.gossip_bytes_max") }
         if cluster.insecure != running.insecure { restart.append("cluster.insecure") }
         if !restart.isEmpty { notes.append("changed, effective at the next restart: \(restart.joined(separator: ", "))") }
-        return notes
+        return notes + certificateWarnings
     }
 
     /// A socket error in words: NIO says `bind(descriptor:ptr:bytes:): Address already in use (errno: 98)`.

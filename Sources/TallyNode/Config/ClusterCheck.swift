@@ -73,6 +73,18 @@ public enum ClusterCheck {
     private static func tlsProblems(file: String, config: NodeConfig, cluster: NodeConfig.ClusterConfig, now: Date,
                                     authorities: inout [(file: String, ca: Certificate)]) -> [String]
     {
+        let (fatal, warnings, ca) = Self.certificateProblems(config: config, cluster: cluster, now: now)
+        if let ca { authorities.append((file, ca)) }
+        return (fatal + warnings).map { "\(file): \($0)" }
+    }
+
+    /// What is wrong with a node's TLS files: `fatal`, problems that would make every peer refuse
+    /// it (a file that does not load, an expired certificate, one another CA signed, one naming
+    /// another node); `warnings`, those that will soon (expiry in under 14 days). A SIGHUP reload
+    /// with a fatal problem is refused and the node keeps the files it had.
+    public static func certificateProblems(config: NodeConfig, cluster: NodeConfig.ClusterConfig, now: Date)
+        -> (fatal: [String], warnings: [String], ca: Certificate?)
+    {
         let ca: Certificate
         let leaf: Certificate
         do {
@@ -80,26 +92,26 @@ public enum ClusterCheck {
             leaf = try ClusterCertificates.readCertificate(cluster.certificatePath)
             _ = try ClusterCertificates.readText(cluster.keyPath)
         } catch {
-            return ["\(file): cluster.tls: \(error)"]
+            return (["cluster.tls: \(error)"], [], nil)
         }
-        authorities.append((file, ca))
         var problems: [String] = []
+        var warnings: [String] = []
         if now > leaf.notValidAfter {
-            problems.append("\(file): cluster.tls.certificate: expired at \(leaf.notValidAfter)")
+            problems.append("cluster.tls.certificate: expired at \(leaf.notValidAfter)")
         } else if leaf.notValidAfter.timeIntervalSince(now) < 14 * 86_400 {
-            problems.append("\(file): cluster.tls.certificate: expires at \(leaf.notValidAfter), in under 14 days")
+            warnings.append("cluster.tls.certificate: expires at \(leaf.notValidAfter), in under 14 days")
         }
         if leaf.issuer != ca.subject || !ca.publicKey.isValidSignature(leaf.signature, for: leaf) {
-            problems.append("\(file): cluster.tls.certificate: not signed by the CA in \(cluster.caPath)")
+            problems.append("cluster.tls.certificate: not signed by the CA in \(cluster.caPath)")
         }
         switch Result(catching: { try NodeIdentity(certificate: leaf) }) {
         case .success(let identity) where identity.region != config.region || identity.node != config.node:
-            problems.append("\(file): cluster.tls.certificate: names \(identity.uri), not tally://\(config.region)/\(config.node)")
+            problems.append("cluster.tls.certificate: names \(identity.uri), not tally://\(config.region)/\(config.node)")
         case .failure(let error):
-            problems.append("\(file): cluster.tls.certificate: \(error)")
+            problems.append("cluster.tls.certificate: \(error)")
         default:
             break
         }
-        return problems
+        return (problems, warnings, ca)
     }
 }
