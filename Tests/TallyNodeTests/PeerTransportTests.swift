@@ -183,6 +183,31 @@ import Testing
 
     var caPath: String { (self.directory as NSString).appendingPathComponent("ca.pem") }
 
+    /// A peer that accepted this node once and then refuses it (a reload removed it there) is
+    /// redialed with the backoff: it was redialed about 13 times a second, because the backoff
+    /// reset whenever the peer had ever completed a hello.
+    @Test func aPeerThatRefusesAfterAnEarlierSuccessIsRedialedWithBackoff() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let usEastEndpoint = PeerEndpoint(identity: self.usEast, host: "127.0.0.1", port: 1)
+        let (server, client, serverFiles) = try await self.pair(
+            serverPeers: [usEastEndpoint], dialer: try self.certificate(self.usEast, name: "us-east"), group: group,
+            inbox: inbox)
+        #expect(await self.eventually { client.peers.first?.connected == true })
+        _ = try server.reload(certificatePath: serverFiles.certificate, keyPath: serverFiles.key, caPath: self.caPath,
+                              peers: [])
+        #expect(await self.eventually { client.peers.first?.connected == false })
+        let before = server.refusals.filter { $0.contains("is not a peer") }.count
+        try await Task.sleep(for: .seconds(3))
+        let redials = server.refusals.filter { $0.contains("is not a peer") }.count - before
+        // These transports back off from 20 ms doubling to 200 ms (jitter down to half): about 18
+        // dials in 3 s. Reset to 20 ms each time, as before, it was a handshake and 10-20 ms a dial.
+        // (Each dial adds two refusals, and the list keeps 100, so a flood shows as 50.)
+        #expect(redials >= 1 && redials <= 30, "\(redials) redials in 3 s")
+        await client.shutdown()
+        await server.shutdown()
+    }
+
     @Test func aReloadAddsAPeerAndRemovesItAgain() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])

@@ -92,6 +92,9 @@ public final class PeerTransport: Sendable {
         var refusals: [String] = []
         var listener: Channel?
         var stopped = false
+        /// Per peer, how many connections this node dialed got past their hellos: the dialer
+        /// resets its backoff only when its own attempt did.
+        var establishedOutbound: [NodeIdentity: Int] = [:]
         /// Inbound connections in their handshake, and those already counted out of it.
         var handshaking = 0
         var handshakingChannels: Set<ObjectIdentifier> = []
@@ -347,7 +350,10 @@ public final class PeerTransport: Sendable {
     }
 
     /// One connection to `peer`, until it closes. Returns whether it got as far as the hellos.
+    /// (Not whether the peer ever did: a peer that refuses this node after an earlier success is
+    /// redialed with the backoff, not 13 times a second.)
     private func connectOnce(_ peer: PeerEndpoint) async -> Bool {
+        let before = self.state.withLockedValue { $0.establishedOutbound[peer.identity, default: 0] }
         do {
             let channel = try await ClientBootstrap(group: self.group)
                 .connectTimeout(.seconds(5))
@@ -356,7 +362,7 @@ public final class PeerTransport: Sendable {
                 }
                 .connect(host: peer.host, port: peer.port).get()
             try? await channel.closeFuture.get()
-            return self.state.withLockedValue { $0.status[peer.identity]?.protocolVersion != nil }
+            return self.state.withLockedValue { $0.establishedOutbound[peer.identity, default: 0] > before }
         } catch {
             self.state.withLockedValue { $0.status[peer.identity]?.lastError = "\(error)" }
             return false
@@ -418,6 +424,7 @@ public final class PeerTransport: Sendable {
                 state.outbound[identity] = channel
                 state.pending[identity] = 0
                 state.status[identity]?.connected = true
+                state.establishedOutbound[identity, default: 0] += 1
             }
             state.status[identity]?.protocolVersion = version
             state.status[identity]?.origin = origin
