@@ -268,7 +268,7 @@ public actor Node {
                     } catch {
                         return  // a failed store fails stop and reports itself
                     }
-                    await self.checkpointQueued(checkpoint.sequence)
+                    self.checkpointQueued(checkpoint.sequence)  // the task runs on this actor
                 }
             case .scheduleTick(let at):
                 // The loop sleeps until the last schedule; an earlier one wakes it to sleep anew.

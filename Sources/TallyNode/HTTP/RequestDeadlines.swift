@@ -58,8 +58,9 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     private func arm(_ timeout: TimeAmount, context: ChannelHandlerContext) {
         self.deadline?.cancel()
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)  // the task runs on this loop
         self.deadline = context.eventLoop.scheduleTask(in: timeout) {
-            context.close(promise: nil)
+            bound.value.close(promise: nil)
         }
     }
 }

@@ -620,9 +620,10 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelActive(context: ChannelHandlerContext) {
         if self.insecure { self.sendHello(context: context) }
         let timeout = self.transport.configuration.handshakeTimeout
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)  // the task runs on this loop
         self.deadline = context.eventLoop.scheduleTask(in: .milliseconds(timeout.milliseconds)) {
             guard self.peer == nil else { return }
-            self.close(context: context, reason: "no TLS handshake and hello within \(timeout)")
+            self.close(context: bound.value, reason: "no TLS handshake and hello within \(timeout)")
         }
         context.fireChannelActive()
     }
