@@ -370,10 +370,19 @@ def main():
                           + "\n".join(f"  {region} {counts.get(region)}" for region in REGIONS))
     total = sum(acknowledged.values())
     if not failed:
-        # Converged: a global read anywhere gives the same exact totals, with nobody missing.
+        # Converged: a global read anywhere gives the same exact totals, with nobody missing. A node
+        # asks only on the connections it dialed, and a link cut for seconds leaves its dialer
+        # backed off (up to reconnectMax, 2 s), while gossip can already converge over the other
+        # direction: allow one backoff period for every region to be asked.
         reader = rng.choice(REGIONS)
+        reconnect_deadline = time.monotonic() + 7
+        while True:
+            results = {service: cluster.global_count(reader, service, window) for service in sorted(acknowledged)}
+            if all(not missing for _, missing in results.values()) or time.monotonic() > reconnect_deadline:
+                break
+            time.sleep(0.5)
         for service, expected in sorted(acknowledged.items()):
-            count, missing = cluster.global_count(reader, service, window)
+            count, missing = results[service]
             if count != expected or missing:
                 failed.append(f"global read at {reader}: {service} {count} (acknowledged {expected}), missing {missing}")
         if not failed:

@@ -223,7 +223,7 @@ extension NodeConfig {
                 throw fail(key, value, "must be a positive duration such as 300ms, 30s, 5m, 48h, 90d or 5y")
             }
             guard range.contains(parsed) else {
-                throw fail(key, value, "must be \(Self.describe(range.lowerBound)) to \(Self.describe(range.upperBound))")
+                throw fail(key, value, "must be \(range.lowerBound.shortDescription) to \(range.upperBound.shortDescription)")
             }
             return parsed
         }
@@ -472,15 +472,6 @@ extension NodeConfig {
             for item in sequence where !Self.count(item, within: &budget) { return false }
             return true
         }
-    }
-
-    static func describe(_ duration: Duration) -> String {
-        let millis = duration.milliseconds
-        for (unit, size) in [("y", Int64(31_536_000_000)), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000),
-                             ("s", 1_000)] where millis >= size && millis % size == 0 {
-            return "\(millis / size)\(unit)"
-        }
-        return "\(millis)ms"
     }
 
     static func bytes(hex: String) -> [UInt8]? {

@@ -41,7 +41,9 @@ public final class PeerTransport: Sendable {
         /// Bytes written to a connection and not yet sent, above which messages to it are dropped.
         public var sendQueueBytesMax = 4 << 20
         public var reconnectInitial: Duration = .milliseconds(100)
-        public var reconnectMax: Duration = .seconds(5)
+        /// At most one dial every 1-2 s to a peer that keeps failing or refusing, and a reconnect at most
+        /// about 2 s after a network heals.
+        public var reconnectMax: Duration = .seconds(2)
         public var protocols = Hello.supportedProtocols
         /// A connection that has not finished its TLS handshake and hello by then is closed (one
         /// that never did stayed open for 20 minutes and more).

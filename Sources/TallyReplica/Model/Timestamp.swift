@@ -70,6 +70,17 @@ extension Duration {
 }
 
 extension Duration {
+    /// The shortest of `Duration.parse`'s forms that says this duration exactly: `1y`, `2d`, `48m`,
+    /// `300ms` (weeks are written in days). For messages that quote a limit.
+    public var shortDescription: String {
+        let millis = self.milliseconds
+        for (unit, size) in [("y", Int64(31_536_000_000)), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000),
+                             ("s", 1_000)] where millis >= size && millis % size == 0 {
+            return "\(millis / size)\(unit)"
+        }
+        return "\(millis)ms"
+    }
+
     /// `300ms`, `30s`, `5m`, `48h`, `90d`, `2w`, `5y` (a year is 365 days); nil for anything else,
     /// including a value that would overflow. Configs, queries and scenario files all use it.
     public static func parse(_ text: String) -> Duration? {

@@ -307,7 +307,7 @@ extension Replica {
                 // everything: say why instead.
                 let coarser = Resolution.allCases.first { $0 > finest && keepsStart($0) }
                 throw .invalid(parameter: "step", message: "the range starts before the \(finest) buckets' retention "
-                    + "(\(Self.describe(retention[finest]))), so \(finest) points there are gone"
+                    + "(\(retention[finest].shortDescription)), so \(finest) points there are gone"
                     + (coarser.map { "; use a step that is a multiple of \($0)" } ?? ""))
             }
             return (chosen, step)
@@ -323,15 +323,6 @@ extension Replica {
         let from = query.from.floor(toMultipleOf: chosen.width)
         let stepMillis = ((query.to.millisecondsSinceEpoch - from.millisecondsSinceEpoch + width - 1) / width) * width
         return (chosen, .milliseconds(stepMillis))
-    }
-
-    static func describe(_ duration: Duration) -> String {
-        let millis = duration.milliseconds
-        for (unit, size) in [("d", Int64(86_400_000)), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)]
-        where millis >= size && millis % size == 0 {
-            return "\(millis / size)\(unit)"
-        }
-        return "\(millis)ms"
     }
 
     /// Services and their operations, sorted.
