@@ -73,6 +73,7 @@ public actor Node {
             // Each start seals under a new epoch: a version shipped before a crash is never reused.
             replicaConfig.versionEpoch = try Self.nextEpoch(directory: config.dataDirectory)
             replicaConfig.seed = UInt64.random(in: 1...UInt64.max)
+            replicaConfig.wireVersions = 1...NodeCore.wireVersion(forProtocol: cluster.protocols.upperBound)
         }
         var replica = Replica(config: replicaConfig, restoring: image)
         for entry in entries { replica.replay(entry) }
@@ -101,6 +102,7 @@ public actor Node {
                 PeerEndpoint(identity: try NodeIdentity(region: $0.region, node: $0.node), host: $0.host, port: $0.port)
             })
         configuration.insecure = cluster.insecure
+        configuration.protocols = cluster.protocols
         configuration.frameBytesMax = cluster.frameBytesMax
         let inbox = PeerInbox(framesMax: PeerInbox.defaultFramesMax) { [weak self] frame, region in
             await self?.deliver(frame, from: region)
@@ -246,8 +248,12 @@ public actor Node {
                     self.metrics.batches["refused", default: 0] += 1
                     self.outcomes[batch] = .refused(rejection)
                 }
-            case .send(let bytes, let region):
-                self.transport?.send(bytes, toRegion: region)  // dropped and counted when it cannot queue
+            case .send(let bytes, let region, let version):
+                // Dropped and counted when it cannot go; a connection that agreed another version
+                // since the last look is news for the core (the next messages go at its version).
+                if let transport = self.transport, transport.send(bytes, toRegion: region, protocolVersion: version) != nil {
+                    self.notePeers(now: self.clock())
+                }
             case .askRead(let bytes, let region, let read):
                 let reason = self.transport.map { $0.sendRead(bytes, toRegion: region) } ?? "no transport"
                 if let reason {
@@ -381,7 +387,7 @@ public actor Node {
         for peer in transport.peers {
             let region = peer.identity.region
             let state = NodeCore.PeerState(connected: peer.connected && peer.protocolVersion != nil,
-                                           protocolVersion: peer.protocolVersion.map { UInt8(clamping: $0) })
+                                           protocolVersion: peer.protocolVersion)
             guard self.peerStates[region] != state else { continue }
             self.peerStates[region] = state
             if state.connected, let version = state.protocolVersion {
@@ -519,7 +525,6 @@ public actor Node {
         try replica.query(query, now: now, joining: answers)
     }
 
-    /// How far behind each other origin this node is (empty without peers).
     /// Requests counted in every day bucket: what `tally demo` compares across regions.
     public func totalRequests() -> UInt64 {
         self.core.replica.totalRequests(at: .day)
@@ -530,6 +535,7 @@ public actor Node {
         self.core.replica.versions
     }
 
+    /// How far behind each other origin this node is (empty without peers).
     public func staleness() -> [(origin: ReplicaID, behind: Duration?)] {
         self.core.replica.staleness(now: self.clock())
     }

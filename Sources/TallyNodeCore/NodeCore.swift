@@ -69,8 +69,9 @@ public struct NodeCore: Sendable {
         case acknowledge(BatchID, IngestReceipt, replayed: Bool, durableThrough: UInt64)
         /// Refuse the batch; nothing of it was counted.
         case refuse(BatchID, Refusal)
-        /// Send a replication message to the peer of that region, best effort.
-        case send([UInt8], to: String)
+        /// Send a replication message to the peer of that region, best effort. It is encoded for
+        /// the connection that agreed `protocolVersion`: one at another version must not carry it.
+        case send([UInt8], to: String, protocolVersion: UInt16)
         /// Ask a peer for its state of a global read's buckets (a `read` frame).
         case askRead([UInt8], to: String, read: UInt64)
         /// Answer a peer's read (a `read` frame).
@@ -148,10 +149,11 @@ public struct NodeCore: Sendable {
     /// What this node knows of a peer's connection.
     public struct PeerState: Sendable, Equatable {
         public var connected = false
-        /// The protocol version negotiated on the connection this node sends on.
-        public var protocolVersion: UInt8?
+        /// The protocol version negotiated on the connection this node sends on (the last one, while
+        /// it is down; nil before any).
+        public var protocolVersion: UInt16?
 
-        public init(connected: Bool = false, protocolVersion: UInt8? = nil) {
+        public init(connected: Bool = false, protocolVersion: UInt16? = nil) {
             self.connected = connected
             self.protocolVersion = protocolVersion
         }
@@ -333,7 +335,7 @@ public struct NodeCore: Sendable {
         if now >= self.nextReplicaTick {
             for action in self.replica.tick(now: now) {
                 switch action {
-                case .send(let bytes, let peer): actions.append(.send(bytes, to: peer))
+                case .send(let bytes, let peer): self.send(bytes, to: peer, into: &actions)
                 case .scheduleTick(let after): self.nextReplicaTick = now + after
                 case .persist, .acknowledge, .reject: break  // a tick neither persists nor answers
                 }
@@ -382,17 +384,44 @@ public struct NodeCore: Sendable {
 
     // MARK: - Peers
 
-    /// The connection this node sends to `region` on is up, at `protocolVersion`.
-    public mutating func peerConnected(_ region: String, protocolVersion: UInt8, now: Timestamp) -> [Action] {
+    // MARK: - Protocol versions
+
+    /// The peer protocol versions this build speaks (the handshake picks the highest both do).
+    /// 1: replication messages at wire version 1. 2: also `read` frames (global reads).
+    /// 3: replication messages at wire version 2 (bucket starts as bucket numbers).
+    public static let protocols: ClosedRange<UInt16> = 1...3
+
+    /// The peer protocol that carries read frames.
+    public static let globalReadProtocol: UInt16 = 2
+
+    /// The replication wire version a connection at `protocolVersion` carries.
+    public static func wireVersion(forProtocol protocolVersion: UInt16) -> UInt8 {
+        protocolVersion >= 3 ? 2 : 1
+    }
+
+    /// A replication message the replica encoded for `peer`, tagged with that peer's protocol; one
+    /// to a peer whose protocol is not known yet is dropped (no connection could carry it; gossip
+    /// sends what matters again).
+    private func send(_ bytes: [UInt8], to peer: String, into actions: inout [Action]) {
+        guard let version = self.peers[peer]?.protocolVersion else { return }
+        actions.append(.send(bytes, to: peer, protocolVersion: version))
+    }
+
+    // MARK: - Peers
+
+    /// The connection this node sends to `region` on is up, at `protocolVersion`: replication
+    /// messages to it are encoded at the wire version that protocol carries from now on.
+    public mutating func peerConnected(_ region: String, protocolVersion: UInt16, now: Timestamp) -> [Action] {
         guard self.peers[region] != nil else { return [] }
         self.peers[region] = PeerState(connected: true, protocolVersion: protocolVersion)
+        self.replica.setWireVersion(Self.wireVersion(forProtocol: protocolVersion), for: region)
         return []
     }
 
     /// That connection went away (it is redialed by the shell). Reads it owed are named missing.
     public mutating func peerDisconnected(_ region: String, reason: String, now: Timestamp) -> [Action] {
-        guard self.peers[region] != nil else { return [] }
-        self.peers[region] = PeerState()
+        guard let peer = self.peers[region] else { return [] }
+        self.peers[region] = PeerState(connected: false, protocolVersion: peer.protocolVersion)
         var actions: [Action] = []
         for id in self.reads.keys.sorted() { self.fail(read: id, region: region, reason: reason, now: now, into: &actions) }
         return actions
@@ -402,7 +431,7 @@ public struct NodeCore: Sendable {
     public mutating func received(_ bytes: [UInt8], from region: String, now: Timestamp) -> [Action] {
         var actions: [Action] = []
         for case .send(let reply, let peer) in self.replica.receive(bytes, from: region, now: now) {
-            actions.append(.send(reply, to: peer))
+            self.send(reply, to: peer, into: &actions)
         }
         return actions
     }
@@ -452,9 +481,6 @@ public struct NodeCore: Sendable {
         self.scheduleNextTick(into: &actions)
         return (id, actions)
     }
-
-    /// The peer protocol that carries read frames.
-    public static let globalReadProtocol: UInt8 = 2
 
     /// The shell could not send a read request to `region` (its queue is full, the connection
     /// just went away).

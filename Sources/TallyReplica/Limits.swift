@@ -90,6 +90,9 @@ public struct ReplicaConfig: Sendable, Equatable {
     public var versionEpoch: UInt32
     /// Seeds the replica's own random choices (which peer to gossip with).
     public var seed: UInt64
+    /// The replication wire versions this replica reads, and (the highest) writes its own batches
+    /// at: this build's, except in the simulator, which plays older builds during rolling upgrades.
+    public var wireVersions: ClosedRange<UInt8> = ReplicationMessage.protocolVersions
     /// Test only, and `package`: no product exposes it. Merges replicated counters by adding
     /// instead of joining, to show that the simulator's checkers catch a broken merge.
     package var brokenMergeForTesting = false

@@ -1,4 +1,5 @@
 import Foundation
+import TallyNodeCore
 import TallyReplica
 import Yams
 
@@ -30,6 +31,9 @@ public struct Scenario: Sendable {
         public var pendingBatchesMax: Int
         /// A global read starts at a random region this often (none: never).
         public var globalReadsEvery: Duration?
+        /// The peer protocols of the release every region starts on: an older one than this build
+        /// in a rolling-upgrade scenario (`upgrade` faults move a region to this build's).
+        public var startProtocols: ClosedRange<UInt16>
     }
 
     /// The simulated disk: a group commit takes `commit` plus uniform(0, `commitJitter`), so commits
@@ -85,6 +89,10 @@ public struct Scenario: Sendable {
         /// Crash and lose the store (the SQLite file) but keep the identity file beside it: the
         /// node must notice that they no longer belong together.
         case storeLoss(String)
+        /// The process is killed and starts again at once, from its disk, on this build (the
+        /// newest release); `downgrade` goes back to the release the scenario started on.
+        case upgrade(String)
+        case downgrade(String)
         /// The process stops (no ticks, no reads) for a while, then goes on.
         case pause(String, Duration)
         case clockOffset(String, Duration)
@@ -207,7 +215,14 @@ extension Scenario {
             pendingBatchesMax: try integer("node.pending_batches_max", nodeMap["pending_batches_max"], 4_096,
                                            1...1_000_000),
             globalReadsEvery: nodeMap["global_reads_every"].map { "\($0)" } == "never" ? nil
-                : try duration("node.global_reads_every", nodeMap["global_reads_every"], .seconds(10)))
+                : try duration("node.global_reads_every", nodeMap["global_reads_every"], .seconds(10)),
+            startProtocols: NodeCore.protocols.lowerBound...UInt16(try integer(
+                "node.start_protocol_max", nodeMap["start_protocol_max"], Int(NodeCore.protocols.upperBound),
+                Int(NodeCore.protocols.lowerBound)...Int(NodeCore.protocols.upperBound))))
+        let nodeKeys: Set<String> = ["pending_batches_max", "global_reads_every", "start_protocol_max"]
+        for key in nodeMap.keys.sorted() where !nodeKeys.contains(key) {
+            throw fail("node.\(key)", "is not a known key (known: \(nodeKeys.sorted().joined(separator: ", ")))")
+        }
         let disk = Disk(commit: try duration("disk.commit", diskMap["commit"], .milliseconds(2)),
                         commitJitter: try duration("disk.commit_jitter", diskMap["commit_jitter"], .milliseconds(6)))
 
@@ -254,6 +269,8 @@ extension Scenario {
             case "restart": action = .restart(try names("\(key).restart", value, regions: regions)[0])
             case "disk_loss": action = .diskLoss(try names("\(key).disk_loss", value, regions: regions)[0])
             case "store_loss": action = .storeLoss(try names("\(key).store_loss", value, regions: regions)[0])
+            case "upgrade": action = .upgrade(try names("\(key).upgrade", value, regions: regions)[0])
+            case "downgrade": action = .downgrade(try names("\(key).downgrade", value, regions: regions)[0])
             case "pause":
                 action = .pause(try names("\(key).pause", value, regions: regions)[0],
                                 try duration("\(key).for", map["for"], nil))
@@ -275,7 +292,8 @@ extension Scenario {
             case "start_traffic": action = .startTraffic(try names("\(key).start_traffic", value, regions: regions)[0])
             default:
                 throw fail("\(key).\(name)", "is not a known fault (partition, isolate, one_way, hold, release, flap, "
-                    + "heal, loss, duplication, crash, restart, disk_loss, store_loss, pause, clock_offset, clock_jump, "
+                    + "heal, loss, duplication, crash, restart, disk_loss, store_loss, upgrade, downgrade, pause, "
+                    + "clock_offset, clock_jump, "
                     + "clock_drift, spike, stop_traffic, start_traffic)")
             }
             faults.append(Fault(at: time, action: action))

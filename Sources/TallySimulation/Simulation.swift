@@ -11,6 +11,9 @@ public struct Simulation {
     public let seed: UInt64
     /// Test only: every region merges replicated counters by adding (see `ReplicaConfig`).
     package var brokenMerge = false
+    /// Test only: a starting process is told that every peer agreed its own newest protocol, as a
+    /// shell that ignored the handshake would; the checkers must notice in a rolling upgrade.
+    package var brokenHandshake = false
 
     public init(scenario: Scenario, seed: UInt64) {
         self.scenario = scenario
@@ -31,8 +34,10 @@ public struct Simulation {
         case traffic(Int)
         case sync(Int, generation: Int)
         case commitDone(Int, generation: Int, commit: Int)
-        case deliver(to: Int, from: Int, bytes: [UInt8])
-        case deliverRead(to: Int, from: Int, bytes: [UInt8])
+        /// A message on the connection to the receiver's process `connection` (its generation when
+        /// sent): a process that died meanwhile took that connection with it.
+        case deliver(to: Int, from: Int, bytes: [UInt8], connection: Int)
+        case deliverRead(to: Int, from: Int, bytes: [UInt8], connection: Int)
         case globalRead
         case fault(Int)
         case flap(a: Int, b: Int, cut: Bool, until: Int64, period: Int64)
@@ -54,6 +59,8 @@ public struct Simulation {
         var incarnationsUsed: UInt64 = 0
         /// Bumped when the process dies: events scheduled for the old process are void.
         var generation = 0
+        /// The peer protocols of the release the process runs (a rolling upgrade changes it).
+        var release: ClosedRange<UInt16>
         /// Bumped by every `.scheduleTick`: only the latest scheduled tick fires.
         var tickSerial = 0
         var pausedUntil: Int64?
@@ -116,7 +123,7 @@ public struct Simulation {
         var workload: Workload
         var cut: [[Bool]]
         var held: [[Bool]]
-        var heldMessages: [(to: Int, from: Int, bytes: [UInt8], read: Bool)] = []
+        var heldMessages: [(to: Int, from: Int, bytes: [UInt8], read: Bool, connection: Int)] = []
         var loss: Double
         var duplication: Double
         var spike = 1.0
@@ -142,6 +149,8 @@ public struct Simulation {
         var quietStart: Int64 = 0
         var convergedAt: Int64?
         var messages = 0
+        /// Replication messages sent, by wire version.
+        var messagesByWire: [UInt8: Int] = [:]
         var names: Names
         /// One-way base latency (ms) per region pair, from the scenario or the defaults.
         var latency: [[Int64]] = []
@@ -169,7 +178,7 @@ public struct Simulation {
     }
 
     public func run() -> SimulationResult {
-        let regions = self.scenario.regions.map { Region(name: $0) }
+        let regions = self.scenario.regions.map { Region(name: $0, release: self.scenario.node.startProtocols) }
         var state = State(
             regions: regions, random: SeededRandom(seed: self.seed),
             workload: Workload(services: self.scenario.traffic.services, operations: self.scenario.traffic.operations,
@@ -222,7 +231,15 @@ public struct Simulation {
             versionEpoch: region.disk.epoch, seed: self.seed &+ UInt64(index))
         config.brokenMergeForTesting = self.brokenMerge
         config.limits.replicationBufferBytesMax = self.scenario.replicationBufferBytes
+        // An older release reads and writes only the wire versions its protocols carry.
+        config.wireVersions = 1...NodeCore.wireVersion(forProtocol: region.release.upperBound)
         return config
+    }
+
+    /// The protocol the connection between two regions' processes agrees (their hellos): the
+    /// highest both releases speak. Every release the scenarios use shares protocol 1.
+    private func agreed(_ a: Int, _ b: Int, _ state: State) -> UInt16 {
+        min(state.regions[a].release.upperBound, state.regions[b].release.upperBound)
     }
 
     /// Starts (or restarts) the region's process from its disk, as the node does: the identity
@@ -251,11 +268,20 @@ public struct Simulation {
             config: NodeCore.Config(pendingBatchesMax: self.scenario.node.pendingBatchesMax,
                                     checkpointInterval: self.scenario.checkpointInterval),
             imageTakenAt: disk.image.takenAt, now: now)
-        // The simulator's links have no handshake: every peer speaks global reads from the start.
-        for peer in self.scenario.regions where peer != state.regions[index].name {
-            _ = node.peerConnected(peer, protocolVersion: NodeCore.globalReadProtocol, now: now)
+        // Its connections come up at once, at the protocol each pair agrees; every peer that is up
+        // sees the new connection too (after an upgrade, at a newer protocol).
+        for (peer, name) in self.scenario.regions.enumerated() where peer != index {
+            let version = self.brokenHandshake ? state.regions[index].release.upperBound : self.agreed(index, peer, state)
+            _ = node.peerConnected(name, protocolVersion: version, now: now)
         }
         state.regions[index].node = node
+        for peer in state.regions.indices where peer != index && state.regions[peer].isUp {
+            let version = self.agreed(index, peer, state)
+            let peerNow = self.localTime(peer, state)
+            let name = state.regions[index].name
+            let actions = Self.mutate(&state.regions[peer]) { $0.peerConnected(name, protocolVersion: version, now: peerNow) }
+            self.carryOut(actions, from: peer, &state)
+        }
         state.regions[index].lastRead = 0
         state.regions[index].pausedUntil = nil
         // Stagger the first tick so regions do not act in lockstep.
@@ -335,10 +361,10 @@ public struct Simulation {
         case .commitDone(let index, let generation, let commit):
             guard state.regions[index].generation == generation, state.regions[index].isUp else { return }
             self.commitDone(index, commit: commit, &state)
-        case .deliver(let to, let from, let bytes):
-            self.deliver(bytes, to: to, from: from, read: false, &state)
-        case .deliverRead(let to, let from, let bytes):
-            self.deliver(bytes, to: to, from: from, read: true, &state)
+        case .deliver(let to, let from, let bytes, let connection):
+            self.deliver(bytes, to: to, from: from, read: false, connection: connection, &state)
+        case .deliverRead(let to, let from, let bytes, let connection):
+            self.deliver(bytes, to: to, from: from, read: true, connection: connection, &state)
         case .globalRead:
             guard !state.faultsOver, let every = self.scenario.node.globalReadsEvery else { return }
             state.queue.schedule(.globalRead, at: state.now + every.milliseconds)
@@ -495,7 +521,8 @@ public struct Simulation {
                 state.regions[index].unanswered.removeValue(forKey: batch)
                 state.refusedBatches += 1
                 if case .overloaded = refusal { state.overloadRefusals += 1 }
-            case .send(let bytes, let peer):
+            case .send(let bytes, let peer, let version):
+                self.checkWire(bytes, to: peer, from: index, protocolVersion: version, &state)
                 self.send(bytes, to: peer, from: index, read: false, &state)
             case .askRead(let bytes, let peer, _), .answerRead(let bytes, let peer):
                 self.send(bytes, to: peer, from: index, read: true, &state)
@@ -511,6 +538,22 @@ public struct Simulation {
         }
     }
 
+    /// Rolling upgrades: a replication message is tagged with the protocol its link agreed, and
+    /// encoded at the wire version that protocol carries, or the peer may misread it.
+    private func checkWire(_ bytes: [UInt8], to peer: String, from index: Int, protocolVersion: UInt16,
+                           _ state: inout State)
+    {
+        guard let to = self.scenario.regions.firstIndex(of: peer) else { return }
+        let agreed = self.agreed(index, to, state)
+        let wire = bytes.count > 1 ? bytes[1] : 0
+        state.messagesByWire[wire, default: 0] += 1
+        if protocolVersion != agreed || wire != NodeCore.wireVersion(forProtocol: agreed) {
+            state.violations.append("wire versions: \(state.regions[index].name) sent \(peer) a message at wire "
+                + "version \(wire) tagged protocol \(protocolVersion); their connection agreed protocol \(agreed), "
+                + "which carries wire version \(NodeCore.wireVersion(forProtocol: agreed))")
+        }
+    }
+
     /// Puts a message on the simulated network: cut, held, lost or duplicated as the faults say.
     private func send(_ bytes: [UInt8], to peer: String, from index: Int, read: Bool, _ state: inout State) {
         guard let to = self.scenario.regions.firstIndex(of: peer) else { return }
@@ -518,28 +561,35 @@ public struct Simulation {
         state.regions[index].messagesSent += 1
         state.messages += 1
         if state.cut[index][to] { return }
+        let connection = state.regions[to].generation
         if state.held[index][to] {
-            state.heldMessages.append((to, index, bytes, read))
+            state.heldMessages.append((to, index, bytes, read, connection))
             state.mostHeld = max(state.mostHeld, state.heldMessages.count)
             return
         }
         if state.random.nextUnit() < state.loss { return }
         let copies = state.random.nextUnit() < state.duplication ? 2 : 1
-        for _ in 0..<copies { self.transmit(bytes, to: to, from: index, read: read, &state) }
+        for _ in 0..<copies { self.transmit(bytes, to: to, from: index, read: read, connection: connection, &state) }
     }
 
-    private func transmit(_ bytes: [UInt8], to: Int, from: Int, read: Bool, _ state: inout State) {
+    private func transmit(_ bytes: [UInt8], to: Int, from: Int, read: Bool, connection: Int, _ state: inout State) {
         let base = state.latency[from][to]
         let delay = Int64((Double(base) * (1 + self.scenario.network.jitter * state.random.nextUnit())).rounded())
-        state.queue.schedule(read ? .deliverRead(to: to, from: from, bytes: bytes) : .deliver(to: to, from: from, bytes: bytes),
-                             at: state.now + max(1, delay))
+        self.schedule(bytes, to: to, from: from, read: read, connection: connection, at: state.now + max(1, delay), &state)
     }
 
-    private func deliver(_ bytes: [UInt8], to: Int, from: Int, read: Bool, _ state: inout State) {
-        guard state.regions[to].isUp else { return }
+    private func schedule(_ bytes: [UInt8], to: Int, from: Int, read: Bool, connection: Int, at time: Int64,
+                          _ state: inout State)
+    {
+        state.queue.schedule(read ? .deliverRead(to: to, from: from, bytes: bytes, connection: connection)
+                                  : .deliver(to: to, from: from, bytes: bytes, connection: connection), at: time)
+    }
+
+    private func deliver(_ bytes: [UInt8], to: Int, from: Int, read: Bool, connection: Int, _ state: inout State) {
+        // The receiving process died since: the connection the message was on is gone.
+        guard state.regions[to].isUp, state.regions[to].generation == connection else { return }
         if let until = state.regions[to].pausedUntil, until > state.now {
-            state.queue.schedule(read ? .deliverRead(to: to, from: from, bytes: bytes) : .deliver(to: to, from: from, bytes: bytes),
-                                 at: until)
+            self.schedule(bytes, to: to, from: from, read: read, connection: connection, at: until, &state)
             return
         }
         let now = self.localTime(to, state)
@@ -685,6 +735,15 @@ public struct Simulation {
             state.regions[region].disk = Disk()  // the identity file beside it stays
             state.regions[region].disk.epoch = lost.epoch
             self.start(region, &state)
+        case .upgrade(let name), .downgrade(let name):
+            let region = index(name)
+            if case .upgrade = fault.action {
+                state.regions[region].release = NodeCore.protocols
+            } else {
+                state.regions[region].release = self.scenario.node.startProtocols
+            }
+            self.crash(region, &state)
+            self.start(region, &state)
         case .pause(let name, let duration):
             let region = index(name)
             state.regions[region].pausedUntil = state.now + duration.milliseconds
@@ -717,7 +776,10 @@ public struct Simulation {
         state.held = Array(repeating: Array(repeating: false, count: count), count: count)
         let held = state.heldMessages
         state.heldMessages = []
-        for message in held { self.transmit(message.bytes, to: message.to, from: message.from, read: message.read, &state) }
+        for message in held {
+            self.transmit(message.bytes, to: message.to, from: message.from, read: message.read,
+                          connection: message.connection, &state)
+        }
     }
 
     /// The end of the scenario's duration: every fault heals, every region runs, traffic stops.
@@ -793,6 +855,8 @@ public struct Simulation {
         case .restart(let name): return "restart \(name)"
         case .diskLoss(let name): return "disk loss \(name) (new incarnation)"
         case .storeLoss(let name): return "store loss \(name) (identity file kept)"
+        case .upgrade(let name): return "upgrade \(name) to this build (protocols \(NodeCore.protocols))"
+        case .downgrade(let name): return "downgrade \(name) to the release it started on"
         case .pause(let name, let duration): return "pause \(name) for \(format(duration))"
         case .clockOffset(let name, let by): return "clock \(name) \(by.milliseconds >= 0 ? "+" : "")\(by.milliseconds) ms"
         case .clockDrift(let name, let ppm): return "clock drift \(name) \(ppm) ppm"

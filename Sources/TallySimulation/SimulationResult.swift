@@ -21,6 +21,8 @@ public struct SimulationResult: Sendable {
     /// Own batches' encoded bytes, summed over regions: each update once.
     public var deltaBytes: UInt64
     public var messagesSent: Int
+    /// Replication messages sent, by wire version (both, in a rolling upgrade).
+    public var messagesByWire: [UInt8: Int]
     public var eventsAcknowledged: UInt64
     public var batchesRefused: Int
     public var staleness: (p50: Int64, p99: Int64, max: Int64)?
@@ -116,7 +118,11 @@ extension Simulation {
         let other = state.violations.filter {
             !["monotonic", "acknowledgement", "overload", "global reads"].contains(where: $0.hasPrefix)
         }
-        checks.append(.init(name: "protocol", passed: other.isEmpty, detail: other.first ?? "every message decoded"))
+        let wires = state.messagesByWire.keys.sorted().map { "\(state.messagesByWire[$0]!) at wire v\($0)" }
+        checks.append(.init(
+            name: "protocol", passed: other.isEmpty,
+            detail: other.first ?? "every message decoded, each at its link's wire version "
+                + "(\(wires.joined(separator: ", ")))"))
         var staleness: (Int64, Int64, Int64)?
         if !state.staleness.isEmpty {
             let sorted = state.staleness.sorted()
@@ -127,7 +133,7 @@ extension Simulation {
             timeline: state.timeline, convergenceMillis: state.convergedAt.map { $0 - state.quietStart },
             convergenceRounds: rounds, roundsBound: bound, bytesSent: state.regions.map(\.bytesSent),
             deltaBytes: state.regions.reduce(0) { $0 + $1.publishedBytes },
-            messagesSent: state.messages, eventsAcknowledged: acknowledged, batchesRefused: state.refusedBatches,
+            messagesSent: state.messages, messagesByWire: state.messagesByWire, eventsAcknowledged: acknowledged, batchesRefused: state.refusedBatches,
             staleness: staleness, simulatedMillis: state.now, traceHash: state.trace.value)
     }
 }

@@ -145,6 +145,35 @@ import TallyAggregates
         #expect(deadline == min(at, Self.now + .milliseconds(100) + core.config.globalReadTimeout))
     }
 
+    /// Each replication message goes tagged with its peer's agreed protocol, at the wire version
+    /// that protocol carries; a peer whose protocol is not known yet gets none; a peer that comes
+    /// back on another release gets the other version from then on.
+    @Test func everyMessageGoesAtTheWireVersionItsPeersProtocolCarries() throws {
+        var core = Self.core(peers: ["b", "c", "d"])
+        _ = core.ingest(Self.batch(1), now: Self.now)
+        _ = core.persisted(1...1, now: Self.now)
+        _ = core.peerConnected("b", protocolVersion: 2, now: Self.now)
+        _ = core.peerConnected("c", protocolVersion: 3, now: Self.now)
+        func sends(_ actions: [NodeCore.Action]) -> [(peer: String, protocol: UInt16, wire: UInt8)] {
+            actions.compactMap { if case .send(let bytes, let peer, let version) = $0 { (peer, version, bytes[1]) } else { nil } }
+        }
+        var seen: [String: (UInt16, UInt8)] = [:]
+        var now = Self.now
+        for _ in 0..<40 {
+            now = now + core.replica.config.gossipInterval
+            for send in sends(core.tick(now: now)) { seen[send.peer] = (send.protocol, send.wire) }
+        }
+        #expect(seen["b"].map { $0 == (2, 1) } == true, "\(seen)")
+        #expect(seen["c"].map { $0 == (3, 2) } == true, "\(seen)")
+        #expect(seen["d"] == nil, "d never connected: \(seen)")
+        // c restarts on the older release; a digest from it is answered at its version.
+        _ = core.peerDisconnected("c", reason: "restarting", now: now)
+        _ = core.peerConnected("c", protocolVersion: 2, now: now)
+        let digest = ReplicationMessage.digest(Digest(entries: [], transfers: [], reply: true)).encoded(protocolVersion: 1)
+        let answers = sends(core.received(digest, from: "c", now: now))
+        #expect(!answers.isEmpty && answers.allSatisfy { $0.peer == "c" && $0.protocol == 2 && $0.wire == 1 }, "\(answers)")
+    }
+
     static func completed(_ actions: [NodeCore.Action]) -> NodeCore.GlobalRead? {
         actions.lazy.compactMap { if case .completeRead(let read) = $0 { read } else { nil } }.first
     }

@@ -86,6 +86,48 @@ import TallyReplica
         for node in nodes { await node.stop() }
     }
 
+    /// A rolling upgrade half done, over mutual TLS: ap-south runs the release before replication
+    /// wire version 2 (peer protocols 1...2). The two new nodes agree protocol 3 between them and
+    /// 2 with it; every message decodes where it lands, and every event is counted once everywhere.
+    @Test func aNodeOnTheOlderReleaseReplicatesWithNewerOnes() async throws {
+        let directory = NSTemporaryDirectory() + "tally-upgrade-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configs = try await Self.configs(directory: directory)
+        configs[2].cluster?.protocols = 1...2
+        let nodes = try await Self.start(configs)
+        let now = Node.wallClock()
+        for (index, node) in nodes.enumerated() {
+            let items = (0..<(50 * (index + 1))).map { event in
+                BatchItem.event(Event(service: "svc-\(index)", operation: "op", status: 200,
+                                      latencyMicros: Double(1_000 + event), user: "u\(event)", timestamp: now))
+            }
+            guard case .accepted = await node.ingest(items: items, client: "test", idempotencyKey: nil) else {
+                Issue.record("batch not accepted at \(Self.regions[index])")
+                return
+            }
+        }
+        var totals: [UInt64] = []
+        for _ in 0..<200 {
+            totals = []
+            for node in nodes { totals.append(await node.totalRequests()) }
+            if totals.allSatisfy({ $0 == 300 }) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(totals == [300, 300, 300])
+        let expected: [[String: UInt16]] = [["eu-west": 3, "ap-south": 2], ["us-east": 3, "ap-south": 2],
+                                            ["us-east": 2, "eu-west": 2]]
+        for (index, node) in nodes.enumerated() {
+            let peers = await node.transport?.peers ?? []
+            var agreed: [String: UInt16] = [:]
+            for peer in peers { agreed[peer.identity.region] = peer.protocolVersion }
+            #expect(agreed == expected[index], "\(Self.regions[index])")
+            #expect(await node.transport?.refusals.isEmpty == true)
+            let metrics = await node.metricsText()
+            #expect(metrics.contains("tally_replication_messages_refused_total 0\n"), "\(Self.regions[index])")
+        }
+        for node in nodes { await node.stop() }
+    }
+
     @Test func aReloadAppliesPeersAndRefusesWhatNeedsARestart() async throws {
         let directory = NSTemporaryDirectory() + "tally-reload-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }

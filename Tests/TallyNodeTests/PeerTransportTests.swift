@@ -262,6 +262,28 @@ import Testing
         try await group.shutdownGracefully()
     }
 
+    /// A message encoded for one protocol version does not go on a connection that agreed another
+    /// (the peer restarted on another release since): dropped, counted, and the reason says so.
+    @Test func aMessageEncodedForAnotherProtocolIsNotSent() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])
+        let (server, client, _) = try await self.pair(
+            serverPeers: [PeerEndpoint(identity: self.usEast, host: "127.0.0.1", port: 1)],
+            dialer: try self.certificate(self.usEast, name: "us-east"), group: group, inbox: inbox)
+        #expect(await self.eventually { client.peers.first?.connected == true })
+        let agreed = try #require(client.peers.first?.protocolVersion)
+        #expect(agreed == Hello.supportedProtocols.upperBound)
+        let reason = client.send([9], toRegion: "eu-west", protocolVersion: agreed - 1)
+        #expect(reason == "encoded for protocol \(agreed - 1); the connection speaks \(agreed)")
+        #expect(client.peers.first?.messagesDropped == 1)
+        #expect(client.send([10], toRegion: "eu-west", protocolVersion: agreed) == nil)
+        #expect(await self.eventually { inbox.withLockedValue { $0.map(\.1) }.contains([10]) })
+        #expect(!inbox.withLockedValue { $0.map(\.1) }.contains([9]))
+        await client.shutdown()
+        await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     @Test func aReloadWhoseFilesDoNotLoadChangesNothing() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let inbox = NIOLockedValueBox<[(NodeIdentity, [UInt8])]>([])

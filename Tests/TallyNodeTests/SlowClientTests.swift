@@ -11,6 +11,21 @@ import TallyReplica
 /// The HTTP front door over real loopback: clients too slow with their headers or body are cut off
 /// at the configured deadlines, while a normal request on the same server is answered.
 @Suite struct SlowClientTests {
+    /// Returns once the server accepts connections on `port` (the whole suite in parallel can take
+    /// a while to get there), or throws after 10 s.
+    static func waitUntilListening(port: Int) async throws {
+        for _ in 0..<200 {
+            if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: port).get()
+            {
+                try? await channel.close()
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        _ = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+    }
+
     /// Opens a raw connection, writes `bytes`, and returns how long until the server closed it.
     static func secondsUntilClosed(port: Int, sending bytes: String, dripping: Bool) async throws -> Double {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -52,7 +67,7 @@ import TallyReplica
                                                          logger: Logger(label: "test")))
         let server = Task { try await services.run() }
         defer { server.cancel() }
-        try await Task.sleep(for: .milliseconds(300))
+        try await Self.waitUntilListening(port: port)
         async let headers = Self.secondsUntilClosed(
             port: port, sending: "GET /v1/series HTTP/1.1\r\nHost: x\r\nX-Slow: " + String(repeating: "a", count: 100),
             dripping: true)

@@ -64,6 +64,53 @@ import TallyReplica
         #expect(caughtAt != nil, "a merge that sums passed 100 seeds")
     }
 
+    /// Every region starts on the release before wire version 2 and is upgraded, one cut off,
+    /// one rolled back: short, for debug builds (simulations/rolling-upgrade.yaml is the long one).
+    static let upgrade = """
+        name: upgrade
+        regions: [us-east, eu-west, ap-south]
+        duration: 40s
+        quiet: 30s
+        checkpoint_interval: 3s
+        traffic: {events_per_second: 300, batch: 30}
+        node: {start_protocol_max: 2}
+        faults:
+          - at: 5s
+            upgrade: us-east
+          - at: 10s
+            isolate: eu-west
+          - at: 15s
+            upgrade: eu-west
+          - at: 20s
+            heal: true
+          - at: 22s
+            downgrade: us-east
+          - at: 28s
+            upgrade: us-east
+          - at: 34s
+            upgrade: ap-south
+        """
+
+    @Test(arguments: 1...3 as ClosedRange<UInt64>)
+    func aRollingUpgradeKeepsEveryLinkAtAVersionBothEndsSpeak(seed: UInt64) throws {
+        let result = Simulation(scenario: try Scenario.parse(yaml: Self.upgrade, file: "upgrade"), seed: seed).run()
+        for check in result.checks { #expect(check.passed, "seed \(seed): \(check.name): \(check.detail)") }
+        // Both versions flowed: old links at 1 until the last upgrade, new ones at 2.
+        #expect(result.messagesByWire[1, default: 0] > 100 && result.messagesByWire[2, default: 0] > 100,
+                "\(result.messagesByWire)")
+    }
+
+    /// A shell that ignores the handshake (tells a new release every peer speaks its newest
+    /// protocol): the protocol checker must notice, and the older releases refuse what they got.
+    @Test func aHandshakeIgnoredIsCaught() throws {
+        var simulation = Simulation(scenario: try Scenario.parse(yaml: Self.upgrade, file: "upgrade"), seed: 1)
+        simulation.brokenHandshake = true
+        let result = simulation.run()
+        let protocolCheck = try #require(result.checks.first { $0.name == "protocol" })
+        #expect(!protocolCheck.passed)
+        #expect(protocolCheck.detail.contains("wire version"), "\(protocolCheck.detail)")
+    }
+
     @Test func everyScenarioFileParses() throws {
         let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("simulations")
@@ -92,5 +139,7 @@ import TallyReplica
         // A fraction where a count is meant is refused, not truncated; a fractional rate is fine.
         #expect(problem("regions: [a, b]\nduration: 1s\ntraffic: {batch: 2.5}").contains("traffic.batch"))
         #expect(problem("regions: [a, b]\nduration: 1s\ntraffic: {events_per_second: 0.5}") == "accepted")
+        #expect(problem("regions: [a, b]\nduration: 1s\nnode: {start_protocol_max: 9}").contains("node.start_protocol_max"))
+        #expect(problem("regions: [a, b]\nduration: 1s\nnode: {pending: 9}").contains("node.pending"))
     }
 }

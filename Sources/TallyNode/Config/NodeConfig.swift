@@ -75,6 +75,9 @@ public struct NodeConfig: Sendable, Equatable {
         /// hello says). For a throwaway test on one machine only; the node logs it loudly and
         /// `tally config check` reports it.
         public var insecure = false
+        /// The peer protocols this node offers (`NodeCore.protocols`); tests play an older release
+        /// with a lower top, which also keeps its replication wire version at what that release had.
+        package var protocols = NodeCore.protocols
 
         public struct Peer: Sendable, Equatable {
             public var node: String

@@ -1,4 +1,5 @@
 import TallyAggregates
+import TallyNodeCore
 
 /// The first frame each side sends: who it is and which protocol versions it speaks.
 ///
@@ -17,10 +18,11 @@ public struct Hello: Equatable, Sendable {
 
     static let magic: [UInt8] = Array("TALY".utf8)
 
-    /// The protocol versions this build speaks. 1: replication messages as `ReplicationMessage`
-    /// wire version 1, one per `message` frame. 2: also `read` frames (global reads); a node sends
-    /// them only on connections that agreed on 2, so a peer still on 1 is named as not answering.
-    public static let supportedProtocols: ClosedRange<UInt16> = 1...2
+    /// The protocol versions this build speaks (`NodeCore.protocols`, where what each one carries
+    /// is listed). A node sends `read` frames only on connections that agreed on 2 or later, so a
+    /// peer still on 1 is named as not answering; replication messages go at the wire version the
+    /// connection's protocol carries, so a peer still on 2 is sent wire version 1.
+    public static let supportedProtocols: ClosedRange<UInt16> = NodeCore.protocols
 
     public init(protocols: ClosedRange<UInt16> = Self.supportedProtocols, node: String, region: String,
                 incarnation: UInt64)

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import TallyNodeCore
 
 /// A peer as the config names it: who it is and where to dial it.
 public struct PeerEndpoint: Sendable, Equatable {
@@ -118,7 +119,7 @@ public final class PeerTransport: Sendable {
     let readHandler = NIOLockedValueBox<(@Sendable (NodeIdentity, [UInt8]) -> Void)?>(nil)
 
     /// The lowest protocol version that carries `read` frames.
-    public static let readProtocol: UInt16 = 2
+    public static let readProtocol: UInt16 = NodeCore.globalReadProtocol
 
     /// A TLS file that cannot be used, named by its config key (`cluster.tls.KEY`) and path.
     public struct TLSFileError: Error, CustomStringConvertible {
@@ -513,6 +514,13 @@ public final class PeerTransport: Sendable {
         self.enqueue(Self.frame(.message, message), toRegion: region, minimumProtocol: 1) == nil
     }
 
+    /// Sends one replication message encoded for a connection at `protocolVersion`; nil when sent,
+    /// else why not. A connection that agreed another version (the peer restarted on another
+    /// release since the node encoded it) does not carry it: the peer could misread it.
+    public func send(_ message: [UInt8], toRegion region: String, protocolVersion: UInt16) -> String? {
+        self.enqueue(Self.frame(.message, message), toRegion: region, minimumProtocol: 1, exactly: protocolVersion)
+    }
+
     /// A message or read frame written straight into the buffer the channel sends (one copy of the
     /// payload; `Frame.encoded()` makes the same bytes, `FrameTests` checks they agree).
     static func frame(_ kind: Frame.Kind, _ payload: [UInt8]) -> ByteBuffer {
@@ -525,7 +533,9 @@ public final class PeerTransport: Sendable {
 
     /// Queues a frame on the connection this node dialed to `region`; nil when queued, else why not.
     /// A frame larger than the queue's limit still goes when nothing is queued, or it never would.
-    private func enqueue(_ frame: ByteBuffer, toRegion region: String, minimumProtocol: UInt16) -> String? {
+    private func enqueue(_ frame: ByteBuffer, toRegion region: String, minimumProtocol: UInt16,
+                         exactly: UInt16? = nil) -> String?
+    {
         let size = frame.readableBytes
         let sending: Result<(Channel, PeerEndpoint), PeerUnavailable> = self.state.withLockedValue { state in
             guard let peer = state.peers[region] else { return .failure(.init("not a peer")) }
@@ -535,6 +545,10 @@ public final class PeerTransport: Sendable {
             let version = state.status[peer.identity]?.protocolVersion ?? 0
             guard version >= minimumProtocol else {
                 return .failure(.init("speaks protocol \(version); this needs \(minimumProtocol)"))
+            }
+            if let exactly, version != exactly {
+                state.status[peer.identity]?.messagesDropped += 1
+                return .failure(.init("encoded for protocol \(exactly); the connection speaks \(version)"))
             }
             let pending = state.pending[peer.identity, default: 0]
             guard pending == 0 || pending + size <= self.configuration.sendQueueBytesMax else {

@@ -125,7 +125,7 @@ public struct ReadAnswer: Sendable, Equatable {
     public func encoded() -> [UInt8] {
         var strings = ReplicationMessage.StringTable()
         var body = ByteWriter()
-        ReplicationMessage.write(self.buckets, to: &body, strings: &strings)
+        ReplicationMessage.write(self.buckets, to: &body, strings: &strings, wire: 1)
         var writer = ByteWriter(capacity: body.bytes.count + 64)
         writer.writeUInt8(Self.tag)
         writer.writeUInt8(Self.versions.upperBound)
@@ -144,7 +144,7 @@ public struct ReadAnswer: Sendable, Equatable {
         guard let outcome = Outcome(rawValue: raw) else { throw .invalidValue(field: "ReadAnswer outcome", value: "\(raw)") }
         self.outcome = outcome
         let strings = try ReplicationMessage.readStrings(from: &reader)
-        self.buckets = try ReplicationMessage.readBuckets(from: &reader, strings: strings)
+        self.buckets = try ReplicationMessage.readBuckets(from: &reader, strings: strings, wire: 1)
         try reader.expectEnd()
     }
 }

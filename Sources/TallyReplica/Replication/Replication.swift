@@ -65,11 +65,20 @@ struct OriginState: Sendable {
     }
 }
 
-/// A batch in a buffer: its place in the chain and its encoding.
+/// A batch in a buffer: its place in the chain and its encoding, at wire version `wire`.
 struct BufferedBatch: Sendable {
     var version: UInt64
     var previous: UInt64
     var bytes: [UInt8]
+    var wire: UInt8
+
+    /// The batch's bytes at wire version `wire`: its own when they are at it, else decoded and
+    /// encoded again (a peer on another version, during a rolling upgrade); nil if they do not
+    /// decode, which bytes this replica accepted always do.
+    func bytes(at wire: UInt8) -> [UInt8]? {
+        if wire == self.wire { return self.bytes }
+        return (try? DeltaBatch(encoded: self.bytes[...], wireVersion: self.wire))?.encoded(wireVersion: wire)
+    }
 }
 
 /// The replica's gossip state. Origins are kept in a dictionary but every output iterates them
@@ -90,6 +99,9 @@ struct ReplicationState: Sendable {
     var refused: UInt64 = 0
     /// Bytes of own batches published: what the origin's updates cost encoded, once.
     var publishedBytes: UInt64 = 0
+    /// The wire version each peer is sent, from the protocol its connection agreed; a peer not
+    /// named here gets the highest this replica speaks.
+    var peerWire: [String: UInt8] = [:]
 
     init(_ config: ReplicaConfig) {
         self.sealedVersion = UInt64(config.versionEpoch) << 32
@@ -148,8 +160,9 @@ extension Replica {
     private mutating func publishDurable() {
         while let first = self.replication.unpublished.first, first.through <= self.replication.durableThrough {
             self.replication.unpublished.removeFirst()
+            let wire = self.config.wireVersions.upperBound
             let batch = BufferedBatch(version: first.batch.version, previous: first.batch.previous,
-                                      bytes: first.batch.encoded())
+                                      bytes: first.batch.encoded(wireVersion: wire), wire: wire)
             self.replication.publishedBytes += UInt64(batch.bytes.count)
             self.replication.origins[first.batch.origin, default: OriginState()].append(
                 batch, limit: self.config.limits.replicationBufferBytesMax)
@@ -169,6 +182,19 @@ extension Replica {
         return true
     }
 
+    /// Messages to `peer` go at wire version `version` from now on (the shell's connection to it
+    /// agreed a protocol; `NodeCore` maps one to the other). A version this build does not speak
+    /// is clamped into its range.
+    public mutating func setWireVersion(_ version: UInt8, for peer: String) {
+        let range = self.config.wireVersions
+        self.replication.peerWire[peer] = min(max(version, range.lowerBound), range.upperBound)
+    }
+
+    /// The wire version messages to `peer` are encoded at.
+    public func wireVersion(for peer: String) -> UInt8 {
+        self.replication.peerWire[peer] ?? self.config.wireVersions.upperBound
+    }
+
     // MARK: - Gossip rounds
 
     /// A gossip round: seal own changes, and send this replica's digest to one peer chosen at random.
@@ -177,7 +203,8 @@ extension Replica {
         self.replication.lastGossip = now
         self.seal(now: now)
         let peer = self.config.peers[Int(self.replication.random.next() % UInt64(self.config.peers.count))]
-        return [.send(ReplicationMessage.digest(self.digest(now: now, reply: true)).encoded(), to: peer)]
+        let message = ReplicationMessage.digest(self.digest(now: now, reply: true))
+        return [.send(message.encoded(protocolVersion: self.wireVersion(for: peer)), to: peer)]
     }
 
     /// Per origin (sorted), the version held and the origin time it is current as of; the own
@@ -213,18 +240,20 @@ extension Replica {
     public mutating func receive(_ bytes: [UInt8], from peer: String, now: Timestamp) -> [Action] {
         do {
             var reader = ByteReader(bytes)
-            if try ReplicationMessage.readFrameHeader(&reader) == 1 {
+            let (wire, kind) = try ReplicationMessage.readFrameHeader(&reader, versions: self.config.wireVersions)
+            if kind == 1 {
                 // Deltas: read each batch's header, decode only those that continue a chain.
                 for frame in try ReplicationMessage.readBatchFrames(from: &reader) {
                     var header = ByteReader(Array(frame.prefix(32)))
                     let head = try DeltaBatch.header(&header)
                     guard self.follows(head) else { continue }
-                    self.integrate(try DeltaBatch(encoded: frame), bytes: Array(frame), now: now)
+                    self.integrate(try DeltaBatch(encoded: frame, wireVersion: wire), bytes: Array(frame), wire: wire,
+                                   now: now)
                 }
                 try reader.expectEnd()
                 return []
             }
-            switch try ReplicationMessage(encoded: bytes) {
+            switch try ReplicationMessage(encoded: bytes, versions: self.config.wireVersions) {
             case .digest(let digest):
                 return self.answer(digest, from: peer, now: now)
             case .stateChunk(let chunk):
@@ -267,6 +296,7 @@ extension Replica {
             }
         }
         var budget = self.config.limits.gossipBytesMax
+        let wire = self.wireVersion(for: peer)
         var batches: [[UInt8]] = []
         var actions: [Action] = []
         for origin in self.replication.origins.keys.sorted() where budget > 0 {
@@ -275,21 +305,25 @@ extension Replica {
             guard state.version > known else { continue }
             if let chain = state.chain(after: known) {
                 for batch in chain {
+                    guard let bytes = batch.bytes(at: wire) else { break }
                     // The first batch goes even over budget, or a large one would never pass.
-                    if batch.bytes.count > budget && !batches.isEmpty { break }
-                    batches.append(batch.bytes)
-                    budget -= batch.bytes.count
+                    if bytes.count > budget && !batches.isEmpty { break }
+                    batches.append(bytes)
+                    budget -= bytes.count
                 }
             } else {
                 let resume = transfers[origin].flatMap { $0.asOf <= state.version ? $0.cursor : nil }
                 let chunk = self.stateChunk(of: origin, from: resume, budget: budget, now: now)
                 budget -= chunk.bytes
-                actions.append(.send(ReplicationMessage.stateChunk(chunk.chunk).encoded(), to: peer))
+                actions.append(.send(ReplicationMessage.stateChunk(chunk.chunk).encoded(protocolVersion: wire), to: peer))
             }
         }
-        if !batches.isEmpty { actions.insert(.send(ReplicationMessage.deltas(batches), to: peer), at: 0) }
+        if !batches.isEmpty {
+            actions.insert(.send(ReplicationMessage.deltas(batches, protocolVersion: wire), to: peer), at: 0)
+        }
         if digest.reply && lacking {
-            actions.append(.send(ReplicationMessage.digest(self.digest(now: now, reply: false)).encoded(), to: peer))
+            let message = ReplicationMessage.digest(self.digest(now: now, reply: false))
+            actions.append(.send(message.encoded(protocolVersion: wire), to: peer))
         }
         return actions
     }
@@ -329,13 +363,14 @@ extension Replica {
     }
 
     /// Integrates a batch that follows the last one of its origin (`follows`), keeping its bytes
-    /// to relay.
-    mutating func integrate(_ batch: DeltaBatch, bytes: [UInt8], now: Timestamp) {
+    /// (at wire version `wire`) to relay.
+    mutating func integrate(_ batch: DeltaBatch, bytes: [UInt8], wire: UInt8, now: Timestamp) {
         for bucket in batch.buckets { self.merge(bucket, now: now) }
         // In place: a copy of the state taken out of the dictionary would share the buffer, and
         // the append would then copy all of it (8 MB at the limit) for every batch.
         self.replication.origins[batch.origin, default: OriginState()].integrated(
-            BufferedBatch(version: batch.version, previous: batch.previous, bytes: bytes), sealedAt: batch.sealedAt,
+            BufferedBatch(version: batch.version, previous: batch.previous, bytes: bytes, wire: wire),
+            sealedAt: batch.sealedAt,
             limit: self.config.limits.replicationBufferBytesMax)
     }
 

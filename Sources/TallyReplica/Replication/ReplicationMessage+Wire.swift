@@ -1,12 +1,14 @@
 import TallyAggregates
 
-/// The wire format of replication messages (protocol version 1).
+/// The wire format of replication messages (versions 1 and 2).
 ///
 /// ```
-/// message:  tag 0x20, protocol version u8, kind u8 (0 digest, 1 deltas, 2 state chunk), body
+/// message:  tag 0x20, wire version u8, kind u8 (0 digest, 1 deltas, 2 state chunk), body
 /// strings:  count, then each string: every service and operation name of a part, once;
 ///           a series key is then (service index, operation index, status class u8)
-/// key:      series key, resolution u8, start zigzag
+/// key:      series key, resolution u8, start: v1 zigzag milliseconds; v2 zigzag bucket number
+///           (start / the resolution's width: a misaligned start cannot be written, and a minute
+///           bucket of 2026 takes 4 bytes instead of 6)
 /// digest:   strings, reply u8, entries: count, per entry: origin u64 LE, version varint,
 ///           currentAsOf zigzag; transfers: count, per transfer: origin u64 LE, asOf varint, cursor key
 /// deltas:   batches: count, per batch: byte length varint, then the batch
@@ -17,13 +19,17 @@ import TallyAggregates
 /// ```
 /// A batch is self-contained (its own string table), so it is encoded once, by its origin, and
 /// relayed as the same bytes by every replica after it; a receiver reads its header (origin,
-/// version, previous) and decodes the rest only if the batch continues its chain.
+/// version, previous) and decodes the rest only if the batch continues its chain. A batch's bytes
+/// are in the wire version of the message that brought them; sent to a peer at another version
+/// (a rolling upgrade), it is decoded and encoded again at that version.
 /// Decoding enforces the reader's limits and `ReplicationMessage.limits`, and never traps: a peer's
 /// bytes are untrusted input. The transport caps the frame size before the bytes get here.
 extension ReplicationMessage {
     public static let encodingTag: UInt8 = 0x20
-    /// The protocol versions this build speaks; a handshake picks the highest both do.
-    public static let protocolVersions: ClosedRange<UInt8> = 1...1
+    /// The wire versions this build reads and writes. Which one goes to a peer follows from the
+    /// protocol its connection agreed (`NodeCore.wireVersion(forProtocol:)`), so the format can
+    /// change one node at a time.
+    public static let protocolVersions: ClosedRange<UInt8> = 1...2
     /// Most batches, buckets, digest entries or strings in one message.
     public static let countMax = 1 << 16
 
@@ -43,11 +49,11 @@ extension ReplicationMessage {
             for transfer in digest.transfers {
                 body.writeUInt64LE(transfer.origin.rawValue)
                 body.writeVarint(transfer.asOf)
-                Self.write(transfer.cursor, to: &body, strings: &strings)
+                Self.write(transfer.cursor, to: &body, strings: &strings, wire: protocolVersion)
             }
             return Self.frame(kind: 0, protocolVersion: protocolVersion, strings: strings, body: body)
         case .deltas(let batches):
-            return Self.deltas(batches.map { $0.encoded() }, protocolVersion: protocolVersion)
+            return Self.deltas(batches.map { $0.encoded(wireVersion: protocolVersion) }, protocolVersion: protocolVersion)
         case .stateChunk(let chunk):
             var strings = StringTable()
             var body = ByteWriter()
@@ -57,17 +63,18 @@ extension ReplicationMessage {
             for key in [chunk.from, chunk.next] {
                 if let key {
                     body.writeUInt8(1)
-                    Self.write(key, to: &body, strings: &strings)
+                    Self.write(key, to: &body, strings: &strings, wire: protocolVersion)
                 } else {
                     body.writeUInt8(0)
                 }
             }
-            Self.write(chunk.buckets, to: &body, strings: &strings)
+            Self.write(chunk.buckets, to: &body, strings: &strings, wire: protocolVersion)
             return Self.frame(kind: 2, protocolVersion: protocolVersion, strings: strings, body: body)
         }
     }
 
-    /// A deltas message from batches already encoded (`DeltaBatch.encoded()`): relays copy bytes.
+    /// A deltas message from batches already encoded at `protocolVersion`
+    /// (`DeltaBatch.encoded(wireVersion:)`): relays copy bytes.
     public static func deltas(_ batches: [[UInt8]],
                               protocolVersion: UInt8 = ReplicationMessage.protocolVersions.upperBound) -> [UInt8]
     {
@@ -101,9 +108,12 @@ extension ReplicationMessage {
         }
     }
 
-    public init(encoded bytes: [UInt8], limits: DecodeLimits = .default) throws(DecodeError) {
+    /// Decodes a message in any of `versions` (the reader's build: default, this one's).
+    public init(encoded bytes: [UInt8], limits: DecodeLimits = .default,
+                versions: ClosedRange<UInt8> = ReplicationMessage.protocolVersions) throws(DecodeError)
+    {
         var reader = ByteReader(bytes, limits: limits)
-        let kind = try Self.readFrameHeader(&reader)
+        let (wire, kind) = try Self.readFrameHeader(&reader, versions: versions)
         switch kind {
         case 0:
             let strings = try Self.readStrings(from: &reader)
@@ -129,13 +139,13 @@ extension ReplicationMessage {
                 }
                 transfers.append(Digest.Transfer(
                     origin: origin, asOf: try reader.readVarint("Digest transfer asOf"),
-                    cursor: try Self.readKey(from: &reader, strings: strings)))
+                    cursor: try Self.readKey(from: &reader, strings: strings, wire: wire)))
             }
             self = .digest(Digest(entries: entries, transfers: transfers, reply: reply))
         case 1:
             var batches: [DeltaBatch] = []
             for bytes in try Self.readBatchFrames(from: &reader) {
-                batches.append(try DeltaBatch(encoded: bytes, limits: limits))
+                batches.append(try DeltaBatch(encoded: bytes, wireVersion: wire, limits: limits))
             }
             self = .deltas(batches)
         case 2:
@@ -147,13 +157,13 @@ extension ReplicationMessage {
             for field in ["StateChunk from", "StateChunk next"] {
                 switch try reader.readUInt8(field) {
                 case 0: keys.append(nil)
-                case 1: keys.append(try Self.readKey(from: &reader, strings: strings))
+                case 1: keys.append(try Self.readKey(from: &reader, strings: strings, wire: wire))
                 case let flag: throw .invalidValue(field: field, value: "\(flag)")
                 }
             }
             self = .stateChunk(StateChunk(
                 origin: origin, asOf: asOf, asOfTime: asOfTime, from: keys[0], next: keys[1],
-                buckets: try Self.readBuckets(from: &reader, strings: strings)))
+                buckets: try Self.readBuckets(from: &reader, strings: strings, wire: wire)))
         default:
             throw .invalidValue(field: "ReplicationMessage kind", value: "\(kind)")
         }
@@ -162,10 +172,12 @@ extension ReplicationMessage {
 
     // MARK: - Parts
 
-    /// Reads the tag and protocol version; returns the kind.
-    static func readFrameHeader(_ reader: inout ByteReader) throws(DecodeError) -> UInt8 {
-        _ = try reader.readHeader(tag: Self.encodingTag, type: "ReplicationMessage", versions: Self.protocolVersions)
-        return try reader.readUInt8("ReplicationMessage kind")
+    /// Reads the tag and wire version (one of `versions`); returns the version and the kind.
+    static func readFrameHeader(_ reader: inout ByteReader, versions: ClosedRange<UInt8>) throws(DecodeError)
+        -> (wire: UInt8, kind: UInt8)
+    {
+        let wire = try reader.readHeader(tag: Self.encodingTag, type: "ReplicationMessage", versions: versions)
+        return (wire, try reader.readUInt8("ReplicationMessage kind"))
     }
 
     /// The encoded batches of a deltas message body.
@@ -203,23 +215,29 @@ extension ReplicationMessage {
         }
     }
 
-    static func write(_ key: BucketKey, to writer: inout ByteWriter, strings: inout StringTable) {
+    /// A bucket key at wire version `wire` (a bucket start is always a multiple of its width).
+    static func write(_ key: BucketKey, to writer: inout ByteWriter, strings: inout StringTable, wire: UInt8) {
         writer.writeVarint(strings.reference(key.series.service))
         writer.writeVarint(strings.reference(key.series.operation))
         writer.writeUInt8(key.series.statusClass.rawValue)
         writer.writeUInt8(UInt8(key.resolution.rawValue))
-        writer.writeZigZag(key.start.millisecondsSinceEpoch)
+        let start = key.start.millisecondsSinceEpoch
+        writer.writeZigZag(wire >= 2 ? start / key.resolution.width.milliseconds : start)
     }
 
-    static func write(_ buckets: [ReplicatedBucket], to writer: inout ByteWriter, strings: inout StringTable) {
+    static func write(_ buckets: [ReplicatedBucket], to writer: inout ByteWriter, strings: inout StringTable,
+                      wire: UInt8)
+    {
         writer.writeVarint(buckets.count)
         for bucket in buckets {
-            Self.write(bucket.key, to: &writer, strings: &strings)
+            Self.write(bucket.key, to: &writer, strings: &strings, wire: wire)
             bucket.aggregate.encode(to: &writer)
         }
     }
 
-    private static func readKey(from reader: inout ByteReader, strings: [String]) throws(DecodeError) -> BucketKey {
+    private static func readKey(from reader: inout ByteReader, strings: [String], wire: UInt8) throws(DecodeError)
+        -> BucketKey
+    {
         func string(_ field: String) throws(DecodeError) -> String {
             let index = try reader.readCount(field, max: Swift.max(strings.count - 1, 0))
             guard index < strings.count else { throw .invalidValue(field: field, value: "\(index)") }
@@ -235,9 +253,22 @@ extension ReplicationMessage {
         guard let resolution = Resolution(rawValue: Int(rawResolution)) else {
             throw .invalidValue(field: "BucketKey resolution", value: "\(rawResolution)")
         }
-        let start = try reader.readTimestamp("BucketKey start")
+        let width = resolution.width.milliseconds
+        let start: Timestamp
+        if wire >= 2 {
+            // A bucket number: its start must be a valid timestamp, and the product must not trap.
+            let number = try reader.readZigZag("BucketKey start")
+            let (millis, overflow) = number.multipliedReportingOverflow(by: width)
+            guard !overflow, Timestamp.validMillis.contains(millis) else {
+                throw .invalidValue(field: "BucketKey start",
+                                    value: "bucket \(number) of \(resolution) is outside ±10^15 ms of 1970")
+            }
+            start = Timestamp(millisecondsSinceEpoch: millis)
+        } else {
+            start = try reader.readTimestamp("BucketKey start")
+        }
         // A bucket starts on a multiple of its width; any other start is no bucket this build made.
-        guard start.millisecondsSinceEpoch % resolution.width.milliseconds == 0 else {
+        guard start.millisecondsSinceEpoch % width == 0 else {
             throw .invalidValue(field: "BucketKey start",
                                 value: "\(start.millisecondsSinceEpoch) ms is not a multiple of \(resolution)")
         }
@@ -245,12 +276,12 @@ extension ReplicationMessage {
                          resolution: resolution, start: start)
     }
 
-    static func readBuckets(from reader: inout ByteReader, strings: [String]) throws(DecodeError)
+    static func readBuckets(from reader: inout ByteReader, strings: [String], wire: UInt8) throws(DecodeError)
         -> [ReplicatedBucket]
     {
         var buckets: [ReplicatedBucket] = []
         for _ in 0..<(try reader.readCount("bucket count", max: Self.countMax)) {
-            let key = try Self.readKey(from: &reader, strings: strings)
+            let key = try Self.readKey(from: &reader, strings: strings, wire: wire)
             buckets.append(ReplicatedBucket(key: key, aggregate: try BucketAggregate(from: &reader)))
         }
         return buckets
@@ -258,11 +289,11 @@ extension ReplicationMessage {
 }
 
 extension DeltaBatch {
-    /// The batch's self-contained encoding (see `ReplicationMessage`'s format).
-    public func encoded() -> [UInt8] {
+    /// The batch's self-contained encoding at wire version `wireVersion` (see `ReplicationMessage`).
+    public func encoded(wireVersion: UInt8 = ReplicationMessage.protocolVersions.upperBound) -> [UInt8] {
         var strings = ReplicationMessage.StringTable()
         var body = ByteWriter()
-        ReplicationMessage.write(self.buckets, to: &body, strings: &strings)
+        ReplicationMessage.write(self.buckets, to: &body, strings: &strings, wire: wireVersion)
         var writer = ByteWriter(capacity: body.bytes.count + 64)
         writer.writeUInt64LE(self.origin.rawValue)
         writer.writeVarint(self.version)
@@ -290,13 +321,16 @@ extension DeltaBatch {
         return Header(origin: origin, version: version, previous: previous)
     }
 
-    public init(encoded bytes: ArraySlice<UInt8>, limits: DecodeLimits = .default) throws(DecodeError) {
+    /// Decodes a batch encoded at `wireVersion` (the version of the message that carried it).
+    public init(encoded bytes: ArraySlice<UInt8>, wireVersion: UInt8 = ReplicationMessage.protocolVersions.upperBound,
+                limits: DecodeLimits = .default) throws(DecodeError)
+    {
         var reader = ByteReader(Array(bytes), limits: limits)
         let header = try Self.header(&reader)
         let sealedAt = try reader.readTimestamp("DeltaBatch sealedAt")
         let strings = try ReplicationMessage.readStrings(from: &reader)
         self.init(origin: header.origin, version: header.version, previous: header.previous, sealedAt: sealedAt,
-                  buckets: try ReplicationMessage.readBuckets(from: &reader, strings: strings))
+                  buckets: try ReplicationMessage.readBuckets(from: &reader, strings: strings, wire: wireVersion))
         try reader.expectEnd()
     }
 }
