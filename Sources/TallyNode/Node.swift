@@ -460,9 +460,17 @@ public actor Node {
     /// Answers a local read. The query runs off this actor, on a snapshot of the replica (a value:
     /// taking it copies nothing until the next ingest writes), so a query within its cost bound
     /// never holds up ingest, and ingest never changes a query's answer halfway.
-    public nonisolated func query(_ query: Query) async throws(QueryError) -> (QueryResult, version: UInt64) {
+    /// `stopping` is asked every few thousand buckets read (the client went away: `.stopped`).
+    public nonisolated func query(_ query: Query, stopping: (@Sendable () -> Bool)? = nil) async throws(QueryError)
+        -> (QueryResult, version: UInt64)
+    {
         let (replica, now) = await self.snapshot()
-        return (try replica.query(query, now: now), replica.stateVersion)
+        return (try replica.query(query, now: now, stopping: stopping), replica.stateVersion)
+    }
+
+    /// A query stopped because its client went away (`/metrics`).
+    func queryStopped() {
+        self.metrics.queriesStopped += 1
     }
 
     /// The replica as it is now, and the time.
@@ -498,7 +506,9 @@ public actor Node {
     /// each peer for its buckets of the query and completes the read when all answered or its
     /// deadline passed; the answers are joined (the CRDT merge, so nothing is counted twice) off
     /// this actor, and the regions that did not answer are named.
-    public func globalQuery(_ query: Query) async throws(GlobalReadError) -> GlobalAnswer {
+    public func globalQuery(_ query: Query, stopping: (@Sendable () -> Bool)? = nil) async throws(GlobalReadError)
+        -> GlobalAnswer
+    {
         let now = self.clock()
         self.notePeers(now: now)  // the core decides whom to ask from the connections as they are now
         let (id, actions) = try self.core.startGlobalRead(query, now: now)
@@ -511,7 +521,8 @@ public actor Node {
             .compactMap(\.origin))
         let result: QueryResult
         do {
-            result = try await Self.join(query, on: self.core.replica, now: self.clock(), answers: read.answers.map(\.answer))
+            result = try await Self.join(query, on: self.core.replica, now: self.clock(), answers: read.answers.map(\.answer),
+                                         stopping: stopping)
         } catch {
             throw .query(error)
         }
@@ -520,9 +531,10 @@ public actor Node {
     }
 
     /// Joins peers' answers into a copy of `replica` and answers `query` from it, off this actor.
-    private nonisolated static func join(_ query: Query, on replica: Replica, now: Timestamp,
-                                         answers: [ReadAnswer]) async throws(QueryError) -> QueryResult {
-        try replica.query(query, now: now, joining: answers)
+    private nonisolated static func join(_ query: Query, on replica: Replica, now: Timestamp, answers: [ReadAnswer],
+                                         stopping: (@Sendable () -> Bool)?) async throws(QueryError) -> QueryResult
+    {
+        try replica.query(query, now: now, joining: answers, stopping: stopping)
     }
 
     /// Requests counted in every day bucket: what `tally demo` compares across regions.
@@ -554,6 +566,6 @@ public actor Node {
             checkpoints: checkpoints, checkpointDuration: checkpointDuration, logEntriesAfterCheckpoint: logEntries,
             staleness: self.core.replica.staleness(now: self.clock()), refusedMessages: self.core.replica.refusedMessages,
             storageBytes: self.store.sizeBytes(), series: self.core.replica.seriesCount,
-            timeBuckets: self.core.replica.bucketCount)
+            timeBuckets: self.core.replica.bucketCount, peerFramesDropped: self.inbox?.dropped ?? [:])
     }
 }

@@ -12,6 +12,8 @@ public struct NodeMetrics: Sendable {
     var requestsRefused: [Int: UInt64] = [:]
     /// Global-read frames from peers that did not decode.
     var refusedReads: UInt64 = 0
+    /// Queries stopped because their client went away.
+    var queriesStopped: UInt64 = 0
 
     mutating func record(_ receipt: IngestReceipt, replayed: Bool) {
         if replayed {
@@ -31,7 +33,7 @@ public struct NodeMetrics: Sendable {
         queueDepth: Int, commits: UInt64, committedEntries: UInt64, commitDuration: Duration, checkpoints: UInt64,
         checkpointDuration: Duration, logEntriesAfterCheckpoint: UInt64,
         staleness: [(origin: ReplicaID, behind: Duration?)], refusedMessages: UInt64, storageBytes: Int64, series: Int,
-        timeBuckets: Int
+        timeBuckets: Int, peerFramesDropped: [String: Int] = [:]
     ) -> String {
         var lines: [String] = []
         func family(_ name: String, _ type: String, _ help: String) {
@@ -78,6 +80,13 @@ public struct NodeMetrics: Sendable {
         lines.append("tally_replication_messages_refused_total \(refusedMessages)")
         family("tally_global_read_frames_refused_total", "counter", "Global-read frames from peers that did not decode.")
         lines.append("tally_global_read_frames_refused_total \(self.refusedReads)")
+        family("tally_peer_frames_dropped_total", "counter",
+               "Frames from a peer dropped because its inbound queue was full, by peer region.")
+        for region in peerFramesDropped.keys.sorted() {
+            lines.append("tally_peer_frames_dropped_total{region=\"\(region)\"} \(peerFramesDropped[region] ?? 0)")
+        }
+        family("tally_queries_stopped_total", "counter", "Queries stopped because their client went away.")
+        lines.append("tally_queries_stopped_total \(self.queriesStopped)")
         family("tally_storage_bytes", "gauge", "Size of the database and its write-ahead log.")
         lines.append("tally_storage_bytes \(storageBytes)")
         family("tally_series", "gauge", "Series (service, operation, status class) held.")

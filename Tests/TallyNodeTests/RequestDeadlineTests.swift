@@ -52,3 +52,25 @@ import Testing
         #expect(!channel.isActive)
     }
 }
+
+/// `ClientPresenceHandler` in an `EmbeddedChannel`: the client closing its side, or the connection
+/// going away, marks it gone; request parts pass through untouched.
+@Suite struct ClientPresenceTests {
+    @Test func theClientClosingItsSideOrTheConnectionEndingMarksItGone() throws {
+        for ending in ["input closed", "inactive"] {
+            let handler = ClientPresenceHandler()
+            let channel = EmbeddedChannel(handler: handler)
+            let presence = handler.presence
+            try channel.writeInbound(HTTPRequestPart.head(HTTPRequest(method: .get, scheme: nil, authority: "x", path: "/")))
+            #expect(!presence.isGone)
+            #expect(try channel.readInbound(as: HTTPRequestPart.self) != nil)
+            if ending == "input closed" {
+                channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+            } else {
+                channel.pipeline.fireChannelInactive()
+            }
+            #expect(presence.isGone, "\(ending)")
+            _ = try? channel.finish()
+        }
+    }
+}

@@ -122,6 +122,19 @@ import TallyAggregates
         #expect(read.outcome == .buckets && read.buckets.count == replica.buckets.filter { $0.key.resolution == .minute }.count)
     }
 
+    /// A query asked to stop (its client went away) stops within a few thousand buckets read; one
+    /// never asked answers exactly as without the condition.
+    @Test func aQueryStopsWhenItsCallerSaysSo() throws {
+        let (replica, _) = ReplicaQueryTests.populated()
+        let query = Query(service: "checkout", from: Self.now - .seconds(86_400), to: Self.now, step: .seconds(60),
+                          groupBy: [.operation], metrics: [.count, .quantile(0.99)])
+        #expect(try replica.query(query, now: Self.now, stopping: { false }) == replica.query(query, now: Self.now))
+        #expect(throws: QueryError.stopped) { try replica.query(query, now: Self.now, stopping: { true }) }
+        #expect(throws: QueryError.stopped) {
+            try replica.query(query, now: Self.now, joining: [], stopping: { true })
+        }
+    }
+
     @Test func aStepOlderThanItsResolutionsRetentionSaysSo() {
         let replica = ReplicaIngestTests.replica(retention: Retention(minute: .seconds(7_200)))
         let old = Query(service: "s", from: Self.now - .seconds(3 * 3_600), to: Self.now, step: .seconds(60),

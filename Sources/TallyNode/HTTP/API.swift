@@ -11,10 +11,13 @@ public struct TallyRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The API key's name; nil on the unauthenticated routes (`/health`, `/ready`).
     public var client: String?
+    /// The connection the request came on: a query looks at it to stop when its client leaves.
+    public let channel: any Channel
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
         self.client = nil
+        self.channel = source.channel
     }
 }
 
@@ -80,9 +83,13 @@ public enum API {
     public static func server(_ config: NodeConfig) -> HTTPServerBuilder {
         let timeouts = config.httpTimeouts
         return .http1(configuration: .init(
-            additionalChannelHandlers: [RequestDeadlineHandler(
-                headTimeout: .milliseconds(timeouts.head.milliseconds), bodyTimeout: .milliseconds(timeouts.body.milliseconds),
-                keepAliveTimeout: .milliseconds(timeouts.keepAlive.milliseconds))],
+            additionalChannelHandlers: [
+                RequestDeadlineHandler(
+                    headTimeout: .milliseconds(timeouts.head.milliseconds),
+                    bodyTimeout: .milliseconds(timeouts.body.milliseconds),
+                    keepAliveTimeout: .milliseconds(timeouts.keepAlive.milliseconds)),
+                ClientPresenceHandler(),
+            ],
             idleTimeout: .milliseconds(timeouts.keepAlive.milliseconds)))
     }
 
@@ -103,7 +110,7 @@ public enum API {
         router.get("/health") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
         router.get("/ready") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n"))) }
         router.post("/v1/events") { request, context in try await Self.ingest(request, context: context, node: node) }
-        router.get("/v1/query") { request, _ in try await Self.query(request, node: node) }
+        router.get("/v1/query") { request, context in try await Self.query(request, context: context, node: node) }
         router.get("/v1/series") { _, _ in
             let catalog = await node.catalog()
             let services = catalog.map { ["name": $0.service, "operations": $0.operations] as [String: Any] }
@@ -188,7 +195,7 @@ public enum API {
 
     // MARK: - Query
 
-    static func query(_ request: Request, node: Node) async throws -> Response {
+    static func query(_ request: Request, context: TallyRequestContext, node: Node) async throws -> Response {
         let parameters = Self.formParameters(request.uri.query)
         func value(_ name: String) -> String? { parameters[name] }
         let now = await node.now
@@ -198,18 +205,23 @@ public enum API {
         } catch {
             return Self.error(.badRequest, error.description)
         }
+        // A query whose client has gone stops (within a few thousand buckets read), and is counted.
+        let presence = await ClientPresenceHandler.presence(on: context.channel)
+        let stopping: @Sendable () -> Bool = { presence?.isGone ?? false }
         switch value("consistency") ?? "local" {
         case "local":
             break
         case "global":
-            return try await Self.globalQuery(query, node: node)
+            return try await Self.globalQuery(query, node: node, stopping: stopping)
         case let other:
             return Self.error(.badRequest, "consistency: '\(other)' is neither local nor global")
         }
         let result: QueryResult
         let version: UInt64
         do {
-            (result, version) = try await node.query(query)
+            (result, version) = try await node.query(query, stopping: stopping)
+        } catch .stopped {
+            return await Self.stopped(node: node)
         } catch {
             return Self.error(.badRequest, error.description)
         }
@@ -227,14 +239,25 @@ public enum API {
         return Self.json(Self.answer(query, result, staleness: staleness), headers: [.eTag: etag])
     }
 
+    /// The answer to a query stopped because its client went away: nobody reads it, but the
+    /// status says what happened (nginx's 499) should a proxy in between log it.
+    static func stopped(node: Node) async -> Response {
+        await node.queryStopped()
+        return Self.error(.init(code: 499, reasonPhrase: "Client Closed Request"), QueryError.stopped.description)
+    }
+
     /// `consistency=global`: this region's state joined with every answering region's. Origins
     /// whose region answered are current (staleness 0); the others keep this region's staleness,
     /// an upper bound (an answering region may know more of them). No ETag: the answer depends on
     /// other regions' state.
-    static func globalQuery(_ query: Query, node: Node) async throws -> Response {
+    static func globalQuery(_ query: Query, node: Node, stopping: @escaping @Sendable () -> Bool) async throws
+        -> Response
+    {
         let answer: Node.GlobalAnswer
         do {
-            answer = try await node.globalQuery(query)
+            answer = try await node.globalQuery(query, stopping: stopping)
+        } catch .query(.stopped) {
+            return await Self.stopped(node: node)
         } catch .busy {
             return Self.error(.serviceUnavailable, Node.GlobalReadError.busy(waiting: Node.globalReadsMax).description,
                               headers: [.retryAfter: "1"])

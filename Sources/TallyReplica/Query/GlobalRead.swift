@@ -201,12 +201,13 @@ extension Replica {
     /// `query` over this replica's state joined with the buckets peers answered: the global read.
     /// The join happens on a copy; this replica is unchanged.
     public func query(_ query: Query, now: Timestamp, joining answers: [ReadAnswer],
-                      limits: QueryLimits? = nil) throws(QueryError) -> QueryResult
+                      limits: QueryLimits? = nil, stopping: (() -> Bool)? = nil) throws(QueryError) -> QueryResult
     {
         var joined = self
         for answer in answers {
+            if let stopping, stopping() { throw .stopped }
             for bucket in answer.buckets { joined.merge(bucket, now: now) }
         }
-        return try joined.query(query, now: now, limits: limits)
+        return try joined.query(query, now: now, limits: limits, stopping: stopping)
     }
 }

@@ -101,10 +101,13 @@ public enum Metric: Hashable, Sendable, CustomStringConvertible {
 /// A query the replica cannot answer as asked; the message names the parameter.
 public enum QueryError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalid(parameter: String, message: String)
+    /// The caller said stop (its client went away) before the answer was complete.
+    case stopped
 
     public var description: String {
         switch self {
         case .invalid(let parameter, let message): return "\(parameter): \(message)"
+        case .stopped: return "the query was stopped: its client went away"
         }
     }
 }
@@ -175,9 +178,16 @@ struct QueryPlan {
 }
 
 extension Replica {
+    /// How many buckets a query reads between two looks at its `stopping` condition.
+    static let bucketsBetweenStopChecks = 4_096
+
     /// Answers `query` from this replica's state at `now` (local read). `limits` defaults to the
     /// replica's own (`Limits.query`); a query over them throws before it reads a bucket.
-    public func query(_ query: Query, now: Timestamp, limits: QueryLimits? = nil) throws(QueryError) -> QueryResult {
+    /// `stopping` is asked before reading and every few thousand buckets read; when it says true
+    /// the query throws `.stopped` (the shell's client went away: nobody will read the answer).
+    public func query(_ query: Query, now: Timestamp, limits: QueryLimits? = nil,
+                      stopping: (() -> Bool)? = nil) throws(QueryError) -> QueryResult
+    {
         let limits = limits ?? self.config.limits.query
         let plan = try self.window(query, now: now, limits: limits)
         let stepMillis = plan.step.milliseconds
@@ -208,6 +218,8 @@ extension Replica {
         if members.isEmpty { members[GroupKey(operation: nil, statusClass: nil)] = [] }
         try Self.checkCost(groups: members.count, points: plan.points, metrics: query.metrics.count,
                            buckets: bucketsRead, limits: limits)
+        if let stopping, stopping() { throw .stopped }
+        var untilCheck = Self.bucketsBetweenStopChecks
 
         var groups: [QueryResult.Group] = []
         groups.reserveCapacity(members.count)
@@ -220,6 +232,11 @@ extension Replica {
                 for index in buckets.positions(from: fromMillis, to: toMillis) {
                     let (start, aggregate) = buckets.bucket(at: index)
                     windows[Int((start - fromMillis) / stepMillis)].add(aggregate)
+                    untilCheck -= 1
+                    if untilCheck == 0 {
+                        untilCheck = Self.bucketsBetweenStopChecks
+                        if let stopping, stopping() { throw .stopped }
+                    }
                 }
             }
             let points = windows.indices.map { point in
