@@ -192,9 +192,12 @@ public actor Node {
     /// A socket error in words: NIO says `bind(descriptor:ptr:bytes:): Address already in use (errno: 98)`.
     public static func describe(_ error: any Error) -> String {
         let text = "\(error)"
-        if text.contains("errno: 98") { return "the address is already in use (another process listens there)" }
-        if text.contains("errno: 99") { return "the address is not one of this machine's" }
-        if text.contains("errno: 13") { return "permission denied (a port below 1024 needs privileges)" }
+        // NIO's bind errors are IOErrors; a wrapper may hide one, whose text still names its errno.
+        let code = (error as? IOError)?.errnoCode
+        func means(_ errno: CInt) -> Bool { code == errno || text.contains("errno: \(errno))") || text.hasSuffix("errno: \(errno)") }
+        if means(EADDRINUSE) { return "the address is already in use (another process listens there)" }
+        if means(EADDRNOTAVAIL) { return "the address is not one of this machine's" }
+        if means(EACCES) { return "permission denied (a port below 1024 needs privileges)" }
         return text
     }
 

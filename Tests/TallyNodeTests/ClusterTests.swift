@@ -128,6 +128,27 @@ import TallyReplica
         for node in nodes { await node.stop() }
     }
 
+    /// A peer port another process holds: the start fails naming the key, the address and why
+    /// (it was a bare `errno: 98`).
+    @Test func aTakenPeerPortIsNamedAtStart() async throws {
+        let directory = NSTemporaryDirectory() + "tally-taken-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configs = try await Self.configs(directory: directory)
+        let cluster = try #require(configs[0].cluster)
+        let squatter = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: cluster.listenPort).get()
+        defer { squatter.close(promise: nil) }
+        do {
+            _ = try await Self.start([configs[0]])
+            Issue.record("a node started on a taken port")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains("cluster.listen 127.0.0.1:\(cluster.listenPort)"), "\(text)")
+            #expect(text.contains("already in use"), "\(text)")
+        }
+        #expect(Node.describe(IOError(errnoCode: EADDRNOTAVAIL, reason: "bind")) == "the address is not one of this machine's")
+    }
+
     @Test func aReloadAppliesPeersAndRefusesWhatNeedsARestart() async throws {
         let directory = NSTemporaryDirectory() + "tally-reload-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
