@@ -78,8 +78,11 @@ public struct Simulation {
         var trafficOn = true
         /// Totals read in this process's lifetime, which must never go down.
         var lastRead: UInt64 = 0
+        /// Replication bytes and messages sent (global reads are counted apart: they are not the
+        /// cost of replicating an update).
         var bytesSent = 0
         var messagesSent = 0
+        var readBytesSent = 0
         /// Own batch bytes published by the region's earlier processes (the replica counts its own).
         var publishedBefore: UInt64 = 0
 
@@ -557,9 +560,13 @@ public struct Simulation {
     /// Puts a message on the simulated network: cut, held, lost or duplicated as the faults say.
     private func send(_ bytes: [UInt8], to peer: String, from index: Int, read: Bool, _ state: inout State) {
         guard let to = self.scenario.regions.firstIndex(of: peer) else { return }
-        state.regions[index].bytesSent += bytes.count
-        state.regions[index].messagesSent += 1
-        state.messages += 1
+        if read {
+            state.regions[index].readBytesSent += bytes.count
+        } else {
+            state.regions[index].bytesSent += bytes.count
+            state.regions[index].messagesSent += 1
+            state.messages += 1
+        }
         if state.cut[index][to] { return }
         let connection = state.regions[to].generation
         if state.held[index][to] {

@@ -17,7 +17,10 @@ public struct SimulationResult: Sendable {
     public var convergenceMillis: Int64?
     public var convergenceRounds: Int?
     public var roundsBound: Int
+    /// Replication bytes sent per region (digests, batches, transfers, duplicates).
     public var bytesSent: [Int]
+    /// Global reads' request and answer bytes, over all regions.
+    public var readBytesSent: Int
     /// Own batches' encoded bytes, summed over regions: each update once.
     public var deltaBytes: UInt64
     public var messagesSent: Int
@@ -132,6 +135,7 @@ extension Simulation {
             scenario: self.scenario.name, seed: self.seed, regions: self.scenario.regions, checks: checks,
             timeline: state.timeline, convergenceMillis: state.convergedAt.map { $0 - state.quietStart },
             convergenceRounds: rounds, roundsBound: bound, bytesSent: state.regions.map(\.bytesSent),
+            readBytesSent: state.regions.reduce(0) { $0 + $1.readBytesSent },
             deltaBytes: state.regions.reduce(0) { $0 + $1.publishedBytes },
             messagesSent: state.messages, messagesByWire: state.messagesByWire, eventsAcknowledged: acknowledged, batchesRefused: state.refusedBatches,
             staleness: staleness, simulatedMillis: state.now, traceHash: state.trace.value)

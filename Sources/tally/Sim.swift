@@ -125,7 +125,8 @@ struct Sim: ParsableCommand {
         lines.append("events acknowledged: \(result.eventsAcknowledged); client batches refused (region down, "
             + "paused or not taking traffic): \(result.batchesRefused)")
         let bytes = zip(result.regions, result.bytesSent).map { "\($0) \($1 / 1_024) KiB" }
-        lines.append("bytes sent: \(bytes.joined(separator: ", ")); messages: \(result.messagesSent)")
+        lines.append("bytes sent: \(bytes.joined(separator: ", ")); messages: \(result.messagesSent); "
+            + "global reads: \(result.readBytesSent / 1_024) KiB more")
         if let ratio = result.bytesPerDelta {
             lines.append("bytes sent per update: \(String(format: "%.2f", ratio)) x its encoded delta x (N - 1) "
                 + "(\(result.deltaBytes / 1_024) KiB of deltas)")
@@ -156,6 +157,7 @@ struct Sim: ParsableCommand {
             "\"convergence_rounds\":\(result.convergenceRounds.map(String.init) ?? "null")",
             "\"rounds_bound\":\(result.roundsBound)", "\"events_acknowledged\":\(result.eventsAcknowledged)",
             "\"bytes_sent\":[\(result.bytesSent.map(String.init).joined(separator: ","))]",
+            "\"read_bytes_sent\":\(result.readBytesSent)",
             "\"delta_bytes\":\(result.deltaBytes)",
             "\"bytes_per_delta\":\(result.bytesPerDelta.map { String(format: "%.3f", $0) } ?? "null")",
             "\"trace_hash\":\(quoted(String(result.traceHash, radix: 16)))",
