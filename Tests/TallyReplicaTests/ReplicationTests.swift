@@ -277,6 +277,51 @@ import TallyAggregates
         #expect(cluster.converged)
     }
 
+    /// A replica part-way through a state transfer of an origin, whose other peers can continue
+    /// its chain from where it stands, takes their batches (the transfer is then dropped): it used
+    /// to ignore them until the transfer finished, and when the one peer that could not chain had
+    /// restarted and chained too, nobody sent it another chunk (the rolling-upgrade scenario's
+    /// seed 387 never converged).
+    @Test func aBatchThatContinuesTheChainIsTakenDuringATransfer() throws {
+        var receiver = Replica(config: ReplicaConfig(id: ReplicaID(region: "a", node: "n1", incarnation: 1),
+                                                     peers: ["b", "c"]))
+        let origin = ReplicaID(region: "b", node: "n1", incarnation: 1)
+        let now = Self.start
+        func part(_ operation: String, count: Int) -> ReplicatedBucket {
+            var aggregate = BucketAggregate(sketchScale: 6, sketchBucketsMax: 160, usersPrecision: 14)
+            for index in 0..<count {
+                aggregate.record(Event(service: "s", operation: operation, status: 200, latencyMicros: 100,
+                                       user: "u\(index)", timestamp: now), userHash: UInt64(index), isError: false, at: origin)
+            }
+            let start = now.millisecondsSinceEpoch / 60_000 * 60_000
+            return ReplicatedBucket(key: BucketKey(series: SeriesKey(service: "s", operation: operation, statusClass: .success),
+                                                   resolution: .minute, start: Timestamp(millisecondsSinceEpoch: start)),
+                                    aggregate: aggregate)
+        }
+        func deliver(_ message: ReplicationMessage, from peer: String) {
+            _ = receiver.receive(message.encoded(), from: peer, now: now)
+        }
+        // Version 1 of the origin, then a transfer as of 3 that stops after its first chunk.
+        deliver(.deltas([DeltaBatch(origin: origin, version: 1, previous: 0, sealedAt: now, buckets: [part("x", count: 2)])]),
+                from: "b")
+        let cursor = part("y", count: 1).key
+        deliver(.stateChunk(StateChunk(origin: origin, asOf: 3, asOfTime: now, from: nil, next: cursor,
+                                       buckets: [part("x", count: 3)])), from: "b")
+        #expect(receiver.replication.origins[origin]?.transfer != nil)
+        // Peer c's buffer continues the chain from version 1: its batches are taken.
+        deliver(.deltas([
+            DeltaBatch(origin: origin, version: 2, previous: 1, sealedAt: now, buckets: [part("y", count: 1)]),
+            DeltaBatch(origin: origin, version: 3, previous: 2, sealedAt: now, buckets: [part("x", count: 3)]),
+        ]), from: "c")
+        #expect(receiver.versions.first { $0.origin == origin }?.version == 3)
+        #expect(receiver.replication.origins[origin]?.transfer == nil)
+        // The rest of the old transfer, should it come, changes nothing.
+        deliver(.stateChunk(StateChunk(origin: origin, asOf: 3, asOfTime: now, from: cursor, next: nil,
+                                       buckets: [part("y", count: 1)])), from: "b")
+        #expect(receiver.versions.first { $0.origin == origin }?.version == 3)
+        #expect(receiver.totalRequests(at: .minute) == 4)
+    }
+
     @Test func wireFormatRoundTripsAndRefusesGarbage() throws {
         var cluster = Cluster(size: 2, seed: 7)
         cluster.ingest(at: 0, events: 50)

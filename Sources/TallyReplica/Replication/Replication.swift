@@ -34,9 +34,12 @@ struct OriginState: Sendable {
         return buffer[low...]
     }
 
-    /// A batch of the origin, sealed at `sealedAt`, was integrated.
+    /// A batch of the origin, sealed at `sealedAt`, was integrated. It continued the chain, so a
+    /// state transfer under way is no longer needed: what its chunks brought is the origin's own
+    /// state (a join never takes it back), and the chain now goes on by batches.
     mutating func integrated(_ batch: BufferedBatch, sealedAt: Timestamp, limit: Int) {
         self.currentAsOf = max(self.currentAsOf, sealedAt)
+        self.transfer = nil
         self.append(batch, limit: limit)
     }
 
@@ -271,11 +274,13 @@ extension Replica {
     /// Messages from peers that did not decode.
     public var refusedMessages: UInt64 { self.replication.refused }
 
-    /// True when a batch with this header continues its origin's chain here.
+    /// True when a batch with this header continues its origin's chain here, a state transfer
+    /// under way or not: a peer whose buffer reaches back to this replica's version sends batches,
+    /// and refusing them while waiting for a transfer's next chunk (from another peer, which may
+    /// have restarted and chain too by now) left a replica waiting for good.
     func follows(_ header: DeltaBatch.Header) -> Bool {
         guard header.origin != self.config.id else { return false }
-        let state = self.replication.origins[header.origin]
-        return header.previous == (state?.version ?? 0) && state?.transfer == nil
+        return header.previous == (self.replication.origins[header.origin]?.version ?? 0)
     }
 
     /// Answers a digest with what the peer lacks (within the byte budget) and, when the peer has
