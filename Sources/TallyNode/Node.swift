@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import TallyAggregates
 import TallyNodeCore
 import TallyReplica
@@ -25,6 +26,8 @@ public actor Node {
     /// acknowledgement released by another request's commit). At most one per pending batch.
     private var outcomes: [BatchID: IngestOutcome] = [:]
     private var tickTask: Task<Void, Never>?
+    /// `stop` ran (a second call does nothing).
+    private var stopped = false
     /// Differs on every start: ETags carry it, since the state version restarts from the image.
     public nonisolated let bootID = UInt64.random(in: 1...UInt64.max)
     public private(set) var metrics = NodeMetrics()
@@ -404,6 +407,8 @@ public actor Node {
     /// Stops the timer after a last checkpoint (SIGTERM drains: in-flight batches still complete),
     /// and closes the peer connections.
     public func stop() async {
+        guard !self.stopped else { return }
+        self.stopped = true
         self.tickTask?.cancel()
         // A checkpoint already on its way is stored first: checkpoints are stored in order.
         for _ in 0..<1_000 where self.core.checkpointInFlight != nil {
@@ -570,5 +575,16 @@ public actor Node {
             staleness: self.core.replica.staleness(now: self.clock()), refusedMessages: self.core.replica.refusedMessages,
             storageBytes: self.store.sizeBytes(), series: self.core.replica.seriesCount,
             timeBuckets: self.core.replica.bucketCount, peerFramesDropped: self.inbox?.dropped ?? [:])
+    }
+}
+
+/// A node is a service of the process's `ServiceGroup` (`tally serve`): it runs (its tick loop and
+/// its peer transport with it) until the group shuts down gracefully, then stops (a last
+/// checkpoint, the log flushed, peers told goodbye). Listed before the HTTP server, it stops after
+/// it: the group shuts services down in reverse order, so in-flight batches are answered first.
+extension Node: Service {
+    public nonisolated func run() async throws {
+        try? await gracefulShutdown()  // returns on graceful shutdown; throws when cancelled
+        await self.stop()
     }
 }

@@ -51,8 +51,10 @@ struct Serve: AsyncParsableCommand {
                     Data("tally node \(nodeConfig.node) (\(nodeConfig.region)) listening on \(address)\n".utf8))
             },
             logger: logger)
+        // The node first: services stop in reverse order, so HTTP drains before the node's last
+        // checkpoint. A server that cannot listen cancels the group, and the node stops too.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [node, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {
@@ -60,7 +62,7 @@ struct Serve: AsyncParsableCommand {
             throw CommandFailure(message: "listen \(nodeConfig.listenHost):\(nodeConfig.listenPort): cannot serve HTTP: "
                 + Node.describe(error))
         }
-        await node.stop()
+        await node.stop()  // already stopped by the group; a second stop does nothing
         logger.info("stopped")
     }
 }
