@@ -3,6 +3,7 @@ import PackageDescription
 
 // Layers (dependencies point down only); see docs/architecture.md.
 //   tally (CLI)  ->  TallyNode (HTTP, SQLite, config)  ->  TallyNodeCore  ->  TallyReplica  ->  TallyAggregates
+//   TallySLO (objectives, budgets, burn-rate alerts)  ->  TallyReplica
 //   tally-bench  ->  TallyReplica, TallyWorkload (+ benchmark-only dependencies, kept out of the product)
 //   TallyWorkload (the traffic shape of load, benchmarks and simulator)  ->  TallyAggregates
 //   TallySimulation (virtual time, faults, checkers)  ->  TallyNodeCore, TallyWorkload
@@ -35,6 +36,8 @@ let package = Package(
     targets: [
         .target(name: "TallyAggregates"),
         .target(name: "TallyReplica", dependencies: ["TallyAggregates"]),
+        // SLOs: objectives, error budgets, burn-rate alerts, windows; pure values over the replica's counts.
+        .target(name: "TallySLO", dependencies: ["TallyReplica", "TallyAggregates"]),
         // The node's decisions around the replica, sans I/O: both shells (node, simulator) drive it.
         .target(name: "TallyNodeCore", dependencies: ["TallyReplica", "TallyAggregates"]),
         // The traffic shape shared by `tally load`, the benchmarks and the simulator.
@@ -100,6 +103,7 @@ let package = Package(
         ),
         .testTarget(name: "TallyAggregatesTests", dependencies: ["TallyAggregates"]),
         .testTarget(name: "TallyReplicaTests", dependencies: ["TallyReplica", "TallyAggregates"]),
+        .testTarget(name: "TallySLOTests", dependencies: ["TallySLO", "TallyReplica"]),
         // Help texts of the CLI, as snapshots (the executable's module, tested in place).
         .testTarget(name: "TallyCLITests", dependencies: [
             "tally", .product(name: "ArgumentParser", package: "swift-argument-parser"),
