@@ -62,6 +62,48 @@ import Testing
 
     static let quantiles = [0.0, 0.5, 0.9, 0.99, 0.999, 1.0]
 
+    /// The count of values at most a threshold (a latency SLI's good events) lies between the
+    /// bounds, which differ by at most the threshold's bucket (and a collapsed floor above it),
+    /// and meet on a bucket boundary. Seeded values, thresholds, and sketches that collapse.
+    @Test(arguments: [LatencySketch.defaultBucketsMax, 24])
+    func countsAtMostAThresholdAreBoundedByTheBucketItFallsIn(bucketsMax: Int) {
+        var random = SeededRandom(seed: UInt64(bucketsMax))
+        func latency() -> Double {
+            let magnitude = Double(UInt64(1) << (random.next() % 24))
+            return magnitude * (1 + random.nextUnit())
+        }
+        for _ in 0..<40 {
+            let values = (0..<(100 + Int(random.next() % 2_000))).map { _ in random.next() % 20 == 0 ? 0 : latency() }
+            var sketch = LatencySketch(bucketsMax: bucketsMax)
+            for value in values { sketch.record(value, at: Self.origin) }
+            let distribution = sketch.distribution
+            let scale = distribution.scale
+            for _ in 0..<50 {
+                let threshold = latency()
+                let truth = UInt64(values.filter { $0 <= threshold }.count)
+                let (certain, possible) = distribution.countAtMost(threshold)
+                #expect(certain <= truth && truth <= possible, "\(certain) <= \(truth) <= \(possible) at \(threshold)")
+                if distribution.floorIndex == nil {
+                    let bucket = ExponentialBuckets.index(of: threshold, scale: scale)
+                    let inside = values.filter {
+                        $0 >= ExponentialBuckets.valueMin && ExponentialBuckets.index(of: $0, scale: scale) == bucket
+                    }
+                    #expect(possible - certain <= UInt64(inside.count))
+                }
+            }
+            // On a bucket's upper bound, with no floor above it, the bounds meet.
+            let bucket = ExponentialBuckets.index(of: latency(), scale: scale)
+            let boundary = ExponentialBuckets.lowerBound(of: bucket + 1, scale: scale)
+            if ExponentialBuckets.index(of: boundary, scale: scale) == bucket && distribution.floorIndex.map({ $0 < bucket }) ?? true {
+                let (certain, possible) = distribution.countAtMost(boundary)
+                #expect(certain == possible)
+                #expect(certain == UInt64(values.filter { $0 <= boundary }.count))
+            }
+            #expect(distribution.countAtMost(.greatestFiniteMagnitude).certain == UInt64(values.count))
+            #expect(distribution.countAtMost(-1) == (0, 0))
+        }
+    }
+
     @Test(arguments: Distribution.allCases)
     func quantilesWithinRelativeError(distribution: Distribution) throws {
         let values = distribution.values(count: 1_000_000, seed: 7)

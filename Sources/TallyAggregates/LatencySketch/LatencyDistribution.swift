@@ -129,6 +129,36 @@ public struct LatencyDistribution: Sendable, Equatable {
         }
     }
 
+    // MARK: - Thresholds
+
+    /// How many of the values are at most `threshold`, as bounds: `certain` counts the buckets
+    /// that lie wholly at or below it, `possible` adds the one bucket it falls inside (and a
+    /// collapsed floor reaching above it), whose values may lie on either side. The true count is
+    /// in `certain...possible`; a threshold on a bucket boundary makes them equal.
+    public func countAtMost(_ threshold: Double) -> (certain: UInt64, possible: UInt64) {
+        guard threshold.isFinite, threshold >= ExponentialBuckets.valueMin else {
+            // Below every bucket: only the values counted as zero may be at most it.
+            return (0, threshold >= 0 ? self.zeroCount : 0)
+        }
+        let bucket = ExponentialBuckets.index(of: threshold, scale: self.scale)
+        // The threshold is its bucket's upper bound when the next value up is in the next bucket.
+        let onBoundary = threshold.nextUp.isFinite
+            && ExponentialBuckets.index(of: threshold.nextUp, scale: self.scale) > bucket
+        var certain = self.zeroCount
+        var possible = self.zeroCount
+        for (position, count) in self.counts.enumerated() where count > 0 {
+            let index = self.offset + Int32(position)
+            if index < bucket || (index == bucket && onBoundary) {
+                certain &+= count
+                possible &+= count
+            } else if index == bucket || index == self.floorIndex {
+                // Inside the threshold's bucket, or in a floor that holds everything up to its top.
+                possible &+= count
+            }
+        }
+        return (certain, possible)
+    }
+
     // MARK: - Quantiles
 
     /// The 1-based rank of quantile `q` among `count` values: `ceil(q · count)`, clamped to 1...count.
