@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "TallyAggregates"),
         .target(name: "TallyReplica", dependencies: ["TallyAggregates"]),
         // SLOs: objectives, error budgets, burn-rate alerts, windows; pure values over the replica's counts.
-        .target(name: "TallySLO", dependencies: ["TallyReplica", "TallyAggregates"]),
+        .target(name: "TallySLO", dependencies: ["TallyReplica", "TallyAggregates", .product(name: "Yams", package: "Yams")]),
         // The node's decisions around the replica, sans I/O: both shells (node, simulator) drive it.
         .target(name: "TallyNodeCore", dependencies: ["TallyReplica", "TallyAggregates"]),
         // The traffic shape shared by `tally load`, the benchmarks and the simulator.
@@ -52,6 +52,7 @@ let package = Package(
             name: "TallyNode",
             dependencies: [
                 "TallyNodeCore",
+                "TallySLO",
                 "TallyReplica",
                 "TallyAggregates",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -78,6 +79,7 @@ let package = Package(
                 "TallyAggregates",
                 "TallyReplica",
                 "TallyNode",
+                "TallySLO",
                 "TallyWorkload",
                 "TallySimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -31,7 +31,7 @@ public struct Objective: Sendable, Hashable, Comparable, CustomStringConvertible
         }
         let decimals = parts.count == 2 ? String(parts[1]) : ""
         let fraction = Int(decimals.padding(toLength: 4, withPad: "0", startingAt: 0)) ?? 0
-        guard whole < 100 || (whole == 100 && fraction == 0) else {
+        guard whole < 100 else {
             throw SLOError(key: "objective", value: text, message: "must be below 100%")
         }
         guard whole >= 1 else {

@@ -12,7 +12,7 @@ import Testing
         ("tally", Tally.self), ("demo", Demo.self), ("serve", Serve.self), ("sim", Sim.self), ("load", Load.self),
         ("inspect", Inspect.self), ("certs", Certs.self), ("certs-ca", Certs.CA.self), ("certs-node", Certs.Node.self),
         ("config", ConfigCommand.self), ("config-check", ConfigCommand.Check.self),
-        ("config-hash-key", ConfigCommand.HashKey.self),
+        ("config-hash-key", ConfigCommand.HashKey.self), ("slo", SLOCommand.self), ("slo-check", SLOCommand.Check.self),
     ]
 
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Snapshots")
