@@ -1,5 +1,3 @@
-import TallyReplica
-
 /// RFC 3339 date-times (`2026-11-29T10:00:00Z`, `2026-11-29T10:00:00.123+02:00`) to and from
 /// `Timestamp`, without Foundation's formatters: exact, allocation-light and the same on every
 /// platform. Fractions beyond milliseconds are truncated.
