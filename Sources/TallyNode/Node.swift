@@ -6,6 +6,7 @@ import ServiceLifecycle
 import TallyAggregates
 import TallyNodeCore
 import TallyReplica
+import TallySLO
 
 /// A region node's shell: the `NodeCore` (the replica and every decision around it) owned by one
 /// actor, and the I/O it asks for: the SQLite log and checkpoints, the peer transport, the timer.
@@ -28,6 +29,8 @@ public actor Node {
     private var tickTask: Task<Void, Never>?
     /// `stop` ran (a second call does nothing).
     private var stopped = false
+    /// The SLOs of the config's `slo_files` (read at start and on SIGHUP).
+    public private(set) var slos: [SLOSpec] = []
     /// Differs on every start: ETags carry it, since the state version restarts from the image.
     public nonisolated let bootID = UInt64.random(in: 1...UInt64.max)
     public private(set) var metrics = NodeMetrics()
@@ -60,6 +63,12 @@ public actor Node {
         logger: Logger = Logger(label: "tally.node"),
         onStorageFailure: @escaping @Sendable (EventStore.StoreError) -> Void = { _ in }
     ) async throws -> Node {
+        let slos: [SLOSpec]
+        do {
+            slos = try Self.loadSLOs(config)
+        } catch {
+            throw NodeStartError(reason: "slo_files: \(error)")
+        }
         let store = try EventStore(directory: config.dataDirectory, onFailure: onStorageFailure)
         let started = ContinuousClock.now
         let (image, entries) = try await store.recover()
@@ -89,6 +98,7 @@ public actor Node {
             "duration": "\(ContinuousClock.now - started)",
         ])
         let node = Node(config: config, core: core, store: store, clock: clock, logger: logger)
+        await node.setSLOs(slos)
         if let cluster = config.cluster {
             try await node.startTransport(cluster, incarnation: identity.rawValue)
         }
@@ -142,6 +152,51 @@ public actor Node {
             throw ReloadError(reason: "the config is for \(new.region)/\(new.node), this node is "
                 + "\(self.config.region)/\(self.config.node)")
         }
+        // SLO specs first: a file that does not load leaves everything as it was.
+        let slos: [SLOSpec]
+        do {
+            slos = try Self.loadSLOs(new)
+        } catch {
+            throw ReloadError(reason: "slo_files: \(error) (the running SLOs are kept)")
+        }
+        var notes = try self.reloadCluster(new)
+        self.slos = slos
+        notes.append("SLOs: \(slos.count) from \(new.sloFiles.count) file\(new.sloFiles.count == 1 ? "" : "s")")
+        return notes
+    }
+
+    /// Every SLO of the config's spec files; a name used twice is refused.
+    static func loadSLOs(_ config: NodeConfig) throws(SLOError) -> [SLOSpec] {
+        var specs: [SLOSpec] = []
+        var files: [String: String] = [:]
+        for file in config.sloFiles {
+            for spec in try SLOFile.load(path: file) {
+                if let other = files[spec.name] {
+                    throw SLOError(file: file, key: "name", value: spec.name, message: "is also an SLO in \(other)")
+                }
+                files[spec.name] = file
+                specs.append(spec)
+            }
+        }
+        return specs
+    }
+
+    private func setSLOs(_ slos: [SLOSpec]) { self.slos = slos }
+
+    /// The SLOs evaluated now on this region's state, off this actor (`named`: that one only).
+    public nonisolated func sloStatuses(named name: String? = nil) async throws(QueryError) -> [SLOStatus] {
+        let (replica, now, specs) = await self.sloSnapshot()
+        var statuses: [SLOStatus] = []
+        for spec in specs where name == nil || spec.name == name { statuses.append(try spec.evaluate(on: replica, now: now)) }
+        return statuses
+    }
+
+    private func sloSnapshot() -> (Replica, Timestamp, [SLOSpec]) { (self.core.replica, self.clock(), self.slos) }
+
+    /// The cluster part of a reload: peers and TLS files.
+    private func reloadCluster(_ reloaded: NodeConfig) throws(ReloadError) -> [String] {
+        var new = reloaded
+        new.sloFiles = self.config.sloFiles  // applied by the caller
         guard let cluster = new.cluster, let running = self.clusterInForce, let transport = self.transport else {
             if new.cluster == nil && self.clusterInForce == nil {
                 return new == self.config ? ["nothing changed"] : ["changes wait for a restart (a single region reloads nothing)"]

@@ -52,8 +52,8 @@ extension SLOSpec {
     /// window up to now), and the rules' verdicts over their windows.
     public func evaluate(on replica: Replica, now: Timestamp) throws(QueryError) -> SLOStatus {
         let bounds = self.window.bounds(at: now)
-        let (counts, goodBounds) = try self.counts(on: replica, from: bounds.from, to: min(bounds.to, now + .milliseconds(1)),
-                                                   now: now)
+        // Through now, the bucket holding now included (a calendar window's end may be ahead).
+        let (counts, goodBounds) = try self.counts(on: replica, from: bounds.from, to: now + .milliseconds(1), now: now)
         var rates: [(window: Duration, counts: EventCounts, rate: BurnRate)] = []
         for window in self.burnWindows {
             let (windowCounts, _) = try self.counts(on: replica, from: now - window, to: now + .milliseconds(1), now: now)

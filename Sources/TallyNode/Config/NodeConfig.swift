@@ -37,6 +37,8 @@ public struct NodeConfig: Sendable, Equatable {
     /// How long a client may take: for a request's headers, for its body after them, and idle
     /// between requests on a kept-alive connection (`limits.request_head_timeout`, ...).
     public var httpTimeouts = HTTPTimeouts()
+    /// SLO spec files (`slo_files`), read at start and on SIGHUP (docs/slo.md).
+    public var sloFiles: [String] = []
 
     public struct HTTPTimeouts: Sendable, Equatable {
         public var head: Duration = .seconds(10)
@@ -323,6 +325,11 @@ extension NodeConfig {
             keepAlive: try duration("limits.keep_alive_timeout", rawLimits.keep_alive_timeout, .seconds(60),
                                     range: timeoutRange))
         let connectionsMax = try bounded("limits.connections_max", rawLimits.connections_max, 1...100_000, 1_024)
+        let sloFiles = raw.slo_files ?? []
+        guard sloFiles.count <= 100 else { throw fail("slo_files", "\(sloFiles.count) files", "lists at most 100 files") }
+        for (index, path) in sloFiles.enumerated() where path.isEmpty || path.utf8.count > 4_096 {
+            throw fail("slo_files[\(index)]", path, "must be a path of 1 to 4096 bytes")
+        }
         let rate = Double(try bounded("limits.rate_limit_events_per_second",
                                       rawLimits.rate_limit_events_per_second, 1...1_000_000_000, 1_000_000))
         return NodeConfig(
@@ -337,7 +344,7 @@ extension NodeConfig {
             checkpointInterval: try duration(
                 "storage.checkpoint_interval", raw.storage?.checkpoint_interval, .seconds(10),
                 range: .milliseconds(100)...(.seconds(86_400))),
-            cluster: cluster, connectionsMax: connectionsMax, httpTimeouts: timeouts)
+            cluster: cluster, connectionsMax: connectionsMax, httpTimeouts: timeouts, sloFiles: sloFiles)
     }
 
     /// `host:port` (IPv6 in brackets) with a port in 0...65535.
@@ -354,7 +361,7 @@ extension NodeConfig {
     /// otherwise silently leave the default in force.
     static let knownKeys: [String: Set<String>] = [
         "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors",
-             "storage", "cluster"],
+             "storage", "cluster", "slo_files"],
         "api_keys[]": ["name", "sha256"],
         "cluster": ["listen", "advertise", "gossip_interval", "gossip_bytes_max", "tls", "peers", "insecure"],
         "cluster.tls": ["certificate", "key", "ca"],
@@ -486,6 +493,7 @@ struct RawConfig: Decodable {
     var errors: [String]?
     var storage: RawStorage?
     var cluster: RawCluster?
+    var slo_files: [String]?
 
     struct RawCluster: Decodable {
         var listen: String

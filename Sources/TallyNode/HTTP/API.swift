@@ -5,6 +5,7 @@ import HummingbirdCore
 import NIOCore
 import TallyAggregates
 import TallyReplica
+import TallySLO
 
 /// The request context: who the caller is, once the API key middleware has checked.
 public struct TallyRequestContext: RequestContext {
@@ -55,7 +56,7 @@ struct RouteMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: TallyRequestContext,
                 next: (Request, TallyRequestContext) async throws -> Response) async throws -> Response
     {
-        guard let methods = API.routes[request.uri.path] else {
+        guard let methods = API.methods(for: request.uri.path) else {
             await self.node.refused(status: 404)
             return API.error(.notFound, "no such path: \(ConfigError.quote(request.uri.path)); see docs/api.md")
         }
@@ -74,8 +75,15 @@ public enum API {
     /// Every path the API serves, and its methods.
     static let routes: [String: [HTTPRequest.Method]] = [
         "/health": [.get], "/ready": [.get], "/v1/events": [.post], "/v1/query": [.get], "/v1/series": [.get],
-        "/v1/cluster": [.get], "/metrics": [.get],
+        "/v1/cluster": [.get], "/metrics": [.get], "/v1/slo": [.get],
     ]
+
+    /// The methods `path` takes, or nil for no such path (`/v1/slo/{name}` takes GET).
+    static func methods(for path: String) -> [HTTPRequest.Method]? {
+        if let methods = Self.routes[path] { return methods }
+        if path.hasPrefix("/v1/slo/"), path.count > "/v1/slo/".count, !path.dropFirst(8).contains("/") { return [.get] }
+        return nil
+    }
 
     /// The HTTP/1.1 server for a node: slow clients are cut off (`RequestDeadlineHandler`), idle
     /// connections closed, and at most `limits.connections_max` connections open at once (more
@@ -117,6 +125,10 @@ public enum API {
             return Self.json(["services": services])
         }
         router.get("/v1/cluster") { _, _ in try await Self.cluster(node: node) }
+        router.get("/v1/slo") { _, _ in try await Self.slos(node: node, named: nil) }
+        router.get("/v1/slo/:name") { _, context in
+            try await Self.slos(node: node, named: context.parameters.get("name") ?? "")
+        }
         router.get("/metrics") { _, _ in
             let text = await node.metricsText()
             var headers = HTTPFields()
@@ -441,5 +453,70 @@ extension HTTPField.Name {
 extension Node {
     func refused(status: Int) {
         self.recordRefused(status: status)
+    }
+}
+
+// MARK: - SLOs
+
+extension API {
+    /// `GET /v1/slo` (every SLO of the config's spec files) and `GET /v1/slo/{name}`: each
+    /// evaluated now on this region's state, with how each number was computed.
+    static func slos(node: Node, named name: String?) async throws -> Response {
+        let statuses: [SLOStatus]
+        do {
+            statuses = try await node.sloStatuses(named: name)
+        } catch {
+            return Self.error(.badRequest, error.description)
+        }
+        if let name {
+            guard let status = statuses.first else {
+                return Self.error(.notFound, "no SLO named \(ConfigError.quote(name)); GET /v1/slo lists them")
+            }
+            return Self.json(Self.slo(status, region: node.config.region))
+        }
+        return Self.json(["region": node.config.region, "slos": statuses.map { Self.slo($0, region: node.config.region) }])
+    }
+
+    static func slo(_ status: SLOStatus, region: String) -> [String: Any] {
+        let spec = status.spec
+        let budget = status.budget
+        var sli: [String: Any] = [
+            "value": status.counts.sli, "good": status.counts.good, "bad": status.counts.bad, "total": status.counts.total,
+            "how": "good / total over the time buckets starting in the window, from this region's state (\(region))",
+        ]
+        if let bounds = status.goodBounds {
+            sli["good_bounds"] = ["certain": bounds.certain, "possible": bounds.possible]
+            sli["how"] = "requests no slower than the threshold / all requests, from the latency sketch; the requests "
+                + "of the sketch bucket the threshold falls in count as bad (good_bounds gives both sides)"
+        }
+        var object: [String: Any] = [
+            "name": spec.name, "service": spec.service, "objective": spec.objective.description,
+            "indicator": spec.indicator.description, "window": spec.window.description,
+            "window_from": RFC3339.format(status.window.from), "window_to": RFC3339.format(status.window.to),
+            "evaluated_at": RFC3339.format(status.at), "sli": sli,
+            "budget": [
+                "allowed_events": budget.allowedEvents, "spent": budget.spent, "remaining": budget.remaining,
+                "total_minutes": budget.totalMinutes, "remaining_minutes": budget.remainingMinutes,
+                "exhausted": budget.isExhausted,
+                "how": "allowed = total x (1 - objective); spent = bad / allowed; minutes = window x (1 - objective) x remaining",
+            ] as [String: Any],
+            "burn_rates": Dictionary(uniqueKeysWithValues: status.burnRates.map {
+                ($0.window.shortDescription, ["rate": $0.rate.value, "bad": $0.counts.bad, "total": $0.counts.total] as [String: Any])
+            }),
+            "alerts": status.verdicts.map { verdict -> [String: Any] in
+                var alert: [String: Any] = [
+                    "severity": verdict.rule.severity.rawValue, "burn_rate_threshold": verdict.rule.factor.value,
+                    "long_window": verdict.rule.long.shortDescription, "short_window": verdict.rule.short.shortDescription,
+                    "long_rate": verdict.longRate.value, "short_rate": verdict.shortRate.value, "firing": verdict.firing,
+                    "budget_spent_when_firing": verdict.rule.budgetSpent(of: budget.window),
+                ]
+                if let suppressed = verdict.suppressed { alert["suppressed"] = suppressed }
+                return alert
+            },
+        ]
+        if let operations = spec.operations { object["operations"] = operations.sorted() }
+        if let exhaustion = status.timeToExhaustion { object["time_to_exhaustion_seconds"] = Double(exhaustion.milliseconds) / 1_000 }
+        if let runbook = spec.runbook { object["runbook"] = runbook }
+        return object
     }
 }

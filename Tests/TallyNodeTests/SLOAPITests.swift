@@ -1,0 +1,106 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+import TallyReplica
+@testable import TallyNode
+
+/// `GET /v1/slo` and `GET /v1/slo/{name}` for the SLOs of the config's spec files, and the
+/// files' errors at start and on reload.
+@Suite struct SLOAPITests {
+    static func specFile(_ text: String) throws -> String {
+        let path = NSTemporaryDirectory() + "tally-slo-\(UUID().uuidString).yaml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static let spec = """
+        slos:
+          - name: checkout-availability
+            service: checkout
+            objective: 99
+            window: 1d
+            minimum_events: 10
+          - name: checkout-latency
+            service: checkout
+            objective: 90
+            sli: latency <= 300ms
+            window: 1d
+        """
+
+    @Test func everySLOIsEvaluatedOnTheNodesStateAndSaysHow() async throws {
+        let file = try Self.specFile(Self.spec)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try await APITests.withNode({ $0.sloFiles = [file] }) { node, client in
+            // 200 requests in the last minutes, 20% failing: 20x a 99% budget.
+            var items: [BatchItem] = []
+            for index in 0..<200 {
+                let status: UInt16 = index % 5 == 0 ? 503 : 200
+                let latency = Double(100_000 + index * 1_000)
+                let at = APITests.now - .seconds(Int64(index))
+                items.append(.event(Event(service: "checkout", operation: "pay", status: status, latencyMicros: latency,
+                                          user: "u\(index)", timestamp: at)))
+            }
+            guard case .accepted = await node.ingest(items: items, client: "t", idempotencyKey: nil) else {
+                Issue.record("not accepted")
+                return
+            }
+            try await client.execute(uri: "/v1/slo", method: .get, headers: APITests.auth) { response in
+                #expect(response.status == .ok)
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+                let slos = try #require(json["slos"] as? [[String: Any]])
+                #expect(slos.map { $0["name"] as? String } == ["checkout-availability", "checkout-latency"])
+                let sli = try #require(slos[0]["sli"] as? [String: Any])
+                #expect(sli["total"] as? Int == 200 && sli["bad"] as? Int == 40, "\(sli)")
+                #expect((sli["how"] as? String)?.contains("time buckets") == true)
+                let alerts = try #require(slos[0]["alerts"] as? [[String: Any]])
+                #expect(alerts.first?["firing"] as? Bool == true, "\(alerts)")
+                #expect((slos[1]["sli"] as? [String: Any])?["good_bounds"] != nil)
+            }
+            try await client.execute(uri: "/v1/slo/checkout-latency", method: .get, headers: APITests.auth) { response in
+                #expect(response.status == .ok)
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+                #expect(json["indicator"] as? String == "latency <= 300ms")
+            }
+            try await client.execute(uri: "/v1/slo/nothing-here", method: .get, headers: APITests.auth) {
+                #expect($0.status == .notFound)
+            }
+            try await client.execute(uri: "/v1/slo/a/b", method: .get, headers: APITests.auth) {
+                #expect($0.status == .notFound)
+            }
+            try await client.execute(uri: "/v1/slo", method: .post, headers: APITests.auth) {
+                #expect($0.status == .methodNotAllowed)
+            }
+        }
+    }
+
+    @Test func aSpecFileThatDoesNotLoadStopsTheStartAndIsRefusedOnReload() async throws {
+        let bad = try Self.specFile("slos:\n  - {name: a, service: s, objective: 100}\n")
+        let good = try Self.specFile(Self.spec)
+        defer {
+            try? FileManager.default.removeItem(atPath: bad)
+            try? FileManager.default.removeItem(atPath: good)
+        }
+        let directory = NSTemporaryDirectory() + "tally-slo-node-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            _ = try await Node.start(config: try APITests.config(directory: directory) { $0.sloFiles = [bad] })
+            Issue.record("a node started with a bad SLO file")
+        } catch {
+            #expect("\(error)".contains("slo_files: \(bad): slos[0].objective: '100' must be below 100%"), "\(error)")
+        }
+        let node = try await Node.start(config: try APITests.config(directory: directory + "-2") { $0.sloFiles = [good] })
+        defer { Task { await node.stop() } }
+        #expect(await node.slos.count == 2)
+        var broken = await node.config
+        broken.sloFiles = [bad]
+        await #expect(throws: Node.ReloadError.self) { try await node.reload(broken) }
+        #expect(await node.slos.count == 2)
+        var none = await node.config
+        none.sloFiles = []
+        let notes = try await node.reload(none)
+        #expect(notes.contains("SLOs: 0 from 0 files"), "\(notes)")
+        #expect(await node.slos.isEmpty)
+        try? FileManager.default.removeItem(atPath: directory + "-2")
+    }
+}
