@@ -81,7 +81,7 @@ public enum SLOFile {
     }
 
     static let keys = ["name", "service", "operations", "objective", "sli", "bad", "window", "minimum_events",
-                       "runbook", "alerts"]
+                       "runbook", "alerts", "maintenance"]
 
     static func spec(_ map: [String: Any], at key: String) throws -> SLOSpec {
         try Self.onlyKnown(map, Self.keys, at: key)
@@ -123,8 +123,12 @@ public enum SLOFile {
             rules = try list.enumerated().map { try Self.rule($1, at: "\(key).alerts[\($0)]") }
         }
         let runbook = try map["runbook"].map { try Self.string($0, at: "\(key).runbook") }
-        return SLOSpec(name: name, service: service, operations: operations, indicator: indicator, objective: objective,
-                       window: window, rules: rules, minimumEvents: minimum, runbook: runbook)
+        var spec = SLOSpec(name: name, service: service, operations: operations, indicator: indicator, objective: objective,
+                           window: window, rules: rules, minimumEvents: minimum, runbook: runbook)
+        if let value = map["maintenance"] {
+            spec.maintenance = try Self.maintenance(value, at: "\(key).maintenance")
+        }
+        return spec
     }
 
     static func indicator(_ map: [String: Any], at key: String) throws -> SLOSpec.Indicator {
@@ -176,6 +180,46 @@ public enum SLOFile {
                            message: "must be a duration such as 30d, or {calendar: month, time_zone: UTC}")
         }
         return try TimeWindow.rolling(duration, key: key)
+    }
+
+    /// `[{from: RFC 3339, to: RFC 3339}]`, sorted and merged where they overlap.
+    static func maintenance(_ value: Any, at key: String) throws -> [SLOSpec.Interval] {
+        guard let list = value as? [Any], list.count <= 1_000 else {
+            throw SLOError(key: key, value: "\(value)", message: "must be a list of at most 1000 {from, to} intervals")
+        }
+        var intervals: [SLOSpec.Interval] = []
+        for (index, item) in list.enumerated() {
+            let itemKey = "\(key)[\(index)]"
+            guard let map = item as? [String: Any] else {
+                throw SLOError(key: itemKey, value: "\(item)", message: "must be a mapping {from, to}")
+            }
+            try Self.onlyKnown(map, ["from", "to"], at: itemKey)
+            func instant(_ name: String) throws -> Timestamp {
+                // Yams reads an unquoted timestamp as a Date: take the text form either way.
+                let text = (map[name] as? Date).map { RFC3339.format(Timestamp(millisecondsSinceEpoch:
+                    Int64(($0.timeIntervalSince1970 * 1_000).rounded()))) } ?? "\(map[name] ?? "")"
+                guard let time = RFC3339.parse(text), time.isValid else {
+                    throw SLOError(key: "\(itemKey).\(name)", value: text, message: "must be an RFC 3339 time such as 2026-12-05T02:00:00Z")
+                }
+                return time
+            }
+            let from = try instant("from")
+            let to = try instant("to")
+            guard from < to else {
+                throw SLOError(key: "\(itemKey).to", value: RFC3339.format(to), message: "must be after from (\(RFC3339.format(from)))")
+            }
+            intervals.append(SLOSpec.Interval(from: from, to: to))
+        }
+        intervals.sort { $0.from < $1.from }
+        var merged: [SLOSpec.Interval] = []
+        for interval in intervals {
+            if let last = merged.last, interval.from <= last.to {
+                merged[merged.count - 1].to = max(last.to, interval.to)
+            } else {
+                merged.append(interval)
+            }
+        }
+        return merged
     }
 
     static func rule(_ value: Any, at key: String) throws -> BurnRateRule {

@@ -17,6 +17,20 @@ public struct SLOSpec: Sendable, Equatable {
     public var minimumEvents: UInt64
     /// Where an alert's runbook lives, carried into its annotations.
     public var runbook: String?
+    /// Planned maintenance: the time buckets starting in these intervals count toward neither the
+    /// budget nor the alerts (sorted, disjoint).
+    public var maintenance: [Interval] = []
+
+    /// [from, to).
+    public struct Interval: Sendable, Hashable {
+        public var from: Timestamp
+        public var to: Timestamp
+
+        public init(from: Timestamp, to: Timestamp) {
+            self.from = from
+            self.to = to
+        }
+    }
 
     public enum Indicator: Sendable, Equatable, CustomStringConvertible {
         /// Good: a request whose status class is not one of `badClasses`.

@@ -32,12 +32,40 @@ extension SLOSpec {
         return windows.sorted()
     }
 
-    /// Good and bad events in [from, to) on `replica`.
+    /// [from, to) less the maintenance intervals, each widened to whole buckets of `width` (a
+    /// bucket that overlaps maintenance at all is left out: its errors may be the maintenance's):
+    /// the parts an SLO counts, in order.
+    func countedParts(from: Timestamp, to: Timestamp, width: Duration) -> [Interval] {
+        var parts: [Interval] = []
+        var cursor = from
+        for maintenance in self.maintenance {
+            let start = maintenance.from.floor(toMultipleOf: width)
+            let lastStart = (maintenance.to - .milliseconds(1)).floor(toMultipleOf: width)
+            let pause = Interval(from: start, to: lastStart + width)
+            guard pause.to > cursor && pause.from < to else { continue }
+            if pause.from > cursor { parts.append(Interval(from: cursor, to: pause.from)) }
+            cursor = max(cursor, pause.to)
+        }
+        if cursor < to { parts.append(Interval(from: cursor, to: to)) }
+        return parts
+    }
+
+    /// Good and bad events in [from, to) on `replica`, maintenance left out: every part is read at
+    /// the resolution the whole window reads at, so a bucket is in one part or excluded, never both.
     func counts(on replica: Replica, from: Timestamp, to: Timestamp, now: Timestamp) throws(QueryError)
         -> (EventCounts, (certain: UInt64, possible: UInt64)?)
     {
-        let window = try replica.windowCounts(service: self.service, operations: self.operations, from: from, to: to,
-                                              now: now)
+        let whole = try replica.windowCounts(service: self.service, operations: self.operations, from: from, to: to,
+                                             now: now)
+        var window = whole
+        if !self.maintenance.isEmpty {
+            window = WindowCounts(resolution: whole.resolution, from: whole.from, to: whole.to,
+                                  sketchScale: replica.config.sketchScale)
+            for part in self.countedParts(from: from, to: to, width: whole.resolution.width) {
+                window.add(try replica.windowCounts(service: self.service, operations: self.operations, from: part.from,
+                                                    to: part.to, now: now, resolution: whole.resolution))
+            }
+        }
         switch self.indicator {
         case .availability(let bad):
             return (EventCounts(total: window.total, bad: window.requests(in: bad)), nil)

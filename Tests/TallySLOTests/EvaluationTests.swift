@@ -74,4 +74,28 @@ import TallyReplica
         // Latencies are uniform in 20..420 ms: about 70% at most 300 ms.
         #expect(abs(status.counts.sli - 0.7) < 0.03, "\(status.counts.sli)")
     }
+
+    /// A burst inside planned maintenance spends no budget and pages nobody; the same burst
+    /// outside it does. The maintenance buckets are left out exactly.
+    @Test func maintenanceIsLeftOutOfTheBudgetAndTheAlerts() throws {
+        let replica = Self.replica(minutes: 3 * 1_440, perMinute: 40, burstMinutes: 30, burstErrorPercent: 5)
+        var spec = Self.availability
+        let plain = try spec.evaluate(on: replica, now: Self.now)
+        #expect(plain.verdicts[0].firing)
+        // The burst's 30 minutes (and a minute either side) are maintenance.
+        spec.maintenance = [SLOSpec.Interval(from: Self.now - .seconds(31 * 60), to: Self.now + .seconds(60))]
+        let planned = try spec.evaluate(on: replica, now: Self.now)
+        #expect(!planned.verdicts.contains { $0.firing })
+        #expect(planned.counts.total < plain.counts.total && plain.counts.bad - planned.counts.bad >= 40)  // the burst
+        #expect(planned.budget.spent < plain.budget.spent)
+        // Parts are read at the window's resolution (hours, for 30 days), and an hour that overlaps
+        // maintenance is left out whole: the total is the whole less those hours.
+        let left = try replica.windowCounts(service: "checkout", from: Self.now - .seconds(3_600),
+                                            to: Self.now + .seconds(3_600), now: Self.now, resolution: .hour)
+        #expect(planned.counts.total == plain.counts.total - left.total)
+        #expect(spec.countedParts(from: Self.now - .seconds(7_200), to: Self.now, width: .seconds(60)).map(\.to)
+            == [Self.now - .seconds(31 * 60)])
+        #expect(spec.countedParts(from: Self.now - .seconds(7_200), to: Self.now, width: .seconds(3_600)).map(\.to)
+            == [Self.now - .seconds(3_600)])
+    }
 }

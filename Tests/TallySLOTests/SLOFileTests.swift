@@ -31,6 +31,17 @@ import TallyReplica
         #expect(specs[1].window == .calendar(.month, timeZone: "Europe/Berlin"))
         #expect(specs[1].rules == [BurnRateRule(severity: .page, factor: BurnFactor(thousandths: 10_000),
                                                 long: .seconds(7_200), short: .seconds(600))])
+        let overlapping = try SLOFile.parse(yaml: """
+            slos:
+              - name: a
+                service: s
+                objective: 99
+                maintenance:
+                  - {from: "2026-12-05T03:00:00Z", to: "2026-12-05T05:00:00Z"}
+                  - {from: 2026-12-05T02:00:00Z, to: 2026-12-05T04:00:00Z}
+            """, file: "f")
+        #expect(overlapping[0].maintenance.map { RFC3339.format($0.from) + "/" + RFC3339.format($0.to) }
+            == ["2026-12-05T02:00:00.000Z/2026-12-05T05:00:00.000Z"])
     }
 
     @Test func everyRefusalNamesFileKeyAndValue() {
@@ -61,6 +72,11 @@ import TallyReplica
             .contains("slos[0].alerts[0].burn_rate"))
         #expect(problem(base + "\ntarget: 99").contains("slos[0].target: 'target' is not a known key"))
         #expect(problem(base + "\nminimum_events: -1").contains("slos[0].minimum_events"))
+        #expect(problem(base + "\nmaintenance: [{from: 2026-12-05T02:00:00Z, to: 2026-12-05T01:00:00Z}]")
+            .contains("slos[0].maintenance[0].to"))
+        #expect(problem(base + "\nmaintenance: [{from: yesterday, to: 2026-12-05T01:00:00Z}]")
+            .contains("slos[0].maintenance[0].from: 'yesterday'"))
+        #expect(problem(base + "\nmaintenance: [{from: 2026-12-05T02:00:00Z, to: 2026-12-05T04:00:00Z}]") == "accepted")
         #expect(problem(base + "\nruntime: \(String(repeating: "x", count: 500))").count < 300)
         // A second SLO of the same name, an alias, and no list at all.
         #expect(throws: SLOError.self) { try SLOFile.parse(yaml: "slos:\n  - {\(base.replacingOccurrences(of: "\n", with: ", "))}\n  - {\(base.replacingOccurrences(of: "\n", with: ", "))}", file: "f") }

@@ -14,7 +14,24 @@ public struct WindowCounts: Sendable, Equatable {
     public var errors: UInt64
     public var latency: LatencyDistribution
 
+    /// No requests over [from, to) at `resolution`.
+    public init(resolution: Resolution, from: Timestamp, to: Timestamp, sketchScale: Int = LatencySketch.defaultScale) {
+        self.resolution = resolution
+        self.from = from
+        self.to = to
+        self.requests = Dictionary(uniqueKeysWithValues: StatusClass.allCases.map { ($0, 0) })
+        self.errors = 0
+        self.latency = LatencyDistribution(scale: sketchScale)
+    }
+
     public var total: UInt64 { self.requests.values.reduce(0, &+) }
+
+    /// Adds the counts of a disjoint window read at the same resolution.
+    public mutating func add(_ other: WindowCounts) {
+        for (statusClass, count) in other.requests { self.requests[statusClass, default: 0] &+= count }
+        self.errors &+= other.errors
+        self.latency.add(other.latency)
+    }
 
     /// Requests in any of `classes`.
     public func requests(in classes: Set<StatusClass>) -> UInt64 {
@@ -25,10 +42,12 @@ public struct WindowCounts: Sendable, Equatable {
 extension Replica {
     /// The counts of `service` (only `operations`, when given) over the buckets starting in
     /// [from, to), at the finest resolution whose retention still holds `from`: a 5-minute window
-    /// reads minutes, a 30-day one hours or days. Refused like a query when the window is outside
-    /// the timestamp range or would read more than `limits.bucketsMax` buckets.
+    /// reads minutes, a 30-day one hours or days (or at `resolution`, to read parts of a window
+    /// the same way). Refused like a query when the window is outside the timestamp range or would
+    /// read more than `limits.bucketsMax` buckets.
     public func windowCounts(service: String, operations: Set<String>? = nil, from: Timestamp, to: Timestamp,
-                             now: Timestamp, limits: QueryLimits? = nil) throws(QueryError) -> WindowCounts
+                             now: Timestamp, resolution chosen: Resolution? = nil, limits: QueryLimits? = nil)
+        throws(QueryError) -> WindowCounts
     {
         let limits = limits ?? self.config.limits.query
         for (name, time) in [("from", from), ("to", to)] where !time.isValid {
@@ -36,7 +55,7 @@ extension Replica {
         }
         guard from < to else { throw .invalid(parameter: "from", message: "must be before to") }
         let retention = self.config.retention
-        let resolution = Resolution.allCases.first {
+        let resolution = chosen ?? Resolution.allCases.first {
             retention.keeps($0, bucketStart: from.floor(toMultipleOf: $0.width), now: now)
         } ?? .day
         // Buckets starting in [from, to): from rounded up to a boundary, to exclusive.
@@ -47,9 +66,7 @@ extension Replica {
         let lastStart = (to - .milliseconds(1)).floor(toMultipleOf: resolution.width).millisecondsSinceEpoch
         var counts = WindowCounts(
             resolution: resolution, from: Timestamp(millisecondsSinceEpoch: start),
-            to: Timestamp(millisecondsSinceEpoch: max(start, lastStart + width)),
-            requests: Dictionary(uniqueKeysWithValues: StatusClass.allCases.map { ($0, 0) }), errors: 0,
-            latency: LatencyDistribution(scale: self.config.sketchScale))
+            to: Timestamp(millisecondsSinceEpoch: max(start, lastStart + width)), sketchScale: self.config.sketchScale)
         guard start < end else { return counts }
         // Series in key order, so sketches add in the same order on every replica.
         let members = self.series.indices.filter {
