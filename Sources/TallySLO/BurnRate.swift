@@ -138,7 +138,7 @@ public struct BurnRateRule: Sendable, Hashable {
         var suppressed: String?
         if burning && long.total < minimumEvents {
             suppressed = "\(long.total) events in \(self.long.shortDescription), fewer than the minimum of "
-                + "\(minimumEvents) for an alert: \(long.bad) bad ones would burn at \(longRate)"
+                + "\(minimumEvents) for an alert: \(long.bad) bad \(long.bad == 1 ? "one" : "ones") would burn at \(longRate)"
         }
         return RuleVerdict(rule: self, longRate: longRate, shortRate: shortRate, firing: burning && suppressed == nil,
                            suppressed: suppressed)
