@@ -183,11 +183,16 @@ public actor Node {
 
     private func setSLOs(_ slos: [SLOSpec]) { self.slos = slos }
 
-    /// The SLOs evaluated now on this region's state, off this actor (`named`: that one only).
-    public nonisolated func sloStatuses(named name: String? = nil) async throws(QueryError) -> [SLOStatus] {
-        let (replica, now, specs) = await self.sloSnapshot()
+    /// The SLOs evaluated on this region's state, off this actor: the config's (`named`: that one
+    /// only), or `specs` given by a client; as of now, or of an earlier instant `at`.
+    public nonisolated func sloStatuses(named name: String? = nil, specs given: [SLOSpec]? = nil, at: Timestamp? = nil)
+        async throws(QueryError) -> [SLOStatus]
+    {
+        let (replica, now, configured) = await self.sloSnapshot()
         var statuses: [SLOStatus] = []
-        for spec in specs where name == nil || spec.name == name { statuses.append(try spec.evaluate(on: replica, now: now)) }
+        for spec in given ?? configured where name == nil || spec.name == name {
+            statuses.append(try spec.evaluate(on: replica, at: at ?? now, now: now))
+        }
         return statuses
     }
 

@@ -79,12 +79,22 @@ extension SLOSpec {
     /// The SLO at `now` on `replica`'s state: the SLI and budget over the window (a calendar
     /// window up to now), and the rules' verdicts over their windows.
     public func evaluate(on replica: Replica, now: Timestamp) throws(QueryError) -> SLOStatus {
+        try self.evaluate(on: replica, at: now, now: now)
+    }
+
+    /// The same as of an earlier instant `at` (the windows end there), on the state as it is at
+    /// `now` (which decides the resolutions retention still holds).
+    public func evaluate(on replica: Replica, at: Timestamp, now clock: Timestamp) throws(QueryError) -> SLOStatus {
+        guard at <= clock else {
+            throw .invalid(parameter: "at", message: "\(RFC3339.format(at)) is in the future")
+        }
+        let now = at
         let bounds = self.window.bounds(at: now)
         // Through now, the bucket holding now included (a calendar window's end may be ahead).
-        let (counts, goodBounds) = try self.counts(on: replica, from: bounds.from, to: now + .milliseconds(1), now: now)
+        let (counts, goodBounds) = try self.counts(on: replica, from: bounds.from, to: now + .milliseconds(1), now: clock)
         var rates: [(window: Duration, counts: EventCounts, rate: BurnRate)] = []
         for window in self.burnWindows {
-            let (windowCounts, _) = try self.counts(on: replica, from: now - window, to: now + .milliseconds(1), now: now)
+            let (windowCounts, _) = try self.counts(on: replica, from: now - window, to: now + .milliseconds(1), now: clock)
             rates.append((window, windowCounts, BurnRate(windowCounts, objective: self.objective)))
         }
         func over(_ window: Duration) -> EventCounts {

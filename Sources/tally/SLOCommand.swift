@@ -2,9 +2,10 @@ import ArgumentParser
 import TallySLO
 
 /// `tally slo check FILE...`.
-struct SLOCommand: ParsableCommand {
+struct SLOCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "slo", abstract: "Check SLO specs (see docs/slo.md).", subcommands: [Check.self])
+        commandName: "slo", abstract: "Check SLO specs and report them (see docs/slo.md).",
+        subcommands: [Check.self, SLOReportCommand.self])
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(

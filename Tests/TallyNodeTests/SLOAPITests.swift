@@ -68,7 +68,31 @@ import TallyReplica
             try await client.execute(uri: "/v1/slo/a/b", method: .get, headers: APITests.auth) {
                 #expect($0.status == .notFound)
             }
-            try await client.execute(uri: "/v1/slo", method: .post, headers: APITests.auth) {
+            // A spec file posted (what `tally slo report` sends) is evaluated as given, now or at ?at=.
+            let posted = ByteBuffer(string: "slos:\n  - {name: posted, service: checkout, objective: 95, window: 1h}\n")
+            try await client.execute(uri: "/v1/slo", method: .post, headers: APITests.auth, body: posted) { response in
+                #expect(response.status == .ok)
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+                let slos = try #require(json["slos"] as? [[String: Any]])
+                #expect(slos.map { $0["name"] as? String } == ["posted"])
+                #expect((slos[0]["sli"] as? [String: Any])?["total"] as? Int == 200)
+            }
+            let earlier = RFC3339.format(APITests.now - .seconds(100))
+            try await client.execute(uri: "/v1/slo?at=\(earlier)", method: .post, headers: APITests.auth, body: posted) { response in
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+                let slos = try #require(json["slos"] as? [[String: Any]])
+                // The minute bucket holding `at` counts whole: the events 61...199 s old.
+                #expect((slos[0]["sli"] as? [String: Any])?["total"] as? Int == 139, "\(slos)")
+            }
+            let bad = ByteBuffer(string: "slos:\n  - {name: posted, service: checkout, objective: 101}\n")
+            try await client.execute(uri: "/v1/slo", method: .post, headers: APITests.auth, body: bad) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("request body: slos[0].objective"))
+            }
+            try await client.execute(uri: "/v1/slo?at=tomorrow", method: .get, headers: APITests.auth) {
+                #expect($0.status == .badRequest)
+            }
+            try await client.execute(uri: "/v1/slo", method: .delete, headers: APITests.auth) {
                 #expect($0.status == .methodNotAllowed)
             }
         }

@@ -75,7 +75,7 @@ public enum API {
     /// Every path the API serves, and its methods.
     static let routes: [String: [HTTPRequest.Method]] = [
         "/health": [.get], "/ready": [.get], "/v1/events": [.post], "/v1/query": [.get], "/v1/series": [.get],
-        "/v1/cluster": [.get], "/metrics": [.get], "/v1/slo": [.get],
+        "/v1/cluster": [.get], "/metrics": [.get], "/v1/slo": [.get, .post],
     ]
 
     /// The methods `path` takes, or nil for no such path (`/v1/slo/{name}` takes GET).
@@ -125,9 +125,10 @@ public enum API {
             return Self.json(["services": services])
         }
         router.get("/v1/cluster") { _, _ in try await Self.cluster(node: node) }
-        router.get("/v1/slo") { _, _ in try await Self.slos(node: node, named: nil) }
-        router.get("/v1/slo/:name") { _, context in
-            try await Self.slos(node: node, named: context.parameters.get("name") ?? "")
+        router.get("/v1/slo") { request, _ in try await Self.slos(request, node: node, named: nil) }
+        router.post("/v1/slo") { request, _ in try await Self.postedSLOs(request, node: node) }
+        router.get("/v1/slo/:name") { request, context in
+            try await Self.slos(request, node: node, named: context.parameters.get("name") ?? "")
         }
         router.get("/metrics") { _, _ in
             let text = await node.metricsText()
@@ -461,10 +462,16 @@ extension Node {
 extension API {
     /// `GET /v1/slo` (every SLO of the config's spec files) and `GET /v1/slo/{name}`: each
     /// evaluated now on this region's state, with how each number was computed.
-    static func slos(node: Node, named name: String?) async throws -> Response {
+    static func slos(_ request: Request, node: Node, named name: String?) async throws -> Response {
+        let at: Timestamp?
+        do {
+            at = try Self.instant(request)
+        } catch {
+            return Self.error(.badRequest, error.description)
+        }
         let statuses: [SLOStatus]
         do {
-            statuses = try await node.sloStatuses(named: name)
+            statuses = try await node.sloStatuses(named: name, at: at)
         } catch {
             return Self.error(.badRequest, error.description)
         }
@@ -473,6 +480,42 @@ extension API {
                 return Self.error(.notFound, "no SLO named \(ConfigError.quote(name)); GET /v1/slo lists them")
             }
             return Self.json(Self.slo(status, region: node.config.region))
+        }
+        return Self.json(["region": node.config.region, "slos": statuses.map { Self.slo($0, region: node.config.region) }])
+    }
+
+    /// `?at=` (RFC 3339 or epoch milliseconds), or nil for now.
+    static func instant(_ request: Request) throws(QueryError) -> Timestamp? {
+        guard let text = Self.formParameters(request.uri.query)["at"] else { return nil }
+        guard let at = RFC3339.parse(text) ?? Int64(text).map(Timestamp.init(millisecondsSinceEpoch:)), at.isValid else {
+            throw .invalid(parameter: "at", message: "\(ConfigError.quote(text)) is neither RFC 3339 nor epoch milliseconds")
+        }
+        return at
+    }
+
+    /// `POST /v1/slo`: a spec file in the body (the short form, docs/slo.md), evaluated on this
+    /// region's state now or `?at=`: what `tally slo report` asks.
+    static func postedSLOs(_ request: Request, node: Node) async throws -> Response {
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: SLOFile.bytesMax)
+        } catch {
+            return Self.error(.contentTooLarge, "an SLO spec file is at most \(SLOFile.bytesMax) bytes")
+        }
+        let specs: [SLOSpec]
+        let at: Timestamp?
+        do {
+            specs = try SLOFile.parse(yaml: String(buffer: body), file: "request body")
+            at = try Self.instant(request)
+        } catch {
+            return Self.error(.badRequest, "\(error)")
+        }
+        let statuses: [SLOStatus]
+        do {
+            statuses = try await node.sloStatuses(specs: specs, at: at)
+        } catch {
+            return Self.error(.badRequest, error.description)
         }
         return Self.json(["region": node.config.region, "slos": statuses.map { Self.slo($0, region: node.config.region) }])
     }

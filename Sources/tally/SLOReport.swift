@@ -1,0 +1,162 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import TallySLO
+
+/// `tally slo report --spec FILE --node URL`: the node evaluates the spec file on its state
+/// (`POST /v1/slo`), and the report shows it as text, JSON or markdown.
+struct SLOReportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Report SLOs of a spec file, evaluated on a node's state.",
+        usage: "tally slo report --spec FILE [--node URL] [--at TIME] [--format FORMAT]",
+        discussion: """
+            Sends the spec file to the node, which evaluates every SLO in it on its region's state, \
+            and prints the SLI, the error budget, the burn rate per window and each alert rule, \
+            each saying how it was computed (see docs/slo.md).
+            """)
+
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case text, json, markdown
+    }
+
+    @Option(help: "The SLO spec file.")
+    var spec: String
+
+    @Option(help: "The node's base URL.")
+    var node = "http://127.0.0.1:7070"
+
+    @Option(help: "API key secret sent as Authorization: Bearer.")
+    var key = "dev-key"
+
+    @Option(help: "Evaluate as of this instant (RFC 3339), not now.")
+    var at: String?
+
+    @Option(help: "text, json or markdown.")
+    var format: Format = .text
+
+    func run() async throws {
+        // Checked here first: an error names the file, key and value without a round trip.
+        do {
+            _ = try SLOFile.load(path: self.spec)
+        } catch {
+            throw CommandFailure(message: "\(error)")
+        }
+        let text = try String(contentsOfFile: self.spec, encoding: .utf8)
+        var url = self.node + "/v1/slo"
+        if let at = self.at {
+            url += "?at=" + (at.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-:."))) ?? at)
+        }
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(self.key)")
+        request.headers.add(name: "Content-Type", value: "application/yaml")
+        request.body = .bytes(ByteBuffer(string: text))
+        let response: HTTPClientResponse
+        let body: ByteBuffer
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            body = try await response.body.collect(upTo: 64 << 20)
+        } catch {
+            throw CommandFailure(message: "\(self.node): no answer: \(error)")
+        }
+        guard response.status.code == 200 else {
+            throw CommandFailure(message: "\(self.node): HTTP \(response.status.code): \(String(buffer: body))")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
+            let slos = object["slos"] as? [[String: Any]]
+        else { throw CommandFailure(message: "\(self.node): the answer is not an SLO report") }
+        let region = object["region"] as? String ?? "?"
+        switch self.format {
+        case .json: print(String(buffer: body))
+        case .text: print(SLOReportText.text(slos, region: region))
+        case .markdown: print(SLOReportText.markdown(slos, region: region))
+        }
+    }
+}
+
+/// The report's text and markdown forms, from the node's JSON.
+enum SLOReportText {
+    static func percent(_ value: Any?, digits: Int = 3) -> String {
+        guard let value = value as? Double else { return "-" }
+        let scale = pow(10, Double(digits))
+        return "\((value * 100 * scale).rounded() / scale)%"
+    }
+
+    static func rate(_ value: Any?) -> String {
+        guard let value = value as? Double else { return "-" }
+        let rounded = (value * 100).rounded() / 100
+        if value >= 100 || rounded == rounded.rounded() { return "\(Int(value.rounded()))x" }
+        return "\(rounded)x"
+    }
+
+    static func duration(seconds: Double) -> String {
+        let total = Int(seconds)
+        if total >= 86_400 { return "\(total / 86_400)d \(total % 86_400 / 3_600)h" }
+        if total >= 3_600 { return "\(total / 3_600)h \(total % 3_600 / 60)m" }
+        return "\(total / 60)m \(total % 60)s"
+    }
+
+    static let windows = ["5m", "30m", "1h", "6h", "1d", "3d"]
+
+    static func text(_ slos: [[String: Any]], region: String) -> String {
+        var lines: [String] = []
+        for slo in slos {
+            let sli = slo["sli"] as? [String: Any] ?? [:]
+            let budget = slo["budget"] as? [String: Any] ?? [:]
+            let rates = slo["burn_rates"] as? [String: [String: Any]] ?? [:]
+            lines.append("\(slo["name"] ?? "?"): \(slo["objective"] ?? "?") \(slo["indicator"] ?? "") of \(slo["service"] ?? "?"), "
+                + "\(slo["window"] ?? "") (region \(region), at \(slo["evaluated_at"] ?? "?"))")
+            lines.append("  SLI \(Self.percent(sli["value"])): \(sli["good"] ?? 0) good of \(sli["total"] ?? 0), "
+                + "\(sli["bad"] ?? 0) bad, from \(slo["window_from"] ?? "?")")
+            if let bounds = sli["good_bounds"] as? [String: Any] {
+                lines.append("    good between \(bounds["certain"] ?? 0) and \(bounds["possible"] ?? 0) (the sketch bucket of the "
+                    + "threshold); the verdict uses \(bounds["certain"] ?? 0)")
+            }
+            lines.append("  budget: \(Self.percent(budget["spent"], digits: 1)) spent, \(Self.percent(budget["remaining"], digits: 1)) left "
+                + "(\(String(format: "%.1f", budget["remaining_minutes"] as? Double ?? 0)) of "
+                + "\(String(format: "%.1f", budget["total_minutes"] as? Double ?? 0)) minutes)"
+                + ((budget["exhausted"] as? Bool) == true ? ", exhausted" : ""))
+            lines.append("  burn rate: " + Self.windows.compactMap { window in
+                rates[window].map { "\(window) \(Self.rate($0["rate"]))" }
+            }.joined(separator: ", "))
+            for alert in slo["alerts"] as? [[String: Any]] ?? [] {
+                let state = (alert["firing"] as? Bool) == true ? "FIRING" : (alert["suppressed"] != nil ? "held back" : "ok")
+                lines.append("  \(alert["severity"] ?? "?") at \(Self.rate(alert["burn_rate_threshold"])) over "
+                    + "\(alert["long_window"] ?? "?") and \(alert["short_window"] ?? "?"): now \(Self.rate(alert["long_rate"])) "
+                    + "and \(Self.rate(alert["short_rate"])): \(state)")
+                if let suppressed = alert["suppressed"] as? String { lines.append("    \(suppressed)") }
+            }
+            if let seconds = slo["time_to_exhaustion_seconds"] as? Double {
+                lines.append("  the budget left lasts \(Self.duration(seconds: seconds)) at the 1h burn rate")
+            }
+            lines.append("")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func markdown(_ slos: [[String: Any]], region: String) -> String {
+        var lines = ["# SLO report (region \(region))", "",
+                     "| SLO | objective | SLI | budget left | 1h burn | alerts firing |", "| --- | --- | --- | --- | --- | --- |"]
+        for slo in slos {
+            let sli = slo["sli"] as? [String: Any] ?? [:]
+            let budget = slo["budget"] as? [String: Any] ?? [:]
+            let rates = slo["burn_rates"] as? [String: [String: Any]] ?? [:]
+            let firing = (slo["alerts"] as? [[String: Any]] ?? []).filter { ($0["firing"] as? Bool) == true }
+                .map { "\($0["severity"] ?? "?") (\($0["long_window"] ?? "?"))" }
+            lines.append("| \(slo["name"] ?? "?") | \(slo["objective"] ?? "?") | \(Self.percent(sli["value"])) | "
+                + "\(Self.percent(budget["remaining"], digits: 1)) | \(Self.rate(rates["1h"]?["rate"])) | "
+                + "\(firing.isEmpty ? "none" : firing.joined(separator: ", ")) |")
+        }
+        lines.append("")
+        for slo in slos {
+            lines.append("## \(slo["name"] ?? "?")")
+            lines.append("")
+            lines.append("```")
+            lines.append(Self.text([slo], region: region).trimmingCharacters(in: .newlines))
+            lines.append("```")
+            lines.append("")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
