@@ -30,31 +30,38 @@ import TallyReplica
         return nodes
     }
 
-    @Test func threeRegionsConvergeOnEveryEventExactlyOnce() async throws {
-        let directory = NSTemporaryDirectory() + "tally-cluster-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let configs = try await Self.configs(directory: directory)
-        let nodes = try await Self.start(configs)
+    /// Writes `eventsPerRegion` x (1, 2, 3) events at the three nodes, each acknowledged by one,
+    /// and returns every node's total once they all hold every event (or after 10 s).
+    static func writeAtEachAndWait(_ nodes: [Node], eventsPerRegion per: Int) async throws -> [UInt64] {
         let now = Node.wallClock()
         for (index, node) in nodes.enumerated() {
-            let items = (0..<(100 * (index + 1))).map { event in
+            let items = (0..<(per * (index + 1))).map { event in
                 BatchItem.event(Event(service: "svc-\(index)", operation: "op", status: 200,
                                       latencyMicros: Double(1_000 + event), user: "u\(event)", timestamp: now))
             }
             guard case .accepted = await node.ingest(items: items, client: "test", idempotencyKey: nil) else {
                 Issue.record("batch not accepted at \(Self.regions[index])")
-                return
+                return []
             }
         }
-        // 100 + 200 + 300 events, each acknowledged by one region: every region ends with 600.
+        let expected = UInt64(per * 6)
         var totals: [UInt64] = []
         for _ in 0..<200 {
             totals = []
             for node in nodes { totals.append(await node.totalRequests()) }
-            if totals.allSatisfy({ $0 == 600 }) { break }
+            if totals.allSatisfy({ $0 == expected }) { break }
             try await Task.sleep(for: .milliseconds(50))
         }
-        #expect(totals == [600, 600, 600])
+        return totals
+    }
+
+    @Test func threeRegionsConvergeOnEveryEventExactlyOnce() async throws {
+        let directory = NSTemporaryDirectory() + "tally-cluster-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configs = try await Self.configs(directory: directory)
+        let nodes = try await Self.start(configs)
+        // 100 + 200 + 300 events, each acknowledged by one region: every region ends with 600.
+        #expect(try await Self.writeAtEachAndWait(nodes, eventsPerRegion: 100) == [600, 600, 600])
         var versions: [[UInt64]] = []
         for node in nodes { versions.append(await node.versions().map(\.version)) }
         #expect(versions.dropFirst().allSatisfy { $0 == versions[0] }, "digests differ: \(versions)")
@@ -95,25 +102,7 @@ import TallyReplica
         var configs = try await Self.configs(directory: directory)
         configs[2].cluster?.protocols = 1...2
         let nodes = try await Self.start(configs)
-        let now = Node.wallClock()
-        for (index, node) in nodes.enumerated() {
-            let items = (0..<(50 * (index + 1))).map { event in
-                BatchItem.event(Event(service: "svc-\(index)", operation: "op", status: 200,
-                                      latencyMicros: Double(1_000 + event), user: "u\(event)", timestamp: now))
-            }
-            guard case .accepted = await node.ingest(items: items, client: "test", idempotencyKey: nil) else {
-                Issue.record("batch not accepted at \(Self.regions[index])")
-                return
-            }
-        }
-        var totals: [UInt64] = []
-        for _ in 0..<200 {
-            totals = []
-            for node in nodes { totals.append(await node.totalRequests()) }
-            if totals.allSatisfy({ $0 == 300 }) { break }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        #expect(totals == [300, 300, 300])
+        #expect(try await Self.writeAtEachAndWait(nodes, eventsPerRegion: 50) == [300, 300, 300])
         let expected: [[String: UInt16]] = [["eu-west": 3, "ap-south": 2], ["us-east": 3, "ap-south": 2],
                                             ["us-east": 2, "eu-west": 2]]
         for (index, node) in nodes.enumerated() {

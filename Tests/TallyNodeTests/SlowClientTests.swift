@@ -11,6 +11,19 @@ import TallyReplica
 /// The HTTP front door over real loopback: clients too slow with their headers or body are cut off
 /// at the configured deadlines, while a normal request on the same server is answered.
 @Suite struct SlowClientTests {
+    /// The node's HTTP server on a free loopback port, as `tally serve` builds it, once it listens.
+    static func serve(_ node: Node, config: NodeConfig) async throws -> (port: Int, ServiceGroup, Task<Void, Error>) {
+        let port = try await PeerTransport.freeLoopbackPorts(1)[0]
+        let app = Application(router: API.router(node: node), server: API.server(config),
+                              configuration: API.configuration(config, host: "127.0.0.1", port: port),
+                              logger: Logger(label: "test"))
+        let services = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [],
+                                                         logger: Logger(label: "test")))
+        let server = Task { try await services.run() }
+        try await Self.waitUntilListening(port: port)
+        return (port, services, server)
+    }
+
     /// Returns once the server accepts connections on `port` (the whole suite in parallel can take
     /// a while to get there), or throws after 10 s.
     static func waitUntilListening(port: Int) async throws {
@@ -59,15 +72,8 @@ import TallyReplica
             $0.httpTimeouts = NodeConfig.HTTPTimeouts(head: .seconds(1), body: .milliseconds(1_500), keepAlive: .seconds(5))
         }
         let node = try await Node.start(config: config, clock: { APITests.now })
-        let port = try await PeerTransport.freeLoopbackPorts(1)[0]
-        let app = Application(router: API.router(node: node), server: API.server(config),
-                              configuration: API.configuration(config, host: "127.0.0.1", port: port),
-                              logger: Logger(label: "test"))
-        let services = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [],
-                                                         logger: Logger(label: "test")))
-        let server = Task { try await services.run() }
+        let (port, services, server) = try await Self.serve(node, config: config)
         defer { server.cancel() }
-        try await Self.waitUntilListening(port: port)
         async let headers = Self.secondsUntilClosed(
             port: port, sending: "GET /v1/series HTTP/1.1\r\nHost: x\r\nX-Slow: " + String(repeating: "a", count: 100),
             dripping: true)
@@ -102,15 +108,8 @@ import TallyReplica
                 return
             }
         }
-        let port = try await PeerTransport.freeLoopbackPorts(1)[0]
-        let app = Application(router: API.router(node: node), server: API.server(config),
-                              configuration: API.configuration(config, host: "127.0.0.1", port: port),
-                              logger: Logger(label: "test"))
-        let services = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [],
-                                                         logger: Logger(label: "test")))
-        let server = Task { try await services.run() }
+        let (port, services, server) = try await Self.serve(node, config: config)
         defer { server.cancel() }
-        try await Self.waitUntilListening(port: port)
         let from = (APITests.now - .seconds(86_400)).millisecondsSinceEpoch
         let request = "GET /v1/query?service=checkout&from=\(from)&step=1m&group_by=operation"
             + "&metrics=count,errors,p50,p99,unique_users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(APITests.secret)\r\n\r\n"
