@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers (dependencies point down only); see docs/architecture.md.
 //   tally (CLI)  ->  TallyNode (HTTP, SQLite, config)  ->  TallyNodeCore  ->  TallyReplica  ->  TallyAggregates
-//   TallySLO (objectives, budgets, burn-rate alerts)  ->  TallyReplica
+//   TallyNodeCore  ->  TallySLO (objectives, budgets, burn-rate alerts)  ->  TallyReplica
 //   tally-bench  ->  TallyReplica, TallyWorkload (+ benchmark-only dependencies, kept out of the product)
 //   TallyWorkload (the traffic shape of load, benchmarks and simulator)  ->  TallyAggregates
 //   TallySimulation (virtual time, faults, checkers)  ->  TallyNodeCore, TallyWorkload
@@ -39,13 +39,13 @@ let package = Package(
         // SLOs: objectives, error budgets, burn-rate alerts, windows; pure values over the replica's counts.
         .target(name: "TallySLO", dependencies: ["TallyReplica", "TallyAggregates", .product(name: "Yams", package: "Yams")]),
         // The node's decisions around the replica, sans I/O: both shells (node, simulator) drive it.
-        .target(name: "TallyNodeCore", dependencies: ["TallyReplica", "TallyAggregates"]),
+        .target(name: "TallyNodeCore", dependencies: ["TallyReplica", "TallyAggregates", "TallySLO"]),
         // The traffic shape shared by `tally load`, the benchmarks and the simulator.
         .target(name: "TallyWorkload", dependencies: ["TallyAggregates"]),
         // The other shell: the real replica in virtual time, with seeded faults and checkers.
         .target(
             name: "TallySimulation",
-            dependencies: ["TallyNodeCore", "TallyReplica", "TallyAggregates", "TallyWorkload",
+            dependencies: ["TallyNodeCore", "TallyReplica", "TallyAggregates", "TallyWorkload", "TallySLO",
                            .product(name: "Yams", package: "Yams")]
         ),
         .target(
@@ -71,6 +71,7 @@ let package = Package(
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         .executableTarget(
@@ -110,8 +111,8 @@ let package = Package(
         .testTarget(name: "TallyCLITests", dependencies: [
             "tally", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], exclude: ["Snapshots"]),  // read by path (#filePath), so they can be written anew
-        .testTarget(name: "TallyNodeCoreTests", dependencies: ["TallyNodeCore", "TallyReplica", "TallyAggregates"]),
-        .testTarget(name: "TallySimulationTests", dependencies: ["TallySimulation", "TallyReplica", "TallyAggregates"]),
+        .testTarget(name: "TallyNodeCoreTests", dependencies: ["TallyNodeCore", "TallyReplica", "TallyAggregates", "TallySLO"]),
+        .testTarget(name: "TallySimulationTests", dependencies: ["TallySimulation", "TallyReplica", "TallyAggregates", "TallySLO"]),
         .testTarget(
             name: "TallyNodeTests",
             dependencies: [
@@ -131,6 +132,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
     ],

@@ -44,6 +44,11 @@ public actor Node {
     private var reads: [UInt64: CheckedContinuation<NodeCore.GlobalRead, Never>] = [:]
     /// Each peer's connection as last told to the core.
     private var peerStates: [String: NodeCore.PeerState] = [:]
+    /// Where alerts go (nil: no Alertmanager configured; alerts are still tracked and reported).
+    public nonisolated let alertmanager: AlertmanagerClient?
+    /// SLO evaluations run and failed, and alerts handed to the Alertmanager client.
+    private var sloEvaluations: UInt64 = 0
+    private var sloEvaluationFailures: UInt64 = 0
 
     /// What became of an ingest request.
     public enum IngestOutcome: Sendable, Equatable {
@@ -160,7 +165,7 @@ public actor Node {
             throw ReloadError(reason: "slo_files: \(error) (the running SLOs are kept)")
         }
         var notes = try self.reloadCluster(new)
-        self.slos = slos
+        self.setSLOs(slos)
         notes.append("SLOs: \(slos.count) from \(new.sloFiles.count) file\(new.sloFiles.count == 1 ? "" : "s")")
         return notes
     }
@@ -181,7 +186,30 @@ public actor Node {
         return specs
     }
 
-    private func setSLOs(_ slos: [SLOSpec]) { self.slos = slos }
+    private func setSLOs(_ slos: [SLOSpec]) {
+        self.slos = slos
+        self.carryOut(self.core.setSLOs(slos, now: self.clock()))
+    }
+
+    /// An evaluation the core asked for finished (off this actor).
+    private func evaluated(_ evaluation: SLOEvaluation) {
+        self.sloEvaluations += 1
+        self.sloEvaluationFailures += UInt64(evaluation.failures.count)
+        for failure in evaluation.failures {
+            self.logger.warning("SLO not evaluated", metadata: ["slo": "\(failure.slo)", "reason": "\(failure.reason)"])
+        }
+        self.carryOut(self.core.slosEvaluated(evaluation, now: self.clock()))
+    }
+
+    /// The alerts firing as of the last evaluation, and when it ran.
+    public func alertState() -> (firing: [Alert], evaluatedAt: Timestamp?, view: View?) {
+        (self.core.firingAlerts, self.core.lastEvaluation?.at, self.core.lastEvaluation?.view)
+    }
+
+    /// The link each alert carries back to its SLO on this node.
+    var generatorURL: String {
+        self.config.alerting.generatorURL ?? "http://\(self.config.listenHost):\(self.config.listenPort)/v1/slo"
+    }
 
     /// The SLOs evaluated on this region's state, off this actor: the config's (`named`: that one
     /// only), or `specs` given by a client; as of now, or of an earlier instant `at`.
@@ -345,6 +373,22 @@ public actor Node {
             case .scheduleTick(let at):
                 // The loop sleeps until the last schedule; an earlier one wakes it to sleep anew.
                 if at < self.sleepingUntil { self.sleeping?.cancel() }
+            case .evaluateSLOs(let request):
+                // Reads every bucket of each SLO's windows: on a snapshot, off this actor.
+                let replica = self.core.replica
+                Task.detached { [weak self] in
+                    let evaluation = request.evaluate(on: replica)
+                    await self?.evaluated(evaluation)
+                }
+            case .sendAlerts(let alerts):
+                for alert in alerts {
+                    self.logger.info(alert.resolved ? "alert resolved" : "alert firing", metadata: [
+                        "alert": "\(alert.fingerprint)", "summary": "\(alert.annotations["summary"] ?? "")",
+                    ])
+                }
+                guard let alertmanager = self.alertmanager else { continue }
+                let body = Alert.alertmanagerBody(alerts, generatorURL: self.generatorURL)
+                Task.detached { await alertmanager.post(body: body, count: alerts.count) }
             }
         }
     }
@@ -362,6 +406,8 @@ public actor Node {
         self.store = store
         self.clock = clock
         self.logger = logger
+        self.alertmanager = config.alerting.alertmanagers.isEmpty
+            ? nil : AlertmanagerClient(urls: config.alerting.alertmanagers)
     }
 
     /// Milliseconds since the epoch from the system clock.
@@ -635,6 +681,9 @@ public actor Node {
             staleness: self.core.replica.staleness(now: self.clock()), refusedMessages: self.core.replica.refusedMessages,
             storageBytes: self.store.sizeBytes(), series: self.core.replica.seriesCount,
             timeBuckets: self.core.replica.bucketCount, peerFramesDropped: self.inbox?.dropped ?? [:])
+            + NodeMetrics.alertingExposition(
+                evaluations: self.sloEvaluations, failures: self.sloEvaluationFailures, slos: self.slos.count,
+                firing: self.core.firingAlerts, sent: self.alertmanager?.outcomes ?? [:])
     }
 }
 

@@ -1,5 +1,6 @@
 import TallyAggregates
 import TallyReplica
+import TallySLO
 
 /// The node's counters, and their Prometheus text exposition (format 0.0.4).
 public struct NodeMetrics: Sendable {
@@ -36,10 +37,7 @@ public struct NodeMetrics: Sendable {
         timeBuckets: Int, peerFramesDropped: [String: Int] = [:]
     ) -> String {
         var lines: [String] = []
-        func family(_ name: String, _ type: String, _ help: String) {
-            lines.append("# HELP \(name) \(help)")
-            lines.append("# TYPE \(name) \(type)")
-        }
+        func family(_ name: String, _ type: String, _ help: String) { Self.family(name, type, help, into: &lines) }
         family("tally_ingest_events_accepted_total", "counter", "Events counted.")
         lines.append("tally_ingest_events_accepted_total \(self.eventsAccepted)")
         family("tally_ingest_events_rejected_total", "counter", "Events rejected, by reason.")
@@ -94,5 +92,36 @@ public struct NodeMetrics: Sendable {
         family("tally_time_buckets", "gauge", "Time buckets held, over all series and resolutions.")
         lines.append("tally_time_buckets \(timeBuckets)")
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The SLO and alerting families: evaluations, SLOs that could not be evaluated, alerts firing
+    /// by severity, and alerts posted to Alertmanager by outcome.
+    static func alertingExposition(evaluations: UInt64, failures: UInt64, slos: Int, firing: [Alert],
+                                   sent: [String: UInt64]) -> String
+    {
+        var lines: [String] = []
+        func family(_ name: String, _ type: String, _ help: String) { Self.family(name, type, help, into: &lines) }
+        family("tally_slos", "gauge", "SLOs loaded from the config's slo_files.")
+        lines.append("tally_slos \(slos)")
+        family("tally_slo_evaluations_total", "counter", "Scheduled evaluations of every SLO.")
+        lines.append("tally_slo_evaluations_total \(evaluations)")
+        family("tally_slo_evaluation_failures_total", "counter", "SLOs a scheduled evaluation could not evaluate.")
+        lines.append("tally_slo_evaluation_failures_total \(failures)")
+        family("tally_alerts_firing", "gauge", "Alerts firing as of the last evaluation, by severity.")
+        for severity in Severity.allCases {
+            lines.append("tally_alerts_firing{severity=\"\(severity.rawValue)\"} "
+                + "\(firing.filter { $0.labels["severity"] == severity.rawValue }.count)")
+        }
+        family("tally_alerts_sent_total", "counter", "Alerts posted to Alertmanager, by outcome, per Alertmanager.")
+        for outcome in ["sent", "failed", "dropped"] {
+            lines.append("tally_alerts_sent_total{outcome=\"\(outcome)\"} \(sent[outcome] ?? 0)")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A metric family's `# HELP` and `# TYPE` lines.
+    static func family(_ name: String, _ type: String, _ help: String, into lines: inout [String]) {
+        lines.append("# HELP \(name) \(help)")
+        lines.append("# TYPE \(name) \(type)")
     }
 }

@@ -1,5 +1,6 @@
 import TallyAggregates
 import TallyReplica
+import TallySLO
 
 /// One region node's decisions, as a value with no I/O: the replica, and the policies around it
 /// that used to live in the node's actor (rate limits, the overload bound, what an acknowledgement
@@ -41,13 +42,24 @@ public struct NodeCore: Sendable {
         public var globalReadTimeout: Duration
         /// Largest answer to a peer's read (the peer frame cap less room for framing).
         public var readAnswerBytesMax: Int
+        /// How often the SLOs are evaluated for alerts.
+        public var sloEvaluationInterval: Duration
+        /// A firing (or resolved) alert is sent again this often.
+        public var alertResendInterval: Duration
+        /// A peer region not heard from for longer than this makes the view partial: alerts say so.
+        public var staleAfter: Duration
 
         public init(
             pendingBatchesMax: Int = 4_096, rateLimitEventsPerSecond: Double = 1_000_000,
             rateLimitBurst: Double = 2_000_000, rateLimitClientsMax: Int = 65_536,
             checkpointInterval: Duration = .seconds(10), overloadRetryAfter: Duration = .seconds(1),
-            globalReadsMax: Int = 64, globalReadTimeout: Duration = .seconds(2), readAnswerBytesMax: Int = 4 << 20
+            globalReadsMax: Int = 64, globalReadTimeout: Duration = .seconds(2), readAnswerBytesMax: Int = 4 << 20,
+            sloEvaluationInterval: Duration = .seconds(60), alertResendInterval: Duration = .seconds(60),
+            staleAfter: Duration = .seconds(60)
         ) {
+            self.sloEvaluationInterval = sloEvaluationInterval
+            self.alertResendInterval = alertResendInterval
+            self.staleAfter = staleAfter
             self.pendingBatchesMax = pendingBatchesMax
             self.rateLimitEventsPerSecond = rateLimitEventsPerSecond
             self.rateLimitBurst = rateLimitBurst
@@ -82,6 +94,11 @@ public struct NodeCore: Sendable {
         case storeCheckpoint(Checkpoint)
         /// Call `tick` at this instant (the shell's clock).
         case scheduleTick(at: Timestamp)
+        /// Evaluate these SLOs on a snapshot of the replica (off the node's critical path: it reads
+        /// every bucket of their windows) and report the outcome with `slosEvaluated(_:now:)`.
+        case evaluateSLOs(SLOEvaluationRequest)
+        /// Send these alerts (firing and resolved) to every configured Alertmanager.
+        case sendAlerts([Alert])
     }
 
     /// Why a batch was refused, and what the client should do.
@@ -185,6 +202,20 @@ public struct NodeCore: Sendable {
 
     // Peers and global reads.
     public private(set) var peers: [String: PeerState] = [:]
+    /// When each peer region was last heard from (a replication message or a read frame).
+    var lastHeard: [String: Timestamp] = [:]
+    /// When this process started: a peer not heard from since counts as behind by that long.
+    let startedAt: Timestamp
+
+    // SLOs and alerts (NodeCore+SLO.swift).
+    public internal(set) var slos: [SLOSpec] = []
+    var alerts: AlertTracker
+    var nextEvaluation: Timestamp
+    /// The evaluation handed to the shell and not reported yet, and when.
+    var evaluationInFlight: (id: UInt64, since: Timestamp)?
+    var nextEvaluationID: UInt64 = 0
+    /// The outcome of the last evaluation reported.
+    public internal(set) var lastEvaluation: SLOEvaluation?
     private var reads: [UInt64: PendingRead] = [:]
     private var nextReadID: UInt64 = 0
 
@@ -215,6 +246,9 @@ public struct NodeCore: Sendable {
         self.lastCheckpoint = imageTakenAt
         self.nextReplicaTick = now
         self.nextTick = now
+        self.startedAt = now
+        self.alerts = AlertTracker(resendEvery: config.alertResendInterval)
+        self.nextEvaluation = now
         for peer in replica.config.peers { self.peers[peer] = PeerState() }
     }
 
@@ -344,13 +378,15 @@ public struct NodeCore: Sendable {
         }
         self.checkpointIfDue(now: now, into: &actions)
         self.expireReads(now: now, into: &actions)
+        self.evaluateIfDue(now: now, into: &actions)
         self.scheduleNextTick(into: &actions)
         return actions
     }
 
-    private mutating func scheduleNextTick(into actions: inout [Action]) {
+    mutating func scheduleNextTick(into actions: inout [Action]) {
         var next = self.nextReplicaTick
         for read in self.reads.values where read.deadline < next { next = read.deadline }
+        if !self.slos.isEmpty && self.nextEvaluation < next { next = self.nextEvaluation }
         self.nextTick = next
         actions.append(.scheduleTick(at: next))
     }
@@ -430,6 +466,7 @@ public struct NodeCore: Sendable {
     /// A replication message from the node of `region`, authenticated by the transport.
     public mutating func received(_ bytes: [UInt8], from region: String, now: Timestamp) -> [Action] {
         var actions: [Action] = []
+        self.heard(from: region, now: now)
         for case .send(let reply, let peer) in self.replica.receive(bytes, from: region, now: now) {
             self.send(reply, to: peer, into: &actions)
         }
@@ -497,6 +534,7 @@ public struct NodeCore: Sendable {
         -> (actions: [Action], refused: String?)
     {
         var actions: [Action] = []
+        self.heard(from: region, now: now)
         if let request = try? ReadRequest(encoded: bytes) {
             let answer = self.replica.answer(request, bytesMax: self.config.readAnswerBytesMax)
             actions.append(.answerRead(answer.encoded(), to: region))

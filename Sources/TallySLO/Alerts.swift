@@ -34,15 +34,31 @@ public struct View: Sendable, Equatable {
 
     var description: String {
         self.isPartial
-            ? "partial: " + self.stale.map { "\($0.region) \($0.behind.shortDescription) behind" }.joined(separator: ", ")
+            ? "partial: " + self.stale.map { "\($0.region) \(Self.words($0.behind)) behind" }.joined(separator: ", ")
             : "complete"
+    }
+
+    /// `5m4s`, `2h`, `3d4h`: at most two units, whole seconds.
+    static func words(_ duration: Duration) -> String {
+        var seconds = max(0, duration.milliseconds / 1_000)
+        var parts: [String] = []
+        for (unit, size) in [("d", Int64(86_400)), ("h", 3_600), ("m", 60), ("s", 1)] where seconds >= size || (unit == "s" && parts.isEmpty) {
+            parts.append("\(seconds / size)\(unit)")
+            seconds %= size
+            if parts.count == 2 || seconds == 0 { break }
+        }
+        return parts.joined()
     }
 }
 
 /// Turns successive evaluations into the alerts to send: a rule that starts firing is sent at
 /// once, a firing one again every `resendEvery` (with `endsAt` four resends ahead, so a region
 /// that stops sending lets it lapse instead of leaving it stuck), and one that stops is sent once
-/// as resolved. A value: time is an input, and nothing here sends anything.
+/// as resolved. A lost resolution costs at most those four resends; sending it again, as
+/// Prometheus does for 15 minutes, would let a region that resolved an alert long ago end the
+/// same alert that a region cut off from it has just started firing (Alertmanager replaces an
+/// alert whose activity does not overlap; `simulations/partition-alert.yaml` showed it). A value:
+/// time is an input, and nothing here sends anything.
 public struct AlertTracker: Sendable {
     public var resendEvery: Duration
     /// Firing alerts by fingerprint: when each started, and when it was last sent.
@@ -54,6 +70,14 @@ public struct AlertTracker: Sendable {
 
     /// Fingerprints of the alerts firing now, sorted.
     public var firingNow: [String] { self.firing.keys.sorted() }
+
+    /// The alerts firing now, in fingerprint order.
+    public var firingAlerts: [Alert] { self.firing.keys.sorted().map { self.firing[$0]!.alert } }
+
+    /// Whether `lastSent` is a resend interval ago (or in the future: a clock stepped back).
+    private func due(_ lastSent: Timestamp, now: Timestamp) -> Bool {
+        now - lastSent >= self.resendEvery || now < lastSent
+    }
 
     /// The alerts to send after evaluating `statuses` at `now`, in fingerprint order.
     public mutating func update(_ statuses: [SLOStatus], view: View, now: Timestamp) -> [Alert] {
@@ -67,7 +91,7 @@ public struct AlertTracker: Sendable {
             case (var alert?, let known?):
                 alert.startsAt = known.alert.startsAt
                 alert.endsAt = now + self.resendEvery * 4
-                if now - known.lastSent >= self.resendEvery || now < known.lastSent {
+                if self.due(known.lastSent, now: now) {
                     out.append(alert)
                     self.firing[key] = (alert, now)
                 } else {
@@ -122,7 +146,8 @@ public struct AlertTracker: Sendable {
                 + "in the window, \(status.counts.bad) bad." + (view.isPartial ? " This region's view is \(view.description)." : "")
             alerts.append(Alert(labels: labels, annotations: notes, startsAt: now, endsAt: now, resolved: false))
         }
-        if status.budget.isExhausted {
+        // The traffic guard holds here too: a window of a few events is "exhausted" by one error.
+        if status.budget.isExhausted && status.counts.total >= spec.minimumEvents {
             var labels = common
             labels["alertname"] = "TallySLOBudgetExhausted"
             labels["severity"] = Severity.ticket.rawValue

@@ -58,8 +58,25 @@ public enum SLOFile {
             throw SLOError(key: "(document)", value: "", message: "must be a mapping with `slos:`")
         }
         try Self.onlyKnown(root, ["slos"], at: "")
-        guard let list = root["slos"] as? [Any], !list.isEmpty else {
-            throw SLOError(key: "slos", value: "\(root["slos"] ?? "")", message: "must be a list of at least one SLO")
+        return try Self.list(root["slos"])
+    }
+
+    /// The SLOs of a `slos:` list already read from YAML (a simulator scenario holds one), checked
+    /// as in a spec file.
+    public static func specs(fromList value: Any?, file: String) throws(SLOError) -> [SLOSpec] {
+        do {
+            return try Self.list(value)
+        } catch var error as SLOError {
+            error.file = file
+            throw error
+        } catch {
+            throw SLOError(file: file, key: "slos", value: "", message: "\(error)")
+        }
+    }
+
+    static func list(_ value: Any?) throws -> [SLOSpec] {
+        guard let list = value as? [Any], !list.isEmpty else {
+            throw SLOError(key: "slos", value: "\(value ?? "")", message: "must be a list of at least one SLO")
         }
         guard list.count <= 1_000 else {
             throw SLOError(key: "slos", value: "\(list.count) SLOs", message: "is over the limit of 1000 per file")

@@ -1,6 +1,7 @@
 import Foundation
 import TallyNodeCore
 import TallyReplica
+import TallySLO
 import Yams
 
 /// A chaos scenario: regions, their network, the traffic, and a timeline of faults. Read from YAML
@@ -23,6 +24,28 @@ public struct Scenario: Sendable {
     public var node: Node
     public var disk: Disk
     public var faults: [Fault]
+    /// SLOs every region evaluates on schedule (the short form of a spec file), and what their
+    /// alerts must do at the simulated Alertmanager.
+    public var slos: [SLOSpec] = []
+    public var expectedAlerts: [ExpectedAlert] = []
+
+    /// An alert the run must (or must not) show at the simulated Alertmanager, which removes the
+    /// duplicates every region sends.
+    public struct ExpectedAlert: Sendable {
+        public var slo: String
+        public var alertname: String
+        public var severity: String?
+        public var longWindow: String?
+        /// It first fires no earlier than this and no later than `firesBefore`.
+        public var firesAfter: Duration?
+        public var firesBefore: Duration?
+        /// Resolved by then, and stays resolved.
+        public var resolvedBefore: Duration?
+        /// Some alert received said the sender's view was partial (true), or none did (false).
+        public var partial: Bool?
+        /// It never fires.
+        public var never: Bool
+    }
 
     /// The node core's policies in the run.
     public struct Node: Sendable {
@@ -44,6 +67,8 @@ public struct Scenario: Sendable {
     }
 
     public struct Traffic: Sendable {
+        /// The share of requests answered 5xx (nil: the workload's own 3%).
+        public var errorRate: Double?
         /// Events per second over all regions (split evenly), in batches of `batch`.
         public var eventsPerSecond: Double
         public var batch: Int
@@ -100,6 +125,8 @@ public struct Scenario: Sendable {
         case clockDrift(String, Double)
         /// Traffic times `factor` for `duration`.
         case spike(factor: Double, duration: Duration)
+        /// This share of the region's requests fail with 5xx for `duration` (a bad deploy there).
+        case errors(String, rate: Double, duration: Duration)
         /// Clients stop sending to the region (before a disk loss, so that what it acknowledged
         /// has been replicated: an event acknowledged by one region only is lost with its disk).
         case stopTraffic(String)
@@ -145,7 +172,7 @@ extension Scenario {
         }
         let known: Set<String> = ["name", "description", "regions", "duration", "quiet", "gossip_interval",
                                   "checkpoint_interval", "replication_buffer_bytes", "traffic", "network", "node",
-                                  "disk", "faults"]
+                                  "disk", "faults", "slos", "expect_alerts"]
         for key in root.keys.sorted() where !known.contains(key) {
             throw fail(key, "is not a known key (known: \(known.sorted().joined(separator: ", ")))")
         }
@@ -187,6 +214,7 @@ extension Scenario {
 
         let trafficMap = root["traffic"] as? [String: Any] ?? [:]
         let traffic = Traffic(
+            errorRate: try trafficMap["error_rate"].map { try number("traffic.error_rate", $0, 0, 0...1) },
             eventsPerSecond: try number("traffic.events_per_second", trafficMap["events_per_second"], 1_000, 0...1e7),
             batch: try integer("traffic.batch", trafficMap["batch"], 100, 1...10_000),
             services: try integer("traffic.services", trafficMap["services"], 5, 1...1_000),
@@ -288,19 +316,59 @@ extension Scenario {
             case "spike":
                 action = .spike(factor: try number("\(key).spike", value, 10, 0...1_000),
                                 duration: try duration("\(key).for", map["for"], nil))
+            case "errors":
+                guard let spec = value as? [String: Any] else { throw fail("\(key).errors", "must have region and rate") }
+                action = .errors(try names("\(key).errors.region", spec["region"], regions: regions)[0],
+                                 rate: try number("\(key).errors.rate", spec["rate"], 1, 0...1),
+                                 duration: try duration("\(key).for", map["for"], nil))
             case "stop_traffic": action = .stopTraffic(try names("\(key).stop_traffic", value, regions: regions)[0])
             case "start_traffic": action = .startTraffic(try names("\(key).start_traffic", value, regions: regions)[0])
             default:
                 throw fail("\(key).\(name)", "is not a known fault (partition, isolate, one_way, hold, release, flap, "
                     + "heal, loss, duplication, crash, restart, disk_loss, store_loss, upgrade, downgrade, pause, "
                     + "clock_offset, clock_jump, "
-                    + "clock_drift, spike, stop_traffic, start_traffic)")
+                    + "clock_drift, spike, errors, stop_traffic, start_traffic)")
             }
             faults.append(Fault(at: time, action: action))
         }
         let scenarioDuration = try duration("duration", root["duration"], nil)
         for (index, fault) in faults.enumerated() where fault.at > scenarioDuration {
             throw fail("faults[\(index)].at", "is after the scenario's duration")
+        }
+        var slos: [SLOSpec] = []
+        if let list = root["slos"] {
+            do {
+                slos = try SLOFile.specs(fromList: list, file: file)
+            } catch {
+                throw fail(error.key, "\(error.value.isEmpty ? "" : "'\(error.value)' ")\(error.message)")
+            }
+        }
+        var expected: [ExpectedAlert] = []
+        for (index, entry) in ((root["expect_alerts"] as? [Any]) ?? []).enumerated() {
+            let key = "expect_alerts[\(index)]"
+            guard let map = entry as? [String: Any] else { throw fail(key, "must be a mapping with at least `slo`") }
+            let known: Set<String> = ["slo", "alertname", "severity", "long_window", "fires_after", "fires_before",
+                                      "resolved_before", "partial", "never"]
+            for name in map.keys.sorted() where !known.contains(name) {
+                throw fail("\(key).\(name)", "is not a known key (known: \(known.sorted().joined(separator: ", ")))")
+            }
+            guard let slo = map["slo"].map({ "\($0)" }), slos.contains(where: { $0.name == slo }) else {
+                throw fail("\(key).slo", "must name one of the scenario's slos")
+            }
+            func optionalDuration(_ name: String) throws -> Duration? {
+                try map[name].map { try duration("\(key).\(name)", $0, nil) }
+            }
+            func flag(_ name: String) throws -> Bool? {
+                guard let value = map[name] else { return nil }
+                guard let bool = value as? Bool else { throw fail("\(key).\(name)", "must be true or false") }
+                return bool
+            }
+            expected.append(ExpectedAlert(
+                slo: slo, alertname: map["alertname"].map { "\($0)" } ?? "TallySLOBurnRate",
+                severity: map["severity"].map { "\($0)" }, longWindow: map["long_window"].map { "\($0)" },
+                firesAfter: try optionalDuration("fires_after"), firesBefore: try optionalDuration("fires_before"),
+                resolvedBefore: try optionalDuration("resolved_before"), partial: try flag("partial"),
+                never: try flag("never") ?? false))
         }
         return Scenario(
             name: root["name"].map { "\($0)" } ?? (file as NSString).lastPathComponent,
@@ -311,6 +379,7 @@ extension Scenario {
             checkpointInterval: try duration("checkpoint_interval", root["checkpoint_interval"], .seconds(10)),
             replicationBufferBytes: try integer("replication_buffer_bytes", root["replication_buffer_bytes"],
                                                 Limits().replicationBufferBytesMax, 4_096...1 << 30),
-            traffic: traffic, network: network, node: node, disk: disk, faults: faults.sorted { $0.at < $1.at })
+            traffic: traffic, network: network, node: node, disk: disk, faults: faults.sorted { $0.at < $1.at },
+            slos: slos, expectedAlerts: expected)
     }
 }

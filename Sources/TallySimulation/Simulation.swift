@@ -1,6 +1,7 @@
 import TallyAggregates
 import TallyNodeCore
 import TallyReplica
+import TallySLO
 import TallyWorkload
 
 /// A deterministic run of a scenario: the real node core (and the replica inside it) and the real
@@ -157,6 +158,10 @@ public struct Simulation {
         var names: Names
         /// One-way base latency (ms) per region pair, from the scenario or the defaults.
         var latency: [[Int64]] = []
+        /// Where every region's alerts go, and the error bursts under way (rate, until) by region.
+        var alertmanager = SimulatedAlertmanager()
+        var errorBursts: [Int: (rate: Double, until: Int64)] = [:]
+        var sloEvaluations = 0
     }
 
     /// The workload's names, built once: formatting them per event showed in the profile.
@@ -271,6 +276,10 @@ public struct Simulation {
             config: NodeCore.Config(pendingBatchesMax: self.scenario.node.pendingBatchesMax,
                                     checkpointInterval: self.scenario.checkpointInterval),
             imageTakenAt: disk.image.takenAt, now: now)
+        // Every start loads the scenario's SLOs; the first tick (scheduled below) evaluates them.
+        for case .sendAlerts in node.setSLOs(self.scenario.slos, now: now) {
+            preconditionFailure("a starting process has no alerts to resolve")
+        }
         // Its connections come up at once, at the protocol each pair agrees; every peer that is up
         // sees the new connection too (after an upgrade, at a newer protocol).
         for (peer, name) in self.scenario.regions.enumerated() where peer != index {
@@ -421,8 +430,14 @@ public struct Simulation {
         let now = self.localTime(index, state)
         var items: [BatchItem] = []
         items.reserveCapacity(traffic.batch)
+        // Extra draws only when a scenario sets an error rate: the other scenarios' runs stay as they were.
+        let burst = state.errorBursts[index].flatMap { $0.until > state.now ? $0.rate : nil }
         for _ in 0..<traffic.batch {
-            let request = state.workload.request(using: &state.random)
+            var request = state.workload.request(using: &state.random)
+            if let rate = burst ?? traffic.errorRate {
+                let failed = state.random.nextUnit() < rate
+                request.status = failed ? 500 : (request.status >= 500 ? 200 : request.status)
+            }
             items.append(.event(TallyReplica.Event(
                 service: state.names.services[request.service], operation: state.names.operations[request.operation],
                 status: request.status, latencyMicros: Double(request.latencyMicros),
@@ -537,6 +552,19 @@ public struct Simulation {
             case .scheduleTick(let at):
                 let delay = (at - self.localTime(index, state)).milliseconds
                 self.scheduleTick(index, at: state.now + max(1, delay), &state)
+            case .evaluateSLOs(let request):
+                // In line: the node runs the same evaluation off its actor on a snapshot.
+                let evaluation = request.evaluate(on: state.regions[index].replica!)  // acting means up
+                state.sloEvaluations += 1
+                for failure in evaluation.failures {
+                    state.violations.append("slo: \(state.regions[index].name) could not evaluate \(failure.slo): \(failure.reason)")
+                }
+                let now = self.localTime(index, state)
+                let actions = Self.mutate(&state.regions[index]) { $0.slosEvaluated(evaluation, now: now) }
+                self.carryOut(actions, from: index, &state)
+            case .sendAlerts(let alerts):
+                state.trace.add(7, UInt64(index), UInt64(bitPattern: state.now), UInt64(alerts.count))
+                self.alertmanagerReceives(alerts, from: index, &state)
             }
         }
     }
@@ -763,6 +791,8 @@ public struct Simulation {
         case .spike(let factor, let duration):
             state.spike = factor
             state.queue.schedule(.spikeEnd, at: state.now + duration.milliseconds)
+        case .errors(let name, let rate, let duration):
+            state.errorBursts[index(name)] = (rate, state.now + duration.milliseconds)
         case .stopTraffic(let name):
             state.regions[index(name)].trafficOn = false
         case .startTraffic(let name):
@@ -807,6 +837,7 @@ public struct Simulation {
     // MARK: - Observations
 
     private func sample(_ state: inout State) {
+        self.alertmanagerObserves(&state)
         for index in state.regions.indices where state.regions[index].isUp {
             let replica = state.regions[index].replica!  // isUp checked
             let total = replica.totalRequests(at: .day)
@@ -821,6 +852,44 @@ public struct Simulation {
             let buffers = replica.replicationBuffers
             state.largestBuffer = max(state.largestBuffer, buffers.largestOriginBytes)
             state.largestUnpublished = max(state.largestUnpublished, buffers.unpublished)
+        }
+    }
+
+    /// Alertmanager's clock: virtual time on the scenario's epoch (no skew of its own).
+    private func alertmanagerTime(_ state: State) -> Timestamp {
+        Timestamp(millisecondsSinceEpoch: Self.epochMillis + state.now)
+    }
+
+    private func alertmanagerReceives(_ alerts: [Alert], from index: Int, _ state: inout State) {
+        let before = state.alertmanager.alerts.mapValues(\.transitions.count)
+        state.alertmanager.receive(alerts, from: state.regions[index].name, now: self.alertmanagerTime(state))
+        self.noteAlertTransitions(since: before, &state)
+    }
+
+    private func alertmanagerObserves(_ state: inout State) {
+        let before = state.alertmanager.alerts.mapValues(\.transitions.count)
+        state.alertmanager.observeAll(now: self.alertmanagerTime(state))
+        self.noteAlertTransitions(since: before, &state)
+    }
+
+    /// The alert timeline: every change Alertmanager shows, in the run's timeline.
+    private func noteAlertTransitions(since before: [String: Int], _ state: inout State) {
+        for (key, held) in state.alertmanager.matching([:]) where held.transitions.count > before[key] ?? 0 {
+            for transition in held.transitions[(before[key] ?? 0)...] {
+                let at = Duration.milliseconds(transition.at.millisecondsSinceEpoch - Self.epochMillis)
+                let labels = held.alert.labels
+                var text = "\(Self.format(at)): alertmanager: \(labels["alertname"] ?? "") \(labels["slo"] ?? "")"
+                if let severity = labels["severity"] { text += " \(severity)" }
+                if let long = labels["long_window"], let short = labels["short_window"] { text += " \(long)/\(short)" }
+                if transition.firing {
+                    text += " firing"
+                    if let long = held.alert.annotations["burn_rate_long"] { text += " at \(long.prefix(5))x" }
+                    text += " (view \(held.alert.annotations["view"] ?? "complete"))"
+                } else {
+                    text += " resolved"
+                }
+                state.timeline.append(text)
+            }
         }
     }
 
@@ -844,6 +913,7 @@ public struct Simulation {
         if millis % 86_400_000 == 0 && millis > 0 { return "\(millis / 86_400_000)d" }
         if millis % 3_600_000 == 0 && millis > 0 { return "\(millis / 3_600_000)h" }
         if millis % 60_000 == 0 && millis >= 600_000 { return "\(millis / 60_000)m" }
+        if millis >= 600_000 { return "\(millis / 60_000)m\(format(.milliseconds(millis % 60_000)))" }
         if millis % 1_000 == 0 { return "\(millis / 1_000)s" }
         return "\(Double(millis) / 1_000)s"
     }
@@ -868,6 +938,8 @@ public struct Simulation {
         case .clockOffset(let name, let by): return "clock \(name) \(by.milliseconds >= 0 ? "+" : "")\(by.milliseconds) ms"
         case .clockDrift(let name, let ppm): return "clock drift \(name) \(ppm) ppm"
         case .spike(let factor, let duration): return "traffic x\(factor) for \(format(duration))"
+        case .errors(let name, let rate, let duration):
+            return "\(Int((rate * 100).rounded()))% of \(name)'s requests fail with 5xx for \(format(duration))"
         case .stopTraffic(let name): return "traffic to \(name) stops"
         case .startTraffic(let name): return "traffic to \(name) starts"
         }

@@ -118,8 +118,17 @@ extension Simulation {
             name: "bounded memory", passed: bounded,
             detail: "largest per-origin buffer \(state.largestBuffer) B (limit \(bufferLimit)), "
                 + "most unpublished batches \(state.largestUnpublished), most held messages \(state.mostHeld)"))
+        if !self.scenario.slos.isEmpty {
+            let problems = state.violations.filter { $0.hasPrefix("slo") } + self.alertProblems(state)
+            let shown = state.alertmanager.matching([:]).filter { !$0.held.transitions.isEmpty }
+            checks.append(.init(
+                name: "alerts", passed: problems.isEmpty,
+                detail: problems.first ?? "\(state.sloEvaluations) evaluations; Alertmanager received "
+                    + "\(state.alertmanager.received) alerts from the regions and showed \(shown.count), "
+                    + "each as the scenario expects"))
+        }
         let other = state.violations.filter {
-            !["monotonic", "acknowledgement", "overload", "global reads"].contains(where: $0.hasPrefix)
+            !["monotonic", "acknowledgement", "overload", "global reads", "slo"].contains(where: $0.hasPrefix)
         }
         let wires = state.messagesByWire.keys.sorted().map { "\(state.messagesByWire[$0]!) at wire v\($0)" }
         checks.append(.init(
@@ -139,5 +148,48 @@ extension Simulation {
             deltaBytes: state.regions.reduce(0) { $0 + $1.publishedBytes },
             messagesSent: state.messages, messagesByWire: state.messagesByWire, eventsAcknowledged: acknowledged, batchesRefused: state.refusedBatches,
             staleness: staleness, simulatedMillis: state.now, traceHash: state.trace.value)
+    }
+
+    /// Each `expect_alerts` entry against what the simulated Alertmanager showed.
+    func alertProblems(_ state: State) -> [String] {
+        var problems: [String] = []
+        for expected in self.scenario.expectedAlerts {
+            var labels = ["slo": expected.slo, "alertname": expected.alertname]
+            if let severity = expected.severity { labels["severity"] = severity }
+            if let long = expected.longWindow { labels["long_window"] = long }
+            let name = labels.keys.sorted().map { "\($0)=\(labels[$0]!)" }.joined(separator: ",")
+            let found = state.alertmanager.matching(labels)
+            let firings = found.flatMap { $0.held.transitions.filter(\.firing).map(\.at) }.sorted()
+            func at(_ time: Timestamp) -> Duration { .milliseconds(time.millisecondsSinceEpoch - Self.epochMillis) }
+            if expected.never {
+                if let first = firings.first { problems.append("alerts: {\(name)} fired at \(Self.format(at(first))); expected never") }
+                continue
+            }
+            guard let first = firings.first else {
+                problems.append("alerts: {\(name)} never fired")
+                continue
+            }
+            if let after = expected.firesAfter, at(first) < after {
+                problems.append("alerts: {\(name)} fired at \(Self.format(at(first))), before \(Self.format(after))")
+            }
+            if let before = expected.firesBefore, at(first) > before {
+                problems.append("alerts: {\(name)} first fired at \(Self.format(at(first))), after \(Self.format(before))")
+            }
+            if let before = expected.resolvedBefore {
+                for (_, held) in found {
+                    guard let last = held.transitions.last else { continue }
+                    if last.firing || at(last.at) > before {
+                        problems.append("alerts: {\(name)} "
+                            + (last.firing ? "still firing at the end of the run" : "resolved at \(Self.format(at(last.at)))")
+                            + ", expected resolved by \(Self.format(before))")
+                    }
+                }
+            }
+            if let partial = expected.partial, found.contains(where: \.held.sawPartial) != partial {
+                problems.append("alerts: {\(name)} " + (partial ? "never said its view was partial"
+                                                                  : "said its view was partial"))
+            }
+        }
+        return problems
     }
 }

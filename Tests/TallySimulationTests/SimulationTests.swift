@@ -111,6 +111,49 @@ import TallyReplica
         #expect(protocolCheck.detail.contains("wire version"), "\(protocolCheck.detail)")
     }
 
+    /// A short error burst in one region, for debug builds (`simulations/error-burst.yaml` is the
+    /// full one): the page fires once at the simulated Alertmanager, whichever regions send it,
+    /// and resolves once the burst is over.
+    static let burst = """
+        name: burst
+        regions: [us-east, eu-west, ap-south]
+        duration: 30m
+        quiet: 30s
+        gossip_interval: 5s
+        node: {global_reads_every: never}
+        traffic: {events_per_second: 15, batch: 15, services: 1, operations: 2, error_rate: 0}
+        slos:
+          - {name: svc-0-availability, service: svc-0, objective: 99.9, window: 30d, minimum_events: 500}
+        faults:
+          - at: 5m
+            errors: {region: eu-west, rate: 0.6}
+            for: 8m
+        expect_alerts:
+          - {slo: svc-0-availability, severity: page, long_window: 1h, fires_after: 5m, fires_before: 8m, resolved_before: 20m, partial: false}
+        """
+
+    @Test(arguments: 1...2 as ClosedRange<UInt64>)
+    func anErrorBurstPagesOnceAndResolves(seed: UInt64) throws {
+        let result = Simulation(scenario: try Scenario.parse(yaml: Self.burst, file: "burst"), seed: seed).run()
+        for check in result.checks { #expect(check.passed, "seed \(seed): \(check.name): \(check.detail)") }
+        let page = result.timeline.filter { $0.contains("TallySLOBurnRate svc-0-availability page 1h/5m") }
+        #expect(page.count == 2 && page[0].contains("firing") && page[1].contains("resolved"), "\(result.timeline)")
+    }
+
+    /// The alerts checker is not a formality: the same run against an expectation that the page
+    /// never fires, and one that it says the view was partial, fails both.
+    @Test func anAlertThatDiffersFromTheExpectationIsCaught() throws {
+        var scenario = try Scenario.parse(yaml: Self.burst, file: "burst")
+        scenario.expectedAlerts[0].never = true
+        scenario.expectedAlerts.append(scenario.expectedAlerts[0])
+        scenario.expectedAlerts[1].never = false
+        scenario.expectedAlerts[1].partial = true
+        let result = Simulation(scenario: scenario, seed: 1).run()
+        let alerts = try #require(result.checks.first { $0.name == "alerts" })
+        #expect(!alerts.passed)
+        #expect(alerts.detail.contains("expected never"), "\(alerts.detail)")
+    }
+
     @Test func everyScenarioFileParses() throws {
         let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("simulations")
@@ -136,6 +179,12 @@ import TallyReplica
         #expect(problem("regions: [a, b]\nduration: 9999999999999999d").contains("duration"))  // would overflow
         #expect(problem("regions: [a, b]\nduration: 1s\nspeed: 3").contains("speed"))
         #expect(problem("regions: [a, b]\nduration: 1s\nfaults:\n  - at: 0s\n    explode: a").contains("explode"))
+        #expect(problem("regions: [a, b]\nduration: 1s\nslos: [{name: x, service: s, objective: 120}]")
+            .contains("slos[0].objective"))
+        #expect(problem("regions: [a, b]\nduration: 1s\nslos: [{name: x, service: s, objective: 99}]\n"
+            + "expect_alerts: [{slo: y}]").contains("expect_alerts[0].slo"))
+        #expect(problem("regions: [a, b]\nduration: 1s\nfaults:\n  - at: 0s\n    errors: {region: a, rate: 2}\n    for: 1s")
+            .contains("faults[0].errors.rate"))
         // A fraction where a count is meant is refused, not truncated; a fractional rate is fine.
         #expect(problem("regions: [a, b]\nduration: 1s\ntraffic: {batch: 2.5}").contains("traffic.batch"))
         #expect(problem("regions: [a, b]\nduration: 1s\ntraffic: {events_per_second: 0.5}") == "accepted")

@@ -39,6 +39,21 @@ public struct NodeConfig: Sendable, Equatable {
     public var httpTimeouts = HTTPTimeouts()
     /// SLO spec files (`slo_files`), read at start and on SIGHUP (docs/slo.md).
     public var sloFiles: [String] = []
+    /// Where alerts go and how often SLOs are evaluated (`alerting`).
+    public var alerting = Alerting()
+
+    /// The `alerting` section: every region sends the same alerts to every Alertmanager listed,
+    /// which keeps one of each (docs/slo.md, "Alerts").
+    public struct Alerting: Sendable, Equatable {
+        /// Alertmanager base URLs (`http://host:9093`); alerts are posted to `/api/v2/alerts`.
+        public var alertmanagers: [String] = []
+        public var evaluateEvery: Duration = .seconds(60)
+        public var resendEvery: Duration = .seconds(60)
+        /// A peer region not heard from for longer makes the view partial.
+        public var staleAfter: Duration = .seconds(60)
+        /// The link in each alert back to its SLO (nil: this node's listen address).
+        public var generatorURL: String?
+    }
 
     public struct HTTPTimeouts: Sendable, Equatable {
         public var head: Duration = .seconds(10)
@@ -330,6 +345,31 @@ extension NodeConfig {
         for (index, path) in sloFiles.enumerated() where path.isEmpty || path.utf8.count > 4_096 {
             throw fail("slo_files[\(index)]", path, "must be a path of 1 to 4096 bytes")
         }
+        var alerting = Alerting()
+        if let rawAlerting = raw.alerting {
+            let urls = rawAlerting.alertmanagers ?? []
+            guard urls.count <= 16 else { throw fail("alerting.alertmanagers", "\(urls.count) URLs", "lists at most 16") }
+            for (index, url) in urls.enumerated() {
+                guard Self.isHTTPURL(url) else {
+                    throw fail("alerting.alertmanagers[\(index)]", url,
+                               "must be an http:// or https:// URL with a host, such as http://127.0.0.1:9093")
+                }
+            }
+            alerting.alertmanagers = urls.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+            let range: ClosedRange<Duration> = .seconds(1)...(.seconds(3_600))
+            alerting.evaluateEvery = try duration("alerting.evaluate_every", rawAlerting.evaluate_every, .seconds(60),
+                                                  range: range)
+            alerting.resendEvery = try duration("alerting.resend_every", rawAlerting.resend_every, .seconds(60),
+                                                range: range)
+            alerting.staleAfter = try duration("alerting.stale_after", rawAlerting.stale_after, .seconds(60),
+                                               range: range)
+            if let url = rawAlerting.generator_url {
+                guard Self.isHTTPURL(url) else {
+                    throw fail("alerting.generator_url", url, "must be an http:// or https:// URL with a host")
+                }
+                alerting.generatorURL = url
+            }
+        }
         let rate = Double(try bounded("limits.rate_limit_events_per_second",
                                       rawLimits.rate_limit_events_per_second, 1...1_000_000_000, 1_000_000))
         return NodeConfig(
@@ -344,7 +384,17 @@ extension NodeConfig {
             checkpointInterval: try duration(
                 "storage.checkpoint_interval", raw.storage?.checkpoint_interval, .seconds(10),
                 range: .milliseconds(100)...(.seconds(86_400))),
-            cluster: cluster, connectionsMax: connectionsMax, httpTimeouts: timeouts, sloFiles: sloFiles)
+            cluster: cluster, connectionsMax: connectionsMax, httpTimeouts: timeouts, sloFiles: sloFiles,
+            alerting: alerting)
+    }
+
+    /// `http://host[:port][/path]` or https, at most 2048 bytes, without user info, query or spaces.
+    static func isHTTPURL(_ text: String) -> Bool {
+        guard text.utf8.count <= 2_048, !text.contains(where: \.isWhitespace), let url = URL(string: text),
+            url.scheme == "http" || url.scheme == "https", let host = url.host, !host.isEmpty, url.user == nil,
+            url.query == nil, url.fragment == nil
+        else { return false }
+        return url.port.map { (1...65_535).contains($0) } ?? true
     }
 
     /// `host:port` (IPv6 in brackets) with a port in 0...65535.
@@ -361,7 +411,8 @@ extension NodeConfig {
     /// otherwise silently leave the default in force.
     static let knownKeys: [String: Set<String>] = [
         "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors",
-             "storage", "cluster", "slo_files"],
+             "storage", "cluster", "slo_files", "alerting"],
+        "alerting": ["alertmanagers", "evaluate_every", "resend_every", "stale_after", "generator_url"],
         "api_keys[]": ["name", "sha256"],
         "cluster": ["listen", "advertise", "gossip_interval", "gossip_bytes_max", "tls", "peers", "insecure"],
         "cluster.tls": ["certificate", "key", "ca"],
@@ -494,6 +545,15 @@ struct RawConfig: Decodable {
     var storage: RawStorage?
     var cluster: RawCluster?
     var slo_files: [String]?
+    var alerting: RawAlerting?
+
+    struct RawAlerting: Decodable {
+        var alertmanagers: [String]?
+        var evaluate_every: String?
+        var resend_every: String?
+        var stale_after: String?
+        var generator_url: String?
+    }
 
     struct RawCluster: Decodable {
         var listen: String
@@ -563,6 +623,8 @@ extension NodeConfig {
         NodeCore.Config(
             pendingBatchesMax: self.pendingBatchesMax, rateLimitEventsPerSecond: self.rateLimitEventsPerSecond,
             rateLimitBurst: self.rateLimitBurst, checkpointInterval: self.checkpointInterval,
-            readAnswerBytesMax: max(frameBytesMax - 64 * 1_024, 64 * 1_024))
+            readAnswerBytesMax: max(frameBytesMax - 64 * 1_024, 64 * 1_024),
+            sloEvaluationInterval: self.alerting.evaluateEvery, alertResendInterval: self.alerting.resendEvery,
+            staleAfter: self.alerting.staleAfter)
     }
 }
