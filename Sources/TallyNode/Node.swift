@@ -212,16 +212,31 @@ public actor Node {
     }
 
     /// The SLOs evaluated on this region's state, off this actor: the config's (`named`: that one
-    /// only), or `specs` given by a client; as of now, or of an earlier instant `at`.
-    public nonisolated func sloStatuses(named name: String? = nil, specs given: [SLOSpec]? = nil, at: Timestamp? = nil)
-        async throws(QueryError) -> [SLOStatus]
+    /// only), or `specs` given by a client; as of now, or of an earlier instant `at`; with the
+    /// report's breakdown when asked for.
+    public nonisolated func sloStatuses(named name: String? = nil, specs given: [SLOSpec]? = nil, at: Timestamp? = nil,
+                                        breakdown: Bool = false)
+        async throws(QueryError) -> [(status: SLOStatus, breakdown: SLOBreakdown?)]
     {
         let (replica, now, configured) = await self.sloSnapshot()
-        var statuses: [SLOStatus] = []
+        var statuses: [(status: SLOStatus, breakdown: SLOBreakdown?)] = []
         for spec in given ?? configured where name == nil || spec.name == name {
-            statuses.append(try spec.evaluate(on: replica, at: at ?? now, now: now))
+            let status = try spec.evaluate(on: replica, at: at ?? now, now: now)
+            statuses.append((status, breakdown ? try spec.breakdown(on: replica, at: at ?? now, now: now) : nil))
         }
         return statuses
+    }
+
+    /// The region each origin this node can name belongs to: its own, and each connected peer's
+    /// current incarnation (from its hello). Earlier incarnations are not named.
+    public func originRegions() -> [ReplicaID: String] {
+        var names = [self.replicaID: self.config.region]
+        for peer in self.transport?.peers ?? [] {
+            guard let incarnation = peer.origin else { continue }
+            names[ReplicaID(region: peer.identity.region, node: peer.identity.node, incarnation: incarnation)]
+                = peer.identity.region
+        }
+        return names
     }
 
     private func sloSnapshot() -> (Replica, Timestamp, [SLOSpec]) { (self.core.replica, self.clock(), self.slos) }

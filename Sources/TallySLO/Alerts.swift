@@ -147,7 +147,7 @@ public struct AlertTracker: Sendable {
             alerts.append(Alert(labels: labels, annotations: notes, startsAt: now, endsAt: now, resolved: false))
         }
         // The traffic guard holds here too: a window of a few events is "exhausted" by one error.
-        if status.budget.isExhausted && status.counts.total >= spec.minimumEvents {
+        if status.budget.isExhausted && status.events >= spec.minimumEvents {
             var labels = common
             labels["alertname"] = "TallySLOBudgetExhausted"
             labels["severity"] = Severity.ticket.rawValue

@@ -129,15 +129,18 @@ public struct BurnRateRule: Sendable, Hashable {
 
     /// Whether the rule fires for these windows' counts. Below `minimumEvents` in the long window
     /// it does not (a handful of errors at tiny traffic would burn at thousands of x), and says so.
-    public func evaluate(long: EventCounts, short: EventCounts, objective: Objective, minimumEvents: UInt64)
-        -> RuleVerdict
+    /// Under Timeslices budgeting the counts are slices; `longEvents` is then the long window's
+    /// requests, which the guard compares instead.
+    public func evaluate(long: EventCounts, short: EventCounts, objective: Objective, minimumEvents: UInt64,
+                         longEvents: UInt64? = nil) -> RuleVerdict
     {
+        let events = longEvents ?? long.total
         let longRate = BurnRate(long, objective: objective)
         let shortRate = BurnRate(short, objective: objective)
         let burning = longRate.reaches(self.factor) && shortRate.reaches(self.factor)
         var suppressed: String?
-        if burning && long.total < minimumEvents {
-            suppressed = "\(long.total) events in \(self.long.shortDescription), fewer than the minimum of "
+        if burning && events < minimumEvents {
+            suppressed = "\(events) events in \(self.long.shortDescription), fewer than the minimum of "
                 + "\(minimumEvents) for an alert: \(long.bad) bad \(long.bad == 1 ? "one" : "ones") would burn at \(longRate)"
         }
         return RuleVerdict(rule: self, longRate: longRate, shortRate: shortRate, firing: burning && suppressed == nil,

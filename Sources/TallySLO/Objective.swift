@@ -17,6 +17,19 @@ public struct Objective: Sendable, Hashable, Comparable, CustomStringConvertible
         self.partsPerMillion = partsPerMillion
     }
 
+    /// Parses a ratio such as `0.999` (OpenSLO's `target`: at most 6 decimals, parts per million).
+    public init(ratio text: String) throws(SLOError) {
+        let trimmed = text.trimmingWhitespace()
+        let parts = trimmed.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0] == "0", (1...6).contains(parts[1].count),
+            parts[1].allSatisfy({ $0.isASCII && $0.isNumber })
+        else {
+            throw SLOError(key: "target", value: text, message: "must be a ratio between 0 and 1 such as 0.999 (at most 6 decimals)")
+        }
+        let digits = String(parts[1]).padding(toLength: 6, withPad: "0", startingAt: 0)
+        try self.init(partsPerMillion: Int(digits) ?? 0)
+    }
+
     /// Parses a percentage such as `99.9`, `99.95%` or `99.9999` (at most 4 decimals: parts per
     /// million). A ratio form such as `0.999` is a percent of 0.999, and is refused as implausible
     /// below 1%: write `99.9`.

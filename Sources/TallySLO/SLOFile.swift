@@ -98,7 +98,7 @@ public enum SLOFile {
     }
 
     static let keys = ["name", "service", "operations", "objective", "sli", "bad", "window", "minimum_events",
-                       "runbook", "alerts", "maintenance"]
+                       "runbook", "alerts", "maintenance", "budgeting"]
 
     static func spec(_ map: [String: Any], at key: String) throws -> SLOSpec {
         try Self.onlyKnown(map, Self.keys, at: key)
@@ -144,6 +144,9 @@ public enum SLOFile {
                            window: window, rules: rules, minimumEvents: minimum, runbook: runbook)
         if let value = map["maintenance"] {
             spec.maintenance = try Self.maintenance(value, at: "\(key).maintenance")
+        }
+        if let value = map["budgeting"] {
+            spec.budgeting = try Self.budgeting(value, at: "\(key).budgeting")
         }
         return spec
     }
@@ -237,6 +240,36 @@ public enum SLOFile {
             }
         }
         return merged
+    }
+
+    /// `occurrences`, or `{timeslices: 1m, target: 95}` (a slice is good when 95% of its events are).
+    static func budgeting(_ value: Any, at key: String) throws -> SLOSpec.Budgeting {
+        if "\(value)" == "occurrences" { return .occurrences }
+        guard let map = value as? [String: Any] else {
+            throw SLOError(key: key, value: "\(value)", message: "must be occurrences, or {timeslices: 1m, target: 95}")
+        }
+        try Self.onlyKnown(map, ["timeslices", "target"], at: key)
+        return try Self.timeslices(slice: map["timeslices"], target: map["target"], at: key, sliceKey: "timeslices",
+                                   targetKey: "target", percent: true)
+    }
+
+    /// A Timeslices method: a slice of 1m to 1d, and the share of a slice's events that makes it
+    /// good (a percent in the short form, a ratio such as 0.95 in OpenSLO).
+    static func timeslices(slice: Any?, target: Any?, at key: String, sliceKey: String, targetKey: String,
+                           percent: Bool) throws -> SLOSpec.Budgeting
+    {
+        let sliceText = "\(slice ?? "")"
+        guard let width = Duration.parse(sliceText), width >= .seconds(60), width <= .seconds(86_400) else {
+            throw SLOError(key: "\(key).\(sliceKey)", value: sliceText, message: "must be a duration from 1m to 1d")
+        }
+        let targetText = "\(target ?? "")"
+        let objective: Objective
+        do {
+            objective = percent ? try Objective(percent: targetText) : try Objective(ratio: targetText)
+        } catch {
+            throw SLOError(key: "\(key).\(targetKey)", value: error.value, message: error.message)
+        }
+        return .timeslices(slice: width, target: objective)
     }
 
     static func rule(_ value: Any, at key: String) throws -> BurnRateRule {

@@ -20,6 +20,25 @@ public struct SLOSpec: Sendable, Equatable {
     /// Planned maintenance: the time buckets starting in these intervals count toward neither the
     /// budget nor the alerts (sorted, disjoint).
     public var maintenance: [Interval] = []
+    /// What the objective counts: good events (`Occurrences`), or good time slices (`Timeslices`).
+    public var budgeting: Budgeting = .occurrences
+
+    /// OpenSLO's budgeting methods.
+    public enum Budgeting: Sendable, Hashable, CustomStringConvertible {
+        /// The objective is the share of good events.
+        case occurrences
+        /// The window is cut into slices of `slice`; a slice is good when its events meet `target`
+        /// (one without events is good: nothing went wrong in it), and the objective is the share
+        /// of good slices. A burst of errors costs the slices it lasted, whatever the traffic.
+        case timeslices(slice: Duration, target: Objective)
+
+        public var description: String {
+            switch self {
+            case .occurrences: "occurrences"
+            case .timeslices(let slice, let target): "timeslices of \(slice.shortDescription), each good at \(target)"
+            }
+        }
+    }
 
     /// [from, to).
     public struct Interval: Sendable, Hashable {

@@ -9,6 +9,8 @@ public struct SLOStatus: Sendable {
     /// The window's bounds, and the counts over the buckets that start in it.
     public var window: (from: Timestamp, to: Timestamp)
     public var counts: EventCounts
+    /// The requests in the window (equal to `counts.total` unless budgeting counts time slices).
+    public var events: UInt64
     /// For a latency SLI: good requests as bounds (the verdicts use `certain`).
     public var goodBounds: (certain: UInt64, possible: UInt64)?
     public var budget: ErrorBudget
@@ -50,22 +52,55 @@ extension SLOSpec {
         return parts
     }
 
-    /// Good and bad events in [from, to) on `replica`, maintenance left out: every part is read at
-    /// the resolution the whole window reads at, so a bucket is in one part or excluded, never both.
-    func counts(on replica: Replica, from: Timestamp, to: Timestamp, now: Timestamp) throws(QueryError)
-        -> (EventCounts, (certain: UInt64, possible: UInt64)?)
-    {
+    /// What one window of an SLO measured: the counts its objective is about (events, or time
+    /// slices under Timeslices budgeting), the requests behind them, and for a latency SLI the
+    /// good requests' bounds.
+    struct Measured {
+        var counts: EventCounts
+        var events: UInt64
+        var goodBounds: (certain: UInt64, possible: UInt64)?
+    }
+
+    /// Good and bad events (or slices) in [from, to) on `replica`, maintenance left out: every part
+    /// is read at the resolution the whole window reads at, so a bucket is in one part or excluded,
+    /// never both.
+    func measure(on replica: Replica, from: Timestamp, to: Timestamp, now: Timestamp) throws(QueryError) -> Measured {
         let whole = try replica.windowCounts(service: self.service, operations: self.operations, from: from, to: to,
                                              now: now)
+        let parts = self.countedParts(from: from, to: to, width: whole.resolution.width)
         var window = whole
         if !self.maintenance.isEmpty {
             window = WindowCounts(resolution: whole.resolution, from: whole.from, to: whole.to,
                                   sketchScale: replica.config.sketchScale)
-            for part in self.countedParts(from: from, to: to, width: whole.resolution.width) {
+            for part in parts {
                 window.add(try replica.windowCounts(service: self.service, operations: self.operations, from: part.from,
                                                     to: part.to, now: now, resolution: whole.resolution))
             }
         }
+        let (events, goodBounds) = self.events(in: window)
+        guard case .timeslices(let slice, let target) = self.budgeting else {
+            return Measured(counts: events, events: events.total, goodBounds: goodBounds)
+        }
+        var good: UInt64 = 0
+        var bad: UInt64 = 0
+        for part in parts {
+            let (_, slices) = try replica.sliceCounts(service: self.service, operations: self.operations, from: part.from,
+                                                      to: part.to, now: now, slice: slice, resolution: whole.resolution)
+            for counts in slices {
+                let inSlice = self.events(in: counts).counts
+                // Good when good / total >= target, exactly: good x 10^6 >= target x total.
+                if UInt128(inSlice.good) * 1_000_000 >= UInt128(target.partsPerMillion) * UInt128(inSlice.total) {
+                    good += 1
+                } else {
+                    bad += 1
+                }
+            }
+        }
+        return Measured(counts: EventCounts(total: good + bad, bad: bad), events: events.total, goodBounds: goodBounds)
+    }
+
+    /// Good and bad requests of one window's counts, by the SLI.
+    func events(in window: WindowCounts) -> (counts: EventCounts, goodBounds: (certain: UInt64, possible: UInt64)?) {
         switch self.indicator {
         case .availability(let bad):
             return (EventCounts(total: window.total, bad: window.requests(in: bad)), nil)
@@ -91,22 +126,25 @@ extension SLOSpec {
         let now = at
         let bounds = self.window.bounds(at: now)
         // Through now, the bucket holding now included (a calendar window's end may be ahead).
-        let (counts, goodBounds) = try self.counts(on: replica, from: bounds.from, to: now + .milliseconds(1), now: clock)
+        let measured = try self.measure(on: replica, from: bounds.from, to: now + .milliseconds(1), now: clock)
         var rates: [(window: Duration, counts: EventCounts, rate: BurnRate)] = []
+        var events: [Duration: UInt64] = [:]
         for window in self.burnWindows {
-            let (windowCounts, _) = try self.counts(on: replica, from: now - window, to: now + .milliseconds(1), now: clock)
-            rates.append((window, windowCounts, BurnRate(windowCounts, objective: self.objective)))
+            let inWindow = try self.measure(on: replica, from: now - window, to: now + .milliseconds(1), now: clock)
+            rates.append((window, inWindow.counts, BurnRate(inWindow.counts, objective: self.objective)))
+            events[window] = inWindow.events
         }
         func over(_ window: Duration) -> EventCounts {
             rates.first { $0.window == window }?.counts ?? EventCounts(total: 0, bad: 0)
         }
         let verdicts = self.rules.map { rule in
             rule.evaluate(long: over(rule.long), short: over(rule.short), objective: self.objective,
-                          minimumEvents: self.minimumEvents)
+                          minimumEvents: self.minimumEvents, longEvents: events[rule.long])
         }
         return SLOStatus(
-            spec: self, at: now, window: bounds, counts: counts, goodBounds: goodBounds,
-            budget: ErrorBudget(objective: self.objective, window: self.window.length(at: now), counts: counts),
+            spec: self, at: now, window: bounds, counts: measured.counts, events: measured.events,
+            goodBounds: measured.goodBounds,
+            budget: ErrorBudget(objective: self.objective, window: self.window.length(at: now), counts: measured.counts),
             burnRates: rates, verdicts: verdicts)
     }
 }

@@ -2,6 +2,8 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import TallyNode
+import TallyReplica
 import TallySLO
 
 /// `tally slo report --spec FILE --node URL`: the node evaluates the spec file on its state
@@ -9,15 +11,17 @@ import TallySLO
 struct SLOReportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report", abstract: "Report SLOs of a spec file, evaluated on a node's state.",
-        usage: "tally slo report --spec FILE [--node URL] [--at TIME] [--format FORMAT]",
+        usage: "tally slo report --spec FILE [--node URL] [--at TIME] [--format FORMAT]\n"
+            + "                 [--output FILE]",
         discussion: """
             Sends the spec file to the node, which evaluates every SLO in it on its region's state, \
             and prints the SLI, the error budget, the burn rate per window and each alert rule, \
-            each saying how it was computed (see docs/slo.md).
+            who spent the budget and the calendar history, each saying how it was computed (see \
+            docs/slo.md). --format html writes one self-contained page with SVG charts.
             """)
 
     enum Format: String, ExpressibleByArgument, CaseIterable {
-        case text, json, markdown
+        case text, json, markdown, html
     }
 
     @Option(help: "The SLO spec file.")
@@ -32,8 +36,11 @@ struct SLOReportCommand: AsyncParsableCommand {
     @Option(help: "Evaluate as of this instant (RFC 3339), not now.")
     var at: String?
 
-    @Option(help: "text, json or markdown.")
+    @Option(help: "text, json, markdown or html.")
     var format: Format = .text
+
+    @Option(help: "Write the report to this file instead of standard output.")
+    var output: String?
 
     func run() async throws {
         // Checked here first: an error names the file, key and value without a round trip.
@@ -67,10 +74,22 @@ struct SLOReportCommand: AsyncParsableCommand {
             let slos = object["slos"] as? [[String: Any]]
         else { throw CommandFailure(message: "\(self.node): the answer is not an SLO report") }
         let region = object["region"] as? String ?? "?"
+        let report: String
         switch self.format {
-        case .json: print(String(buffer: body))
-        case .text: print(SLOReportText.text(slos, region: region))
-        case .markdown: print(SLOReportText.markdown(slos, region: region))
+        case .json: report = String(buffer: body)
+        case .text: report = SLOReportText.text(slos, region: region)
+        case .markdown: report = SLOReportText.markdown(slos, region: region)
+        case .html:
+            report = SLOReportHTML.html(slos, region: region, generatedAt: RFC3339.format(Node.wallClock()))
+        }
+        guard let output = self.output else {
+            print(report)
+            return
+        }
+        do {
+            try report.write(toFile: output, atomically: true, encoding: .utf8)
+        } catch {
+            throw CommandFailure(message: "--output \(output): cannot write: \(error.localizedDescription)")
         }
     }
 }

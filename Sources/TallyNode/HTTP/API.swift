@@ -469,19 +469,23 @@ extension API {
         } catch {
             return Self.error(.badRequest, error.description)
         }
-        let statuses: [SLOStatus]
+        let statuses: [(status: SLOStatus, breakdown: SLOBreakdown?)]
         do {
-            statuses = try await node.sloStatuses(named: name, at: at)
+            statuses = try await node.sloStatuses(named: name, at: at, breakdown: name != nil)
         } catch {
             return Self.error(.badRequest, error.description)
         }
+        let origins = await node.originRegions()
         if let name {
             guard let status = statuses.first else {
                 return Self.error(.notFound, "no SLO named \(ConfigError.quote(name)); GET /v1/slo lists them")
             }
-            return Self.json(Self.slo(status, region: node.config.region))
+            return Self.json(Self.slo(status.status, breakdown: status.breakdown, region: node.config.region,
+                                      origins: origins))
         }
-        return Self.json(["region": node.config.region, "slos": statuses.map { Self.slo($0, region: node.config.region) }])
+        return Self.json(["region": node.config.region, "slos": statuses.map {
+            Self.slo($0.status, breakdown: $0.breakdown, region: node.config.region, origins: origins)
+        }])
     }
 
     /// `?at=` (RFC 3339 or epoch milliseconds), or nil for now.
@@ -511,13 +515,55 @@ extension API {
         } catch {
             return Self.error(.badRequest, "\(error)")
         }
-        let statuses: [SLOStatus]
+        let statuses: [(status: SLOStatus, breakdown: SLOBreakdown?)]
         do {
-            statuses = try await node.sloStatuses(specs: specs, at: at)
+            statuses = try await node.sloStatuses(specs: specs, at: at, breakdown: true)
         } catch {
             return Self.error(.badRequest, error.description)
         }
-        return Self.json(["region": node.config.region, "slos": statuses.map { Self.slo($0, region: node.config.region) }])
+        let origins = await node.originRegions()
+        return Self.json(["region": node.config.region, "slos": statuses.map {
+            Self.slo($0.status, breakdown: $0.breakdown, region: node.config.region, origins: origins)
+        }])
+    }
+
+    static func slo(_ status: SLOStatus, breakdown: SLOBreakdown?, region: String, origins: [ReplicaID: String])
+        -> [String: Any]
+    {
+        var object = Self.slo(status, region: region)
+        guard let breakdown else { return object }
+        func counts(_ counts: EventCounts) -> [String: Any] { ["total": counts.total, "bad": counts.bad] }
+        object["history"] = [
+            "step_seconds": Double(breakdown.stepWidth.milliseconds) / 1_000,
+            "steps": breakdown.steps.map { step -> [String: Any] in
+                ["from": RFC3339.format(step.from), "total": step.counts.total, "bad": step.counts.bad]
+            },
+            "how": "the window's requests in equal steps (maintenance not left out), from this region's state",
+        ] as [String: Any]
+        var spent: [String: Any] = [
+            "by_operation": breakdown.operations.prefix(50).map { ["operation": $0.operation] .merging(counts($0.counts)) { a, _ in a } },
+            "how": "bad requests per operation over the window; per region: the counters' slot of the region that "
+                + "counted them (its current incarnation; earlier ones are named by origin id)",
+        ]
+        if let byOrigin = breakdown.origins {
+            spent["by_region"] = byOrigin.map { entry -> [String: Any] in
+                ["region": origins[entry.origin] ?? "origin \(entry.origin)", "bad": entry.bad]
+            }
+        } else {
+            spent["by_region_unavailable"] = "a latency sketch does not keep one slot per region"
+        }
+        object["budget_spent_by"] = spent
+        object["periods"] = [
+            "unit": breakdown.periodUnit.description,
+            "items": breakdown.periods.map { period -> [String: Any] in
+                ["from": RFC3339.format(period.from), "to": RFC3339.format(period.to), "total": period.counts.total,
+                 "bad": period.counts.bad, "met": period.met, "budget_spent": period.budgetSpent,
+                 "current": period.current]
+            },
+            "how": "each calendar period evaluated on its own; met when its bad events stayed within the objective's "
+                + "allowance (a period older than the retention of day buckets shows no traffic)",
+        ] as [String: Any]
+        return object
     }
 
     static func slo(_ status: SLOStatus, region: String) -> [String: Any] {
@@ -536,7 +582,7 @@ extension API {
             "name": spec.name, "service": spec.service, "objective": spec.objective.description,
             "indicator": spec.indicator.description, "window": spec.window.description,
             "window_from": RFC3339.format(status.window.from), "window_to": RFC3339.format(status.window.to),
-            "evaluated_at": RFC3339.format(status.at), "sli": sli,
+            "evaluated_at": RFC3339.format(status.at), "sli": sli, "budgeting": spec.budgeting.description,
             "budget": [
                 "allowed_events": budget.allowedEvents, "spent": budget.spent, "remaining": budget.remaining,
                 "total_minutes": budget.totalMinutes, "remaining_minutes": budget.remainingMinutes,

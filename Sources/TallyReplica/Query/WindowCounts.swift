@@ -13,6 +13,9 @@ public struct WindowCounts: Sendable, Equatable {
     /// Errors as the replica counts them (its configured error classes).
     public var errors: UInt64
     public var latency: LatencyDistribution
+    /// Requests per status class per origin (the G-counters' slots), when asked for: who counted
+    /// them, which is the region that received them.
+    public var requestsByOrigin: [StatusClass: [ReplicaID: UInt64]]?
 
     /// No requests over [from, to) at `resolution`.
     public init(resolution: Resolution, from: Timestamp, to: Timestamp, sketchScale: Int = LatencySketch.defaultScale) {
@@ -31,6 +34,34 @@ public struct WindowCounts: Sendable, Equatable {
         for (statusClass, count) in other.requests { self.requests[statusClass, default: 0] &+= count }
         self.errors &+= other.errors
         self.latency.add(other.latency)
+        if let theirs = other.requestsByOrigin {
+            var mine = self.requestsByOrigin ?? [:]
+            for (statusClass, origins) in theirs {
+                for (origin, count) in origins { mine[statusClass, default: [:]][origin, default: 0] &+= count }
+            }
+            self.requestsByOrigin = mine
+        }
+    }
+
+    /// Adds one time bucket of a series of `statusClass`.
+    mutating func add(_ aggregate: BucketAggregate, statusClass: StatusClass, byOrigin: Bool) {
+        self.requests[statusClass, default: 0] &+= aggregate.requests.value
+        self.errors &+= aggregate.errors.value
+        self.latency.add(aggregate.latency)
+        if byOrigin {
+            for (origin, count) in aggregate.requests.originValues {
+                self.requestsByOrigin?[statusClass, default: [:]][origin, default: 0] &+= count
+            }
+        }
+    }
+
+    /// Requests in any of `classes`, per origin (empty unless asked for `byOrigin`).
+    public func requestsByOrigin(in classes: Set<StatusClass>) -> [ReplicaID: UInt64] {
+        var out: [ReplicaID: UInt64] = [:]
+        for statusClass in classes {
+            for (origin, count) in self.requestsByOrigin?[statusClass] ?? [:] { out[origin, default: 0] &+= count }
+        }
+        return out
     }
 
     /// Requests in any of `classes`.
@@ -46,8 +77,63 @@ extension Replica {
     /// the same way). Refused like a query when the window is outside the timestamp range or would
     /// read more than `limits.bucketsMax` buckets.
     public func windowCounts(service: String, operations: Set<String>? = nil, from: Timestamp, to: Timestamp,
-                             now: Timestamp, resolution chosen: Resolution? = nil, limits: QueryLimits? = nil)
+                             now: Timestamp, resolution chosen: Resolution? = nil, limits: QueryLimits? = nil,
+                             byOrigin: Bool = false)
         throws(QueryError) -> WindowCounts
+    {
+        let plan = try self.windowPlan(service: service, operations: operations, from: from, to: to, now: now,
+                                       resolution: chosen, limits: limits)
+        var counts = WindowCounts(resolution: plan.resolution, from: plan.covered.from, to: plan.covered.to,
+                                  sketchScale: self.config.sketchScale)
+        if byOrigin { counts.requestsByOrigin = [:] }
+        self.forEachBucket(of: plan) { _, statusClass, aggregate in
+            counts.add(aggregate, statusClass: statusClass, byOrigin: byOrigin)
+        }
+        return counts
+    }
+
+    /// The same window cut into slices of `slice` (rounded up to a whole number of buckets of the
+    /// resolution read, which is returned too): the counts of each, oldest first, every slice
+    /// present (empty ones too). What Timeslices budgeting counts good and bad slices over.
+    public func sliceCounts(service: String, operations: Set<String>? = nil, from: Timestamp, to: Timestamp,
+                            now: Timestamp, slice: Duration, resolution chosen: Resolution? = nil,
+                            limits: QueryLimits? = nil) throws(QueryError) -> (slice: Duration, slices: [WindowCounts])
+    {
+        let plan = try self.windowPlan(service: service, operations: operations, from: from, to: to, now: now,
+                                       resolution: chosen, limits: limits)
+        let width = plan.resolution.width.milliseconds
+        let sliceMillis = max(width, (slice.milliseconds + width - 1) / width * width)
+        let span = max(0, plan.covered.to.millisecondsSinceEpoch - plan.covered.from.millisecondsSinceEpoch)
+        let count = Int((span + sliceMillis - 1) / sliceMillis)
+        guard count <= limits?.bucketsMax ?? self.config.limits.query.bucketsMax else {
+            throw .invalid(parameter: "slice", message: "the window holds \(count) slices of \(slice); at most "
+                + "\(limits?.bucketsMax ?? self.config.limits.query.bucketsMax)")
+        }
+        var slices = (0..<count).map { index in
+            let start = plan.covered.from + .milliseconds(Int64(index) * sliceMillis)
+            return WindowCounts(resolution: plan.resolution, from: start, to: start + .milliseconds(sliceMillis),
+                                sketchScale: self.config.sketchScale)
+        }
+        let origin = plan.covered.from.millisecondsSinceEpoch
+        self.forEachBucket(of: plan) { start, statusClass, aggregate in
+            let index = Int((start - origin) / sliceMillis)
+            if slices.indices.contains(index) { slices[index].add(aggregate, statusClass: statusClass, byOrigin: false) }
+        }
+        return (.milliseconds(sliceMillis), slices)
+    }
+
+    /// What a window reads: its resolution, the buckets' range, and the member series in key order.
+    struct WindowPlan {
+        var resolution: Resolution
+        var start: Int64
+        var end: Int64
+        /// From the first bucket's start to the last one's end.
+        var covered: (from: Timestamp, to: Timestamp)
+        var members: [Int]
+    }
+
+    func windowPlan(service: String, operations: Set<String>?, from: Timestamp, to: Timestamp, now: Timestamp,
+                    resolution chosen: Resolution?, limits: QueryLimits?) throws(QueryError) -> WindowPlan
     {
         let limits = limits ?? self.config.limits.query
         for (name, time) in [("from", from), ("to", to)] where !time.isValid {
@@ -64,10 +150,8 @@ extension Replica {
         let start = first == from.millisecondsSinceEpoch ? first : first + width
         let end = to.millisecondsSinceEpoch  // exclusive
         let lastStart = (to - .milliseconds(1)).floor(toMultipleOf: resolution.width).millisecondsSinceEpoch
-        var counts = WindowCounts(
-            resolution: resolution, from: Timestamp(millisecondsSinceEpoch: start),
-            to: Timestamp(millisecondsSinceEpoch: max(start, lastStart + width)), sketchScale: self.config.sketchScale)
-        guard start < end else { return counts }
+        let covered = (Timestamp(millisecondsSinceEpoch: start), Timestamp(millisecondsSinceEpoch: max(start, lastStart + width)))
+        guard start < end else { return WindowPlan(resolution: resolution, start: start, end: end, covered: covered, members: []) }
         // Series in key order, so sketches add in the same order on every replica.
         let members = self.series.indices.filter {
             let key = self.series[$0].key
@@ -81,16 +165,24 @@ extension Replica {
             throw .invalid(parameter: "from", message: "the window would read \(buckets) time buckets; at most "
                 + "\(limits.bucketsMax)")
         }
-        for position in members {
+        return WindowPlan(resolution: resolution, start: start, end: end, covered: covered, members: members)
+    }
+
+    /// Every bucket the plan reads, series in key order: its start, its series' status class, it.
+    private func forEachBucket(of plan: WindowPlan, _ body: (Int64, StatusClass, BucketAggregate) -> Void) {
+        guard plan.start < plan.end else { return }
+        for position in plan.members {
             let series = self.series[position]
-            let timeBuckets = series.buckets[resolution.rawValue]
-            for index in timeBuckets.positions(from: start, to: end) {
-                let aggregate = timeBuckets.bucket(at: index).1
-                counts.requests[series.key.statusClass, default: 0] &+= aggregate.requests.value
-                counts.errors &+= aggregate.errors.value
-                counts.latency.add(aggregate.latency)
+            let timeBuckets = series.buckets[plan.resolution.rawValue]
+            for index in timeBuckets.positions(from: plan.start, to: plan.end) {
+                let (start, aggregate) = timeBuckets.bucket(at: index)
+                body(start, series.key.statusClass, aggregate)
             }
         }
-        return counts
+    }
+
+    /// The operations `service` has series for, sorted.
+    public func operations(of service: String) -> [String] {
+        Set(self.series.lazy.filter { $0.key.service == service }.map(\.key.operation)).sorted()
     }
 }
