@@ -11,6 +11,8 @@ public struct Alert: Sendable, Equatable {
     /// Firing: a little ahead (Alertmanager resolves it then unless it is sent again); resolved: when.
     public var endsAt: Timestamp
     public var resolved: Bool
+    /// How long the condition must hold before the alert is sent (not sent to Alertmanager).
+    public var pendingFor: Duration = .zero
 
     /// The identity Alertmanager groups and deduplicates by: the sorted labels.
     public var fingerprint: String {
@@ -63,6 +65,8 @@ public struct AlertTracker: Sendable {
     public var resendEvery: Duration
     /// Firing alerts by fingerprint: when each started, and when it was last sent.
     private var firing: [String: (alert: Alert, lastSent: Timestamp)] = [:]
+    /// Conditions holding, not yet for their `pendingFor`: since when.
+    private var pending: [String: Timestamp] = [:]
 
     public init(resendEvery: Duration = .seconds(60)) {
         self.resendEvery = resendEvery
@@ -85,6 +89,13 @@ public struct AlertTracker: Sendable {
         for status in statuses {
             for alert in Self.conditions(of: status, view: view, now: now) { current[alert.fingerprint] = alert }
         }
+        // A condition with a hold fires once it has held that long; one that stops starts over.
+        for key in self.pending.keys where current[key] == nil { self.pending.removeValue(forKey: key) }
+        for (key, alert) in current where alert.pendingFor > .zero && self.firing[key] == nil {
+            let since = min(self.pending[key] ?? now, now)
+            self.pending[key] = since
+            if now - since < alert.pendingFor { current.removeValue(forKey: key) }
+        }
         var out: [Alert] = []
         for key in Set(current.keys).union(self.firing.keys).sorted() {
             switch (current[key], self.firing[key]) {
@@ -98,7 +109,7 @@ public struct AlertTracker: Sendable {
                     self.firing[key] = (alert, known.lastSent)
                 }
             case (var alert?, nil):
-                alert.startsAt = now
+                alert.startsAt = self.pending.removeValue(forKey: key) ?? now
                 alert.endsAt = now + self.resendEvery * 4
                 out.append(alert)
                 self.firing[key] = (alert, now)
@@ -136,6 +147,7 @@ public struct AlertTracker: Sendable {
             labels["severity"] = rule.severity.rawValue
             labels["long_window"] = rule.long.shortDescription
             labels["short_window"] = rule.short.shortDescription
+            if !rule.notify.isEmpty { labels["notify"] = rule.notify.joined(separator: ",") }
             var notes = annotations
             notes["summary"] = "\(spec.name): error budget burning at \(verdict.longRate) over \(rule.long.shortDescription) "
                 + "and \(verdict.shortRate) over \(rule.short.shortDescription) (threshold \(rule.factor)x)"
@@ -144,7 +156,8 @@ public struct AlertTracker: Sendable {
             notes["description"] = "At \(rule.factor)x for \(rule.long.shortDescription), \(Self.percent(rule.budgetSpent(of: status.budget.window))) "
                 + "of the budget is spent: both windows are at or above it. Computed from \(status.counts.total) events "
                 + "in the window, \(status.counts.bad) bad." + (view.isPartial ? " This region's view is \(view.description)." : "")
-            alerts.append(Alert(labels: labels, annotations: notes, startsAt: now, endsAt: now, resolved: false))
+            alerts.append(Alert(labels: labels, annotations: notes, startsAt: now, endsAt: now, resolved: false,
+                                pendingFor: rule.alertAfter))
         }
         // The traffic guard holds here too: a window of a few events is "exhausted" by one error.
         if status.budget.isExhausted && status.events >= spec.minimumEvents {

@@ -97,12 +97,22 @@ public struct BurnRateRule: Sendable, Hashable {
     public var factor: BurnFactor
     public var long: Duration
     public var short: Duration
+    /// How long both windows must keep burning before the alert is sent (OpenSLO's `alertAfter`,
+    /// Prometheus's `for`); zero: at once.
+    public var alertAfter: Duration = .zero
+    /// Where its alerts go (OpenSLO's notification targets): the `notify` label, which
+    /// Alertmanager routes match on.
+    public var notify: [String] = []
 
-    public init(severity: Severity, factor: BurnFactor, long: Duration, short: Duration) {
+    public init(severity: Severity, factor: BurnFactor, long: Duration, short: Duration, alertAfter: Duration = .zero,
+                notify: [String] = [])
+    {
         self.severity = severity
         self.factor = factor
         self.long = long
         self.short = short
+        self.alertAfter = alertAfter
+        self.notify = notify
     }
 
     /// The Workbook's defaults: page at 14.4x over 1 h and 5 m (2% of a 30-day budget), page at

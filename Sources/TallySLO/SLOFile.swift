@@ -54,6 +54,7 @@ public enum SLOFile {
         if let line = YAMLText.firstAlias(in: text) {
             throw SLOError(key: "(document)", value: "line \(line)", message: "uses a YAML alias; spec files may not")
         }
+        if OpenSLO.looksLike(text) { return try OpenSLO.parse(yaml: text) }
         guard let root = try Yams.load(yaml: text) as? [String: Any] else {
             throw SLOError(key: "(document)", value: "", message: "must be a mapping with `slos:`")
         }
@@ -159,12 +160,7 @@ public enum SLOFile {
                 guard let list = value as? [Any], !list.isEmpty else {
                     throw SLOError(key: "\(key).bad", value: "\(value)", message: "must be a list of status classes such as [5xx]")
                 }
-                bad = Set(try list.map { item in
-                    guard let digit = "\(item)".first?.wholeNumberValue, "\(item)".count == 3, "\(item)".hasSuffix("xx"),
-                        let status = StatusClass(rawValue: UInt8(digit))
-                    else { throw SLOError(key: "\(key).bad", value: "\(item)", message: "is not a status class (1xx ... 5xx)") }
-                    return status
-                })
+                bad = try Self.statusClasses(list, at: "\(key).bad")
             }
             return .availability(badClasses: bad)
         }
@@ -182,6 +178,19 @@ public enum SLOFile {
         let components = threshold.components
         let micros = Double(components.seconds) * 1_000_000 + Double(components.attoseconds) / 1e12
         return .latency(thresholdMicros: micros)
+    }
+
+    /// `[5xx]`, `[4xx, 5xx]`: status classes.
+    static func statusClasses(_ value: Any, at key: String) throws -> Set<StatusClass> {
+        guard let list = value as? [Any], !list.isEmpty else {
+            throw SLOError(key: key, value: "\(value)", message: "must be a list of status classes such as [5xx]")
+        }
+        return Set(try list.map { item in
+            guard let digit = "\(item)".first?.wholeNumberValue, "\(item)".count == 3, "\(item)".hasSuffix("xx"),
+                let status = StatusClass(rawValue: UInt8(digit))
+            else { throw SLOError(key: key, value: "\(item)", message: "is not a status class (1xx ... 5xx)") }
+            return status
+        })
     }
 
     static func window(_ value: Any?, at key: String) throws -> TimeWindow {

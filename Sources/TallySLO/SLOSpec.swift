@@ -20,6 +20,8 @@ public struct SLOSpec: Sendable, Equatable {
     /// Planned maintenance: the time buckets starting in these intervals count toward neither the
     /// budget nor the alerts (sorted, disjoint).
     public var maintenance: [Interval] = []
+    /// What the SLO is for, in words (OpenSLO's `description`).
+    public var description: String?
     /// What the objective counts: good events (`Occurrences`), or good time slices (`Timeslices`).
     public var budgeting: Budgeting = .occurrences
 

@@ -37,6 +37,8 @@ struct SLOCommand: AsyncParsableCommand {
         static func describe(_ spec: SLOSpec) -> String {
             let scope = spec.service + (spec.operations.map { " (\($0.sorted().joined(separator: ", ")))" } ?? "")
             var lines = ["  \(spec.name): \(spec.objective) \(spec.indicator) of \(scope), \(spec.window)"]
+            if case .timeslices = spec.budgeting { lines.append("    budgeting: \(spec.budgeting)") }
+            if let description = spec.description { lines.append("    \(description)") }
             // A calendar window's length varies (a month has 28 to 31 days): shares of 30 days.
             let window: Duration
             let of: String
@@ -48,7 +50,9 @@ struct SLOCommand: AsyncParsableCommand {
             for rule in spec.rules {
                 let spent = (rule.budgetSpent(of: window) * 1_000).rounded() / 10
                 lines.append("    \(rule.severity.rawValue) at \(rule.factor)x over \(rule.long.shortDescription) "
-                    + "and \(rule.short.shortDescription) (\(spent)% of \(of) when it fires)")
+                    + "and \(rule.short.shortDescription) (\(spent)% of \(of) when it fires)"
+                    + (rule.alertAfter > .zero ? ", after \(rule.alertAfter.shortDescription) of it" : "")
+                    + (rule.notify.isEmpty ? "" : ", notify \(rule.notify.joined(separator: ", "))"))
             }
             lines.append("    no alert below \(spec.minimumEvents) events in a long window")
             return lines.joined(separator: "\n")
