@@ -117,6 +117,7 @@ let package = Package(
             name: "TallyNodeTests",
             dependencies: [
                 "TallyNode",
+                "TallySLO",
                 "TallyReplica",
                 "TallyAggregates",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

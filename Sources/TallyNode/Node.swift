@@ -46,6 +46,9 @@ public actor Node {
     private var peerStates: [String: NodeCore.PeerState] = [:]
     /// Where alerts go (nil: no Alertmanager configured; alerts are still tracked and reported).
     public nonisolated let alertmanager: AlertmanagerClient?
+    /// The node's own requests as events (nil: `observe_self` is off).
+    public nonisolated let selfObservation: SelfObservation?
+    private var selfTask: Task<Void, Never>?
     /// SLO evaluations run and failed, and alerts handed to the Alertmanager client.
     private var sloEvaluations: UInt64 = 0
     private var sloEvaluationFailures: UInt64 = 0
@@ -108,6 +111,7 @@ public actor Node {
             try await node.startTransport(cluster, incarnation: identity.rawValue)
         }
         await node.startTicking()
+        await node.startObservingSelf()
         return node
     }
 
@@ -423,7 +427,45 @@ public actor Node {
         self.logger = logger
         self.alertmanager = config.alerting.alertmanagers.isEmpty
             ? nil : AlertmanagerClient(urls: config.alerting.alertmanagers)
+        self.selfObservation = config.observeSelf ? SelfObservation() : nil
     }
+
+    /// Once a second, what `selfObservation` recorded goes in as one batch; every 10 s with each
+    /// peer region's freshness.
+    private func startObservingSelf() {
+        guard let observation = self.selfObservation else { return }
+        self.selfTask = Task { [weak self] in
+            var second = 0
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                second += 1
+                guard let self else { return }
+                await self.ingestSelf(observation.drain(), freshness: second % 10 == 0)
+            }
+        }
+    }
+
+    private func ingestSelf(_ recorded: [BatchItem], freshness: Bool) async {
+        var items = recorded
+        if freshness {
+            let now = self.clock()
+            for (region, silent) in self.core.peerSilence(now: now) {
+                items.append(.event(Event(service: SelfObservation.replicationService, operation: region, status: 200,
+                                          latencyMicros: Double(max(silent.milliseconds, 0)) * 1_000 + 1, userID: nil,
+                                          timestamp: now)))
+            }
+        }
+        let limit = self.config.limits.batchEventsMax
+        var start = 0
+        while start < items.count {
+            let part = Array(items[start..<min(items.count, start + limit)])
+            start += limit
+            _ = await self.ingest(items: part, client: "tally-self", idempotencyKey: nil)
+        }
+    }
+
+    /// The node's clock (the system's, unless a test gave another).
+    public nonisolated func currentTime() -> Timestamp { self.clock() }
 
     /// Milliseconds since the epoch from the system clock.
     public static let wallClock: @Sendable () -> Timestamp = {
@@ -531,6 +573,7 @@ public actor Node {
         guard !self.stopped else { return }
         self.stopped = true
         self.tickTask?.cancel()
+        self.selfTask?.cancel()
         // A checkpoint already on its way is stored first: checkpoints are stored in order.
         for _ in 0..<1_000 where self.core.checkpointInFlight != nil {
             try? await Task.sleep(for: .milliseconds(5))
@@ -667,8 +710,8 @@ public actor Node {
     }
 
     /// Requests counted in every day bucket: what `tally demo` compares across regions.
-    public func totalRequests() -> UInt64 {
-        self.core.replica.totalRequests(at: .day)
+    public func totalRequests(excluding services: Set<String> = []) -> UInt64 {
+        self.core.replica.totalRequests(at: .day, excluding: services)
     }
 
     /// Per origin, the last version integrated: equal in every region means converged.

@@ -30,12 +30,15 @@ extension NodeCore {
 
     /// Which peer regions this node has not heard from within `staleAfter`, and for how long.
     public func view(now: Timestamp) -> View {
-        var stale: [(region: String, behind: Duration)] = []
-        for region in self.peers.keys.sorted() {
-            let behind = now - max(self.lastHeard[region] ?? self.startedAt, self.startedAt)
-            if behind > self.config.staleAfter { stale.append((region, behind)) }
+        View(stale: self.peerSilence(now: now).filter { $0.silent > self.config.staleAfter }.map { ($0.region, $0.silent) })
+    }
+
+    /// Per peer region (sorted), how long since this node heard from it (or since it started,
+    /// when it has not yet): replication freshness.
+    public func peerSilence(now: Timestamp) -> [(region: String, silent: Duration)] {
+        self.peers.keys.sorted().map { region in
+            (region, max(.zero, now - max(self.lastHeard[region] ?? self.startedAt, self.startedAt)))
         }
-        return View(stale: stale)
     }
 
     mutating func heard(from region: String, now: Timestamp) {

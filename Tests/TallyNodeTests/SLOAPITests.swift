@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 import TallyReplica
+import TallySLO
 @testable import TallyNode
 
 /// `GET /v1/slo` and `GET /v1/slo/{name}` for the SLOs of the config's spec files, and the
@@ -126,5 +127,50 @@ import TallyReplica
         #expect(notes.contains("SLOs: 0 from 0 files"), "\(notes)")
         #expect(await node.slos.isEmpty)
         try? FileManager.default.removeItem(atPath: directory + "-2")
+    }
+}
+
+/// `observe_self`: the node's own requests become events of service `tally`, for its own SLOs.
+@Suite struct SelfObservationTests {
+    @Test func everyRequestIsAnEventOfItsRouteWithItsStatus() async throws {
+        try await APITests.withNode({ $0.observeSelf = true }) { node, client in
+            try await client.execute(uri: "/v1/events", method: .post, headers: APITests.auth,
+                                     body: ByteBuffer(string: APITests.events(3))) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/query?service=cart", method: .get, headers: [:]) {
+                #expect($0.status == .unauthorized)
+            }
+            try await client.execute(uri: "/v1/slo/none", method: .get, headers: APITests.auth) {
+                #expect($0.status == .notFound)
+            }
+            try await client.execute(uri: "/no/such/path", method: .get, headers: APITests.auth) {
+                #expect($0.status == .notFound)
+            }
+            // Ingested within a second or two, as one batch.
+            var operations: [String] = []
+            for _ in 0..<50 {
+                try await Task.sleep(for: .milliseconds(100))
+                operations = await node.catalog().first { $0.service == SelfObservation.service }?.operations ?? []
+                if operations.count >= 4 { break }
+            }
+            #expect(operations == ["GET /v1/query", "GET /v1/slo/{name}", "GET other", "POST /v1/events"], "\(operations)")
+            // Their statuses are kept: an SLO over them sees the 401 as a 4xx, the ingest as good.
+            let spec = try #require(try SLOFile.parse(yaml: """
+                slos:
+                  - {name: q, service: tally, operations: ["GET /v1/query"], objective: 99, bad: [4xx], window: 1h}
+                  - {name: i, service: tally, operations: ["POST /v1/events"], objective: 99, bad: [4xx, 5xx], window: 1h}
+                """, file: "t.yaml"))
+            let statuses = try await node.sloStatuses(specs: spec).map(\.status.counts)
+            #expect(statuses == [EventCounts(total: 1, bad: 1), EventCounts(total: 1, bad: 0)])
+        }
+    }
+
+    @Test func theShippedSpecIsTheOneTheNodeCarries() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("deploy/slo/tally.yaml").path
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == SelfObservation.sloSpec)
+        let specs = try SLOFile.parse(yaml: SelfObservation.sloSpec, file: "tally.yaml")
+        #expect(specs.map(\.name) == ["tally-ingest-availability", "tally-ack-latency", "tally-replication-freshness",
+                                      "tally-query-latency"])
+        #expect(specs.allSatisfy { SelfObservation.services.contains($0.service) })
     }
 }

@@ -17,7 +17,7 @@ package struct LoopbackCluster: Sendable {
     /// `DIRECTORY/REGION/data`, an API key named `local` for `secret`.
     package static func make(
         in directory: String, regions: [String], httpPorts: [Int], peerPorts: [Int], gossipInterval: String? = nil,
-        secret: String, certificateDays: Int = 30
+        secret: String, certificateDays: Int = 30, extra: String = ""
     ) throws -> LoopbackCluster {
         precondition(httpPorts.count == regions.count && peerPorts.count == regions.count, "a port per region")
         let ca = try ClusterCertificates.makeCA(name: "Tally loopback CA", now: Date(), validFor: certificateDays)
@@ -48,6 +48,7 @@ package struct LoopbackCluster: Sendable {
                   tls: {certificate: \(tls)/n1.pem, key: \(tls)/n1-key.pem, ca: \(tls)/ca.pem}
                   peers:
                 \(peers.joined(separator: "\n"))
+                \(extra)
                 """
             return Member(region: region, yaml: yaml)
         }

@@ -41,6 +41,9 @@ public struct NodeConfig: Sendable, Equatable {
     public var sloFiles: [String] = []
     /// Where alerts go and how often SLOs are evaluated (`alerting`).
     public var alerting = Alerting()
+    /// Count the node's own API requests and peer freshness as events (`observe_self`), for
+    /// Tally's own SLOs (`deploy/slo/tally.yaml`).
+    public var observeSelf = false
 
     /// The `alerting` section: every region sends the same alerts to every Alertmanager listed,
     /// which keeps one of each (docs/slo.md, "Alerts").
@@ -385,7 +388,7 @@ extension NodeConfig {
                 "storage.checkpoint_interval", raw.storage?.checkpoint_interval, .seconds(10),
                 range: .milliseconds(100)...(.seconds(86_400))),
             cluster: cluster, connectionsMax: connectionsMax, httpTimeouts: timeouts, sloFiles: sloFiles,
-            alerting: alerting)
+            alerting: alerting, observeSelf: raw.observe_self ?? false)
     }
 
     /// `http://host[:port][/path]` or https, at most 2048 bytes, without user info, query or spaces.
@@ -411,7 +414,7 @@ extension NodeConfig {
     /// otherwise silently leave the default in force.
     static let knownKeys: [String: Set<String>] = [
         "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors",
-             "storage", "cluster", "slo_files", "alerting"],
+             "storage", "cluster", "slo_files", "alerting", "observe_self"],
         "alerting": ["alertmanagers", "evaluate_every", "resend_every", "stale_after", "generator_url"],
         "api_keys[]": ["name", "sha256"],
         "cluster": ["listen", "advertise", "gossip_interval", "gossip_bytes_max", "tls", "peers", "insecure"],
@@ -546,6 +549,7 @@ struct RawConfig: Decodable {
     var cluster: RawCluster?
     var slo_files: [String]?
     var alerting: RawAlerting?
+    var observe_self: Bool?
 
     struct RawAlerting: Decodable {
         var alertmanagers: [String]?

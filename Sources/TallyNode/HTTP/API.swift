@@ -113,6 +113,9 @@ public enum API {
     /// A router for `node`, with authentication.
     public static func router(node: Node) -> Router<TallyRequestContext> {
         let router = Router(context: TallyRequestContext.self)
+        if let observation = node.selfObservation {
+            router.add(middleware: SelfObservationMiddleware(observation: observation, clock: { node.currentTime() }))
+        }
         router.add(middleware: RouteMiddleware(node: node))
         router.add(middleware: APIKeyMiddleware(config: node.config, node: node))
         router.get("/health") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }

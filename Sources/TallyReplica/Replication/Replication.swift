@@ -447,9 +447,9 @@ extension Replica {
     }
 
     /// The request count over every bucket of one resolution: for checks that reads never go back.
-    public func totalRequests(at resolution: Resolution) -> UInt64 {
+    public func totalRequests(at resolution: Resolution, excluding services: Set<String> = []) -> UInt64 {
         var total: UInt64 = 0
-        for series in self.series {
+        for series in self.series where services.isEmpty || !services.contains(series.key.service) {
             for aggregate in series.buckets[resolution.rawValue].aggregates { total &+= aggregate.requests.value }
         }
         return total
