@@ -4,7 +4,7 @@ import PackageDescription
 // Layers (dependencies point down only); see docs/architecture.md.
 //   tally (CLI)  ->  TallyNode (HTTP, SQLite, config)  ->  TallyNodeCore  ->  TallyReplica  ->  TallyAggregates
 //   TallyNodeCore  ->  TallySLO (objectives, budgets, burn-rate alerts)  ->  TallyReplica
-//   tally-bench  ->  TallyReplica, TallyWorkload (+ benchmark-only dependencies, kept out of the product)
+//   tally-bench  ->  TallyReplica, TallySLO, TallyWorkload (+ benchmark-only dependencies, kept out of the product)
 //   TallyWorkload (the traffic shape of load, benchmarks and simulator)  ->  TallyAggregates
 //   TallySimulation (virtual time, faults, checkers)  ->  TallyNodeCore, TallyWorkload
 // TallyAggregates depends on the standard library only.
@@ -98,6 +98,7 @@ let package = Package(
             dependencies: [
                 "TallyAggregates",
                 "TallyReplica",
+                "TallySLO",
                 "TallyWorkload",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

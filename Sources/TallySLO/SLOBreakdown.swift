@@ -50,20 +50,20 @@ extension SLOSpec {
             slice: .milliseconds(max(60_000, span.milliseconds / Int64(max(1, steps)))))
         let timeline = slices.map { SLOBreakdown.Step(from: $0.from, to: $0.to, counts: self.events(in: $0).counts) }
 
-        var operations: [(operation: String, counts: EventCounts)] = []
-        for operation in replica.operations(of: self.service) where self.operations?.contains(operation) ?? true {
-            let counts = try replica.windowCounts(service: self.service, operations: [operation], from: bounds.from,
-                                                  to: end, now: now)
-            operations.append((operation, self.events(in: counts).counts))
-        }
-        operations.sort { ($0.counts.bad, $1.operation) > ($1.counts.bad, $0.operation) }
-
+        // One pass: per operation, and per origin for an availability SLI.
+        var byOrigin = false
+        if case .availability = self.indicator { byOrigin = true }
+        let perOperation = try replica.windowCountsByOperation(
+            service: self.service, operations: self.operations, from: bounds.from, to: end, now: now, byOrigin: byOrigin)
+        var operations = perOperation.map { ($0.key, self.events(in: $0.value).counts) }
+        operations.sort { ($0.1.bad, $1.0) > ($1.1.bad, $0.0) }
         var origins: [(origin: ReplicaID, bad: UInt64)]?
         if case .availability(let bad) = self.indicator {
-            let counts = try replica.windowCounts(service: self.service, operations: self.operations, from: bounds.from,
-                                                  to: end, now: now, byOrigin: true)
-            origins = counts.requestsByOrigin(in: bad).map { ($0.key, $0.value) }
-                .sorted { ($0.bad, $1.origin) > ($1.bad, $0.origin) }
+            var total: [ReplicaID: UInt64] = [:]
+            for counts in perOperation.values {
+                for (origin, count) in counts.requestsByOrigin(in: bad) { total[origin, default: 0] &+= count }
+            }
+            origins = total.map { ($0.key, $0.value) }.sorted { ($0.bad, $1.origin) > ($1.bad, $0.origin) }
         }
 
         let unit: TimeWindow
@@ -73,7 +73,10 @@ extension SLOSpec {
         for _ in 0..<max(0, min(periods, 120)) {
             let period = unit.bounds(at: cursor)
             let to = min(period.to, end)
-            let measured = try self.measure(on: replica, from: period.from, to: to, now: now)
+            // A whole period is read at the coarsest resolution that holds it exactly (days for a
+            // UTC month; hours where the zone's midnight is not UTC's): the same counts, fewer buckets.
+            let exact = self.coarsestExact(replica, from: period.from, to: to, now: now)
+            let measured = try self.measure(on: replica, from: period.from, to: to, now: now, resolution: exact)
             let budget = ErrorBudget(objective: self.objective, window: period.to - period.from, counts: measured.counts)
             history.append(SLOBreakdown.Period(
                 from: period.from, to: period.to, counts: measured.counts, met: !budget.isExhausted,
@@ -83,5 +86,17 @@ extension SLOSpec {
         }
         return SLOBreakdown(steps: timeline, stepWidth: width, operations: operations, origins: origins,
                             periods: history.reversed(), periodUnit: unit)
+    }
+
+    /// The coarsest resolution whose buckets tile [from, to) exactly and that retention still holds
+    /// from `from` on (nil: let the window choose, as an evaluation does). Not for Timeslices: its
+    /// slices are at least a bucket wide.
+    func coarsestExact(_ replica: Replica, from: Timestamp, to: Timestamp, now: Timestamp) -> Resolution? {
+        guard case .occurrences = self.budgeting, self.maintenance.isEmpty else { return nil }
+        return Resolution.allCases.reversed().first { resolution in
+            let width = resolution.width
+            return from.floor(toMultipleOf: width) == from && (to.floor(toMultipleOf: width) == to || to > now)
+                && replica.config.retention.keeps(resolution, bucketStart: from, now: now)
+        }
     }
 }

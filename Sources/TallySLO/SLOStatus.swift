@@ -64,9 +64,11 @@ extension SLOSpec {
     /// Good and bad events (or slices) in [from, to) on `replica`, maintenance left out: every part
     /// is read at the resolution the whole window reads at, so a bucket is in one part or excluded,
     /// never both.
-    func measure(on replica: Replica, from: Timestamp, to: Timestamp, now: Timestamp) throws(QueryError) -> Measured {
+    func measure(on replica: Replica, from: Timestamp, to: Timestamp, now: Timestamp, resolution: Resolution? = nil)
+        throws(QueryError) -> Measured
+    {
         let whole = try replica.windowCounts(service: self.service, operations: self.operations, from: from, to: to,
-                                             now: now)
+                                             now: now, resolution: resolution)
         let parts = self.countedParts(from: from, to: to, width: whole.resolution.width)
         var window = whole
         if !self.maintenance.isEmpty {

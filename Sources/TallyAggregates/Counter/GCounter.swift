@@ -77,18 +77,36 @@ public struct GCounter: Lattice {
     /// The counter's value: the sum of every origin's slot.
     public var value: UInt64 {
         var total: UInt64 = 0
-        for slot in self.slots { total &+= slot.value }
+        self.forEachSlot { total &+= $0.value }
         return total
+    }
+
+    /// Calls `body` on every non-zero slot in origin order, without allocating (queries read
+    /// counters by the million: `slots` allocates).
+    @inlinable
+    func forEachSlot(_ body: (Slot) -> Void) {
+        if self.spilled.isEmpty {
+            for position in 0..<self.inlineCount { body(self.inline[position]) }
+        } else {
+            for slot in self.spilled { body(slot) }
+        }
     }
 
     /// The value of one origin's slot.
     public func value(of origin: ReplicaID) -> UInt64 {
-        self.slots.first { $0.origin == origin }?.value ?? 0
+        var found: UInt64 = 0
+        self.forEachSlot { if $0.origin == origin { found = $0.value } }
+        return found
     }
 
     /// The origins with a non-zero slot and their values, in origin order.
     public var originValues: [(origin: ReplicaID, value: UInt64)] {
         self.slots.map { ($0.origin, $0.value) }
+    }
+
+    /// Calls `body` with each origin's non-zero value, in origin order, without allocating.
+    public func forEachOrigin(_ body: (ReplicaID, UInt64) -> Void) {
+        self.forEachSlot { body($0.origin, $0.value) }
     }
 
     /// Adds `amount` to `origin`'s slot.

@@ -45,7 +45,7 @@ public struct LatencyDistribution: Sendable, Equatable {
 
     /// Adds every origin's histogram of `sketch` (in origin order, so every replica sums the same bits).
     public mutating func add(_ sketch: LatencySketch) {
-        for histogram in sketch.histograms {
+        sketch.forEachHistogramInOrder { histogram in
             self.add(
                 scale: sketch.scale, zeroCount: histogram.zeroCount,
                 floorIndex: histogram.hasFloor ? histogram.floorIndex : nil, offset: histogram.offset,

@@ -182,6 +182,24 @@ public struct LatencySketch: Lattice {
         }
     }
 
+    /// Calls `body` on every origin's histogram in origin order (as `histograms` lists them, so
+    /// sums add in the same order on every replica), without allocating.
+    func forEachHistogramInOrder(_ body: (OriginHistogram) -> Void) {
+        guard let primary = self.primary, !primary.isEmpty else {
+            for histogram in self.others { body(histogram) }
+            return
+        }
+        var placed = false
+        for histogram in self.others {
+            if !placed && histogram.origin > primary.origin {
+                body(primary)
+                placed = true
+            }
+            body(histogram)
+        }
+        if !placed { body(primary) }
+    }
+
     /// Calls `body` on every origin's histogram, without allocating.
     func forEachHistogram(_ body: (OriginHistogram) -> Void) {
         if let primary = self.primary, !primary.isEmpty { body(primary) }

@@ -44,12 +44,12 @@ public struct WindowCounts: Sendable, Equatable {
     }
 
     /// Adds one time bucket of a series of `statusClass`.
-    mutating func add(_ aggregate: BucketAggregate, statusClass: StatusClass, byOrigin: Bool) {
+    mutating func add(_ aggregate: borrowing BucketAggregate, statusClass: StatusClass, byOrigin: Bool) {
         self.requests[statusClass, default: 0] &+= aggregate.requests.value
         self.errors &+= aggregate.errors.value
         self.latency.add(aggregate.latency)
         if byOrigin {
-            for (origin, count) in aggregate.requests.originValues {
+            aggregate.requests.forEachOrigin { origin, count in
                 self.requestsByOrigin?[statusClass, default: [:]][origin, default: 0] &+= count
             }
         }
@@ -86,8 +86,8 @@ extension Replica {
         var counts = WindowCounts(resolution: plan.resolution, from: plan.covered.from, to: plan.covered.to,
                                   sketchScale: self.config.sketchScale)
         if byOrigin { counts.requestsByOrigin = [:] }
-        self.forEachBucket(of: plan) { _, statusClass, aggregate in
-            counts.add(aggregate, statusClass: statusClass, byOrigin: byOrigin)
+        self.forEachBucket(of: plan) { _, key, aggregate in
+            counts.add(aggregate, statusClass: key.statusClass, byOrigin: byOrigin)
         }
         return counts
     }
@@ -115,9 +115,9 @@ extension Replica {
                                 sketchScale: self.config.sketchScale)
         }
         let origin = plan.covered.from.millisecondsSinceEpoch
-        self.forEachBucket(of: plan) { start, statusClass, aggregate in
+        self.forEachBucket(of: plan) { start, key, aggregate in
             let index = Int((start - origin) / sliceMillis)
-            if slices.indices.contains(index) { slices[index].add(aggregate, statusClass: statusClass, byOrigin: false) }
+            if slices.indices.contains(index) { slices[index].add(aggregate, statusClass: key.statusClass, byOrigin: false) }
         }
         return (.milliseconds(sliceMillis), slices)
     }
@@ -169,16 +169,36 @@ extension Replica {
     }
 
     /// Every bucket the plan reads, series in key order: its start, its series' status class, it.
-    private func forEachBucket(of plan: WindowPlan, _ body: (Int64, StatusClass, BucketAggregate) -> Void) {
+    private func forEachBucket(of plan: WindowPlan, _ body: (Int64, SeriesKey, borrowing BucketAggregate) -> Void) {
         guard plan.start < plan.end else { return }
         for position in plan.members {
-            let series = self.series[position]
-            let timeBuckets = series.buckets[plan.resolution.rawValue]
-            for index in timeBuckets.positions(from: plan.start, to: plan.end) {
-                let (start, aggregate) = timeBuckets.bucket(at: index)
-                body(start, series.key.statusClass, aggregate)
+            let key = self.series[position].key
+            let timeBuckets = self.series[position].buckets[plan.resolution.rawValue]
+            timeBuckets.forEachBucket(in: timeBuckets.positions(from: plan.start, to: plan.end)) { start, aggregate in
+                body(start, key, aggregate)
             }
         }
+    }
+
+    /// `windowCounts` per operation, in one pass over the window's buckets (what a report's "who
+    /// spent the budget" reads), by origin too when asked for.
+    public func windowCountsByOperation(service: String, operations: Set<String>? = nil, from: Timestamp, to: Timestamp,
+                                        now: Timestamp, byOrigin: Bool = false, limits: QueryLimits? = nil)
+        throws(QueryError) -> [String: WindowCounts]
+    {
+        let plan = try self.windowPlan(service: service, operations: operations, from: from, to: to, now: now,
+                                       resolution: nil, limits: limits)
+        var out: [String: WindowCounts] = [:]
+        for position in plan.members where out[self.series[position].key.operation] == nil {
+            var counts = WindowCounts(resolution: plan.resolution, from: plan.covered.from, to: plan.covered.to,
+                                      sketchScale: self.config.sketchScale)
+            if byOrigin { counts.requestsByOrigin = [:] }
+            out[self.series[position].key.operation] = counts
+        }
+        self.forEachBucket(of: plan) { _, key, aggregate in
+            out[key.operation]?.add(aggregate, statusClass: key.statusClass, byOrigin: byOrigin)
+        }
+        return out
     }
 
     /// The operations `service` has series for, sorted.
