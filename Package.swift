@@ -107,7 +107,7 @@ let package = Package(
         ),
         .testTarget(name: "TallyAggregatesTests", dependencies: ["TallyAggregates"]),
         .testTarget(name: "TallyReplicaTests", dependencies: ["TallyReplica", "TallyAggregates"]),
-        .testTarget(name: "TallySLOTests", dependencies: ["TallySLO", "TallyReplica"]),
+        .testTarget(name: "TallySLOTests", dependencies: ["TallySLO", "TallyReplica", "TallyAggregates"]),
         // Help texts of the CLI, as snapshots (the executable's module, tested in place).
         .testTarget(name: "TallyCLITests", dependencies: [
             "tally", .product(name: "ArgumentParser", package: "swift-argument-parser"),

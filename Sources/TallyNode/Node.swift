@@ -231,6 +231,74 @@ public actor Node {
         return statuses
     }
 
+    /// Which regions a global-consistency SLO evaluation heard from, and how far back it asked.
+    public struct GlobalSLOView: Sendable {
+        public var answered: [String]
+        public var missing: [(region: String, reason: String)]
+        /// Buckets newer than this were read from every answering region; older ones are taken as
+        /// replicated (the horizon covers the furthest any origin is behind, plus 5 minutes).
+        public var horizon: Duration
+    }
+
+    /// The SLOs evaluated at global consistency: this region's state joined with the recent
+    /// buckets every answering region holds of each SLO's service (global reads, the CRDT join),
+    /// so events not yet replicated here count too; the regions that did not answer are named.
+    public func sloStatusesGlobally(named name: String? = nil, specs given: [SLOSpec]? = nil, at: Timestamp? = nil,
+                                    breakdown: Bool = false) async throws(QueryError)
+        -> (statuses: [(status: SLOStatus, breakdown: SLOBreakdown?)], view: GlobalSLOView)
+    {
+        let now = self.clock()
+        let at = at ?? now
+        let specs = (given ?? self.slos).filter { name == nil || $0.name == name }
+        // Everything older than the furthest-behind origin (and a margin) is already here.
+        let behind = self.core.replica.staleness(now: now).compactMap(\.behind).max() ?? .zero
+        let horizon = min(max(behind, .zero) + .seconds(300), .seconds(86_400))
+        var requests: [ReadRequest] = []
+        for spec in specs {
+            let latency: Bool
+            if case .latency = spec.indicator { latency = true } else { latency = false }
+            for (resolution, range) in spec.reads(on: self.core.replica, at: at, now: now).sorted(by: { $0.key < $1.key }) {
+                let request = ReadRequest(id: 0, service: spec.service, operation: nil, statusClass: nil,
+                                          resolution: resolution, from: max(range.from, at - horizon), to: range.to,
+                                          latency: latency, users: false)
+                if !requests.contains(request) { requests.append(request) }
+            }
+        }
+        var answers: [ReadAnswer] = []
+        var answered: Set<String> = []
+        var missing: [String: String] = [:]
+        for request in requests {
+            self.notePeers(now: self.clock())
+            let query = Query(service: request.service, from: request.from, to: request.to, metrics: [.count])
+            let started: (id: UInt64, actions: [NodeCore.Action])
+            do {
+                started = try self.core.startGlobalRead(request, describedBy: query, now: self.clock())
+            } catch {
+                for region in self.core.peers.keys { missing[region] = missing[region] ?? "\(error)" }
+                continue
+            }
+            let read = await withCheckedContinuation { continuation in
+                self.reads[started.id] = continuation
+                self.carryOut(started.actions)
+            }
+            for (region, answer) in read.answers {
+                answered.insert(region)
+                answers.append(answer)
+            }
+            for (region, reason) in read.missing { missing[region] = missing[region] ?? reason }
+        }
+        let joined = self.core.replica.joining(answers, now: now)
+        var statuses: [(status: SLOStatus, breakdown: SLOBreakdown?)] = []
+        for spec in specs {
+            let status = try spec.evaluate(on: joined, at: at, now: now)
+            statuses.append((status, breakdown ? try spec.breakdown(on: joined, at: at, now: now) : nil))
+        }
+        let view = GlobalSLOView(
+            answered: [self.config.region] + answered.subtracting(missing.keys).sorted(),
+            missing: missing.keys.sorted().map { ($0, missing[$0]!) }, horizon: horizon)
+        return (statuses, view)
+    }
+
     /// The region each origin this node can name belongs to: its own, and each connected peer's
     /// current incarnation (from its hello). Earlier incarnations are not named.
     public func originRegions() -> [ReplicaID: String] {

@@ -490,15 +490,25 @@ public struct NodeCore: Sendable {
     public mutating func startGlobalRead(_ query: Query, now: Timestamp) throws(GlobalReadRefusal)
         -> (id: UInt64, actions: [Action])
     {
-        guard self.reads.count < self.config.globalReadsMax else { throw .busy(waiting: self.reads.count) }
-        self.nextReadID &+= 1
-        let id = self.nextReadID
         let request: ReadRequest
         do {
-            request = try self.replica.readRequest(for: query, id: id, now: now)
+            request = try self.replica.readRequest(for: query, id: 0, now: now)
         } catch {
             throw .query(error)
         }
+        return try self.startGlobalRead(request, describedBy: query, now: now)
+    }
+
+    /// Starts a global read of exactly these buckets (`request`'s id is replaced): what an SLO
+    /// evaluated at global consistency asks for. `query` only describes it in the completion.
+    public mutating func startGlobalRead(_ request: ReadRequest, describedBy query: Query, now: Timestamp)
+        throws(GlobalReadRefusal) -> (id: UInt64, actions: [Action])
+    {
+        guard self.reads.count < self.config.globalReadsMax else { throw .busy(waiting: self.reads.count) }
+        self.nextReadID &+= 1
+        let id = self.nextReadID
+        var request = request
+        request.id = id
         var actions: [Action] = []
         var read = PendingRead(query: query, deadline: now + self.config.globalReadTimeout, owed: [])
         let bytes = request.encoded()

@@ -41,7 +41,7 @@ public struct View: Sendable, Equatable {
     }
 
     /// `5m4s`, `2h`, `3d4h`: at most two units, whole seconds.
-    static func words(_ duration: Duration) -> String {
+    public static func words(_ duration: Duration) -> String {
         var seconds = max(0, duration.milliseconds / 1_000)
         var parts: [String] = []
         for (unit, size) in [("d", Int64(86_400)), ("h", 3_600), ("m", 60), ("s", 1)] where seconds >= size || (unit == "s" && parts.isEmpty) {

@@ -54,6 +54,10 @@ public enum SLOFile {
         if let line = YAMLText.firstAlias(in: text) {
             throw SLOError(key: "(document)", value: "line \(line)", message: "uses a YAML alias; spec files may not")
         }
+        if let line = try YAMLText.firstNonScalarKey(in: text) {
+            throw SLOError(key: "(document)", value: "line \(line)",
+                           message: "has a mapping key that is a list or a mapping; keys are plain names")
+        }
         if OpenSLO.looksLike(text) { return try OpenSLO.parse(yaml: text) }
         guard let root = try Yams.load(yaml: text) as? [String: Any] else {
             throw SLOError(key: "(document)", value: "", message: "must be a mapping with `slos:`")

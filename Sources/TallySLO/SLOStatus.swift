@@ -52,6 +52,20 @@ extension SLOSpec {
         return parts
     }
 
+    /// The buckets an evaluation as of `at` reads, per resolution: [from, to) ranges (each window
+    /// at the resolution it reads at). A global-consistency evaluation asks every region for
+    /// the recent part of these.
+    public func reads(on replica: Replica, at: Timestamp, now: Timestamp) -> [Resolution: (from: Timestamp, to: Timestamp)] {
+        var reads: [Resolution: (from: Timestamp, to: Timestamp)] = [:]
+        let end = at + .milliseconds(1)
+        for from in [self.window.bounds(at: at).from] + self.burnWindows.map({ at - $0 }) {
+            let resolution = replica.windowResolution(from: from, now: now)
+            let known = reads[resolution]
+            reads[resolution] = (min(known?.from ?? from, from), end)
+        }
+        return reads
+    }
+
     /// What one window of an SLO measured: the counts its objective is about (events, or time
     /// slices under Timeslices budgeting), the requests behind them, and for a latency SLI the
     /// good requests' bounds.

@@ -49,3 +49,36 @@ package enum YAMLText {
         return nil
     }
 }
+
+import Yams
+
+extension YAMLText {
+    /// Composes every document of `text` and returns the line of the first mapping key that is
+    /// not a plain scalar (`? [a]: b`, `{[x]: y}`), or nil. Yams' `load` force-unwraps such a key
+    /// into a String and traps: a spec posted to a node must never reach it. Throws what the YAML
+    /// parser throws for text that is not YAML. At most `nodesMax` nodes are walked.
+    package static func firstNonScalarKey(in text: String, nodesMax: Int = 1_000_000) throws -> Int? {
+        var budget = nodesMax
+        func walk(_ node: Yams.Node) -> Int?? {
+            budget -= 1
+            guard budget >= 0 else { return .some(nil) }
+            switch node {
+            case .scalar, .alias:
+                return nil
+            case .mapping(let mapping):
+                for (key, value) in mapping {
+                    guard case .scalar = key else { return .some(key.mark.map { $0.line } ?? 0) }
+                    if let found = walk(value) { return found }
+                }
+                return nil
+            case .sequence(let sequence):
+                for item in sequence { if let found = walk(item) { return found } }
+                return nil
+            }
+        }
+        for document in try Yams.compose_all(yaml: text) {
+            if let found = walk(document) { return found ?? 0 }
+        }
+        return nil
+    }
+}

@@ -167,6 +167,10 @@ extension Scenario {
         func fail(_ key: String, _ message: String) -> ScenarioError {
             ScenarioError(file: file, key: key, message: message)
         }
+        if let line = YAMLText.firstAlias(in: text) { throw fail("(document)", "uses a YAML alias (line \(line))") }
+        if let line = try YAMLText.firstNonScalarKey(in: text) {
+            throw fail("(document)", "has a mapping key that is a list or a mapping (line \(line)); keys are plain names")
+        }
         guard let root = try Yams.load(yaml: text) as? [String: Any] else {
             throw fail("(document)", "must be a mapping of keys to values")
         }

@@ -11,14 +11,18 @@ import TallySLO
 struct SLOReportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report", abstract: "Report SLOs of a spec file, evaluated on a node's state.",
-        usage: "tally slo report --spec FILE [--node URL] [--at TIME] [--format FORMAT]\n"
-            + "                 [--output FILE]",
+        usage: "tally slo report --spec FILE [--node URL] [--consistency global]\n"
+            + "                 [--at TIME] [--format FORMAT] [--output FILE]",
         discussion: """
             Sends the spec file to the node, which evaluates every SLO in it on its region's state, \
             and prints the SLI, the error budget, the burn rate per window and each alert rule, \
             who spent the budget and the calendar history, each saying how it was computed (see \
             docs/slo.md). --format html writes one self-contained page with SVG charts.
             """)
+
+    enum Consistency: String, ExpressibleByArgument, CaseIterable {
+        case local, global
+    }
 
     enum Format: String, ExpressibleByArgument, CaseIterable {
         case text, json, markdown, html
@@ -32,6 +36,10 @@ struct SLOReportCommand: AsyncParsableCommand {
 
     @Option(help: "API key secret sent as Authorization: Bearer.")
     var key = "dev-key"
+
+    @Option(help: ArgumentHelp("local: the node's state; global: joined with every region's recent buckets.",
+                               valueName: "consistency"))
+    var consistency: Consistency = .local
 
     @Option(help: "Evaluate as of this instant (RFC 3339), not now.")
     var at: String?
@@ -50,10 +58,11 @@ struct SLOReportCommand: AsyncParsableCommand {
             throw CommandFailure(message: "\(error)")
         }
         let text = try String(contentsOfFile: self.spec, encoding: .utf8)
-        var url = self.node + "/v1/slo"
+        var parameters = ["consistency=\(self.consistency.rawValue)"]
         if let at = self.at {
-            url += "?at=" + (at.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-:."))) ?? at)
+            parameters.append("at=" + (at.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-:."))) ?? at))
         }
+        let url = self.node + "/v1/slo?" + parameters.joined(separator: "&")
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Authorization", value: "Bearer \(self.key)")
@@ -73,7 +82,16 @@ struct SLOReportCommand: AsyncParsableCommand {
         guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
             let slos = object["slos"] as? [[String: Any]]
         else { throw CommandFailure(message: "\(self.node): the answer is not an SLO report") }
-        let region = object["region"] as? String ?? "?"
+        var region = object["region"] as? String ?? "?"
+        if let consistency = object["consistency"] as? String {
+            region += ", \(consistency) consistency"
+            if let regions = object["regions"] as? [String: Any], let missing = regions["missing"] as? [[String: Any]],
+                !missing.isEmpty
+            {
+                region += "; not answering: " + missing.map { "\($0["region"] ?? "?") (\($0["reason"] ?? "?"))" }
+                    .joined(separator: ", ")
+            }
+        }
         let report: String
         switch self.format {
         case .json: report = String(buffer: body)

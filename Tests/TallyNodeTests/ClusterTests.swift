@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import Testing
 import TallyReplica
+import TallySLO
 @testable import TallyNode
 
 /// Three region nodes in this process, replicating over mutual TLS on loopback.
@@ -274,5 +275,52 @@ import TallyReplica
         #expect(outcomes.filter { $0 == "no answer within 2.0 seconds,no answer within 2.0 seconds" }.count
             == Node.globalReadsMax, "\(Set(outcomes))")
         for node in nodes { await node.stop() }
+    }
+}
+
+/// SLOs at global consistency: what another region counted and has not replicated yet counts.
+@Suite struct GlobalSLOTests {
+    @Test func aGlobalEvaluationCountsWhatIsNotReplicatedYetAndNamesWhoDidNotAnswer() async throws {
+        let directory = NSTemporaryDirectory() + "tally-global-slo-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // Gossip once an hour: nothing replicates during the test, but reads are answered at once.
+        let nodes = try await ClusterTests.start(try await ClusterTests.configs(directory: directory, gossip: "1h"))
+        defer { Task { for node in nodes { await node.stop() } } }
+        let now = Node.wallClock()
+        let failing = (0..<100).map { index in
+            BatchItem.event(Event(service: "checkout", operation: "pay", status: index < 20 ? 503 : 200,
+                                  latencyMicros: 1_000, user: "u\(index)", timestamp: now))
+        }
+        guard case .accepted = await nodes[1].ingest(items: failing, client: "test", idempotencyKey: nil) else {
+            Issue.record("not accepted")
+            return
+        }
+        let spec = try SLOFile.parse(yaml: "slos: [{name: c, service: checkout, objective: 99, window: 1d}]", file: "t")
+        // Until each node has agreed a protocol with its peers (connections come up).
+        var view: Node.GlobalSLOView?
+        for _ in 0..<100 {
+            let (_, seen) = try await nodes[0].sloStatusesGlobally(specs: spec)
+            view = seen
+            if seen.missing.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let local = try await nodes[0].sloStatuses(specs: spec)
+        #expect(local.first?.status.counts == EventCounts(total: 0, bad: 0))
+        let (global, _) = try await nodes[0].sloStatusesGlobally(specs: spec)
+        #expect(global.first?.status.counts == EventCounts(total: 100, bad: 20))
+        #expect(view?.answered == ["us-east", "ap-south", "eu-west"])
+        // A region that is down is named, and what the others hold still counts.
+        await nodes[2].stop()
+        var missing: [String] = []
+        for _ in 0..<100 {
+            let (statuses, seen) = try await nodes[0].sloStatusesGlobally(specs: spec)
+            missing = seen.missing.map(\.region)
+            if !missing.isEmpty {
+                #expect(statuses.first?.status.counts == EventCounts(total: 100, bad: 20))
+                break
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(missing == ["ap-south"])
     }
 }

@@ -472,23 +472,81 @@ extension API {
         } catch {
             return Self.error(.badRequest, error.description)
         }
-        let statuses: [(status: SLOStatus, breakdown: SLOBreakdown?)]
+        let global: Bool
         do {
-            statuses = try await node.sloStatuses(named: name, at: at, breakdown: name != nil)
+            global = try Self.globalConsistency(request)
         } catch {
             return Self.error(.badRequest, error.description)
         }
-        let origins = await node.originRegions()
+        let evaluated: SLOAnswer
+        do {
+            evaluated = try await Self.evaluate(node: node, named: name, specs: nil, at: at, breakdown: name != nil,
+                                                global: global)
+        } catch {
+            return Self.error(.badRequest, error.description)
+        }
         if let name {
-            guard let status = statuses.first else {
+            guard let status = evaluated.statuses.first else {
                 return Self.error(.notFound, "no SLO named \(ConfigError.quote(name)); GET /v1/slo lists them")
             }
-            return Self.json(Self.slo(status.status, breakdown: status.breakdown, region: node.config.region,
-                                      origins: origins))
+            var object = Self.slo(status.status, breakdown: status.breakdown, region: node.config.region,
+                                  origins: evaluated.origins)
+            object.merge(evaluated.consistency) { _, new in new }
+            return Self.json(object)
         }
-        return Self.json(["region": node.config.region, "slos": statuses.map {
-            Self.slo($0.status, breakdown: $0.breakdown, region: node.config.region, origins: origins)
-        }])
+        return Self.json(evaluated.object(region: node.config.region))
+    }
+
+    /// SLOs evaluated for an answer: their statuses, the origins' regions, and the consistency.
+    struct SLOAnswer {
+        var statuses: [(status: SLOStatus, breakdown: SLOBreakdown?)]
+        var origins: [ReplicaID: String]
+        /// `consistency`, and at global consistency the regions answered and missing.
+        var consistency: [String: Any]
+
+        func object(region: String) -> [String: Any] {
+            var object: [String: Any] = ["region": region, "slos": self.statuses.map {
+                API.slo($0.status, breakdown: $0.breakdown, region: region, origins: self.origins)
+            }]
+            object.merge(self.consistency) { _, new in new }
+            return object
+        }
+    }
+
+    static func evaluate(node: Node, named name: String?, specs: [SLOSpec]?, at: Timestamp?, breakdown: Bool,
+                         global: Bool) async throws(QueryError) -> SLOAnswer
+    {
+        let origins = await node.originRegions()
+        guard global else {
+            let statuses = try await node.sloStatuses(named: name, specs: specs, at: at, breakdown: breakdown)
+            return SLOAnswer(statuses: statuses, origins: origins, consistency: [
+                "consistency": "local",
+                "consistency_how": "this region's state: what other regions counted is here once replicated "
+                    + "(GET /v1/cluster shows how far behind each is)",
+            ])
+        }
+        let (statuses, view) = try await node.sloStatusesGlobally(named: name, specs: specs, at: at, breakdown: breakdown)
+        return SLOAnswer(statuses: statuses, origins: origins, consistency: [
+            "consistency": "global",
+            "regions": [
+                "answered": view.answered,
+                "missing": view.missing.map { ["region": $0.region, "reason": $0.reason] },
+            ] as [String: Any],
+            "consistency_how": "this region's state joined with the buckets of the last "
+                + "\(View.words(view.horizon)) that every answering region holds (older ones are replicated already); "
+                + (view.missing.isEmpty ? "every region answered"
+                    : "a region that did not answer is counted as far as it has replicated here"),
+        ])
+    }
+
+    /// `?consistency=local` (the default) or `global`.
+    static func globalConsistency(_ request: Request) throws(QueryError) -> Bool {
+        switch Self.formParameters(request.uri.query)["consistency"] {
+        case nil, "local": return false
+        case "global": return true
+        case let other?:
+            throw .invalid(parameter: "consistency", message: "\(ConfigError.quote(other)) is neither local nor global")
+        }
     }
 
     /// `?at=` (RFC 3339 or epoch milliseconds), or nil for now.
@@ -518,16 +576,14 @@ extension API {
         } catch {
             return Self.error(.badRequest, "\(error)")
         }
-        let statuses: [(status: SLOStatus, breakdown: SLOBreakdown?)]
+        let evaluated: SLOAnswer
         do {
-            statuses = try await node.sloStatuses(specs: specs, at: at, breakdown: true)
+            evaluated = try await Self.evaluate(node: node, named: nil, specs: specs, at: at, breakdown: true,
+                                                global: try Self.globalConsistency(request))
         } catch {
             return Self.error(.badRequest, error.description)
         }
-        let origins = await node.originRegions()
-        return Self.json(["region": node.config.region, "slos": statuses.map {
-            Self.slo($0.status, breakdown: $0.breakdown, region: node.config.region, origins: origins)
-        }])
+        return Self.json(evaluated.object(region: node.config.region))
     }
 
     static func slo(_ status: SLOStatus, breakdown: SLOBreakdown?, region: String, origins: [ReplicaID: String])

@@ -198,6 +198,16 @@ extension Replica {
         return ReadAnswer(id: request.id, outcome: .buckets, buckets: buckets)
     }
 
+    /// A copy of this replica with the buckets peers answered merged in (the CRDT join: nothing
+    /// counts twice); this replica is unchanged.
+    public func joining(_ answers: [ReadAnswer], now: Timestamp) -> Replica {
+        var joined = self
+        for answer in answers {
+            for bucket in answer.buckets { joined.merge(bucket, now: now) }
+        }
+        return joined
+    }
+
     /// `query` over this replica's state joined with the buckets peers answered: the global read.
     /// The join happens on a copy; this replica is unchanged.
     public func query(_ query: Query, now: Timestamp, joining answers: [ReadAnswer],

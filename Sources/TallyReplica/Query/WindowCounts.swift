@@ -122,6 +122,14 @@ extension Replica {
         return (.milliseconds(sliceMillis), slices)
     }
 
+    /// The resolution a window from `from` reads at: the finest whose retention still holds it.
+    public func windowResolution(from: Timestamp, now: Timestamp) -> Resolution {
+        let retention = self.config.retention
+        return Resolution.allCases.first {
+            retention.keeps($0, bucketStart: from.floor(toMultipleOf: $0.width), now: now)
+        } ?? .day
+    }
+
     /// What a window reads: its resolution, the buckets' range, and the member series in key order.
     struct WindowPlan {
         var resolution: Resolution
@@ -140,10 +148,7 @@ extension Replica {
             throw .invalid(parameter: name, message: "\(time.millisecondsSinceEpoch) ms is outside the supported range")
         }
         guard from < to else { throw .invalid(parameter: "from", message: "must be before to") }
-        let retention = self.config.retention
-        let resolution = chosen ?? Resolution.allCases.first {
-            retention.keeps($0, bucketStart: from.floor(toMultipleOf: $0.width), now: now)
-        } ?? .day
+        let resolution = chosen ?? self.windowResolution(from: from, now: now)
         // Buckets starting in [from, to): from rounded up to a boundary, to exclusive.
         let width = resolution.width.milliseconds
         let first = from.floor(toMultipleOf: resolution.width).millisecondsSinceEpoch
