@@ -35,6 +35,30 @@ import TallyReplica
 
     /// `retention: 292471208y` was accepted and the first POST then killed the node; a huge
     /// idempotency window overflowed the key's expiry and a retried batch counted twice.
+    @Test func theAlertingSectionIsCheckedKeyByKey() throws {
+        let config = try NodeConfig.parse(yaml: Self.base + """
+            observe_self: true
+            alerting:
+              alertmanagers: ["http://127.0.0.1:9093/", "https://am.example:443"]
+              evaluate_every: 30s
+              stale_after: 2m
+            """, file: "n1.yaml")
+        #expect(config.observeSelf)
+        #expect(config.alerting.alertmanagers == ["http://127.0.0.1:9093", "https://am.example:443"])
+        #expect(config.alerting.evaluateEvery == .seconds(30) && config.alerting.resendEvery == .seconds(60))
+        #expect(config.core(frameBytesMax: 1 << 20).staleAfter == .seconds(120))
+        for (yaml, key) in [("alerting:\n  alertmanagers: [\"ftp://x\"]\n", "alerting.alertmanagers[0]"),
+                            ("alerting:\n  alertmanagers: [\"http://user@x:9093\"]\n", "alerting.alertmanagers[0]"),
+                            ("alerting:\n  alertmanagers: [\"http://x:99999\"]\n", "alerting.alertmanagers[0]"),
+                            ("alerting:\n  evaluate_every: 0s\n", "alerting.evaluate_every"),
+                            ("alerting:\n  resend_every: 2h\n", "alerting.resend_every"),
+                            ("alerting:\n  silence: true\n", "alerting.silence"),
+                            ("observe_self: maybe\n", "observe_self")] {
+            let problem = Self.problem(yaml)
+            #expect(problem?.contains(key) == true, "\(yaml): \(problem ?? "accepted")")
+        }
+    }
+
     @Test func durationsThatWouldOverflowAreRefused() {
         #expect(Self.problem("retention:\n  day: 292471208y\n")
             == "n1.yaml: retention.day: must be 1m to 100y (got 292471208y)")
