@@ -13,6 +13,9 @@ public struct SLOStatus: Sendable {
     public var events: UInt64
     /// For a latency SLI: good requests as bounds (the verdicts use `certain`).
     public var goodBounds: (certain: UInt64, possible: UInt64)?
+    /// Under Timeslices budgeting, the width of the window's slices as read: the spec's, or one
+    /// bucket of the resolution the window reads at when that is wider (a 30-day window reads hours).
+    public var sliceWidth: Duration? = nil
     public var budget: ErrorBudget
     /// Burn rate per window length, for every window the rules name (and 1 day), shortest first.
     public var burnRates: [(window: Duration, counts: EventCounts, rate: BurnRate)]
@@ -73,6 +76,8 @@ extension SLOSpec {
         var counts: EventCounts
         var events: UInt64
         var goodBounds: (certain: UInt64, possible: UInt64)?
+        /// Under Timeslices budgeting, the slices' width as read (at least one bucket).
+        var sliceWidth: Duration? = nil
     }
 
     /// Good and bad events (or slices) in [from, to) on `replica`, maintenance left out: every part
@@ -99,9 +104,11 @@ extension SLOSpec {
         }
         var good: UInt64 = 0
         var bad: UInt64 = 0
+        var width = slice
         for part in parts {
-            let (_, slices) = try replica.sliceCounts(service: self.service, operations: self.operations, from: part.from,
+            let (read, slices) = try replica.sliceCounts(service: self.service, operations: self.operations, from: part.from,
                                                       to: part.to, now: now, slice: slice, resolution: whole.resolution)
+            width = read
             for counts in slices {
                 let inSlice = self.events(in: counts).counts
                 // Good when good / total >= target, exactly: good x 10^6 >= target x total.
@@ -112,7 +119,8 @@ extension SLOSpec {
                 }
             }
         }
-        return Measured(counts: EventCounts(total: good + bad, bad: bad), events: events.total, goodBounds: goodBounds)
+        return Measured(counts: EventCounts(total: good + bad, bad: bad), events: events.total, goodBounds: goodBounds,
+                        sliceWidth: width)
     }
 
     /// Good and bad requests of one window's counts, by the SLI.
@@ -159,7 +167,7 @@ extension SLOSpec {
         }
         return SLOStatus(
             spec: self, at: now, window: bounds, counts: measured.counts, events: measured.events,
-            goodBounds: measured.goodBounds,
+            goodBounds: measured.goodBounds, sliceWidth: measured.sliceWidth,
             budget: ErrorBudget(objective: self.objective, window: self.window.length(at: now), counts: measured.counts),
             burnRates: rates, verdicts: verdicts)
     }

@@ -637,6 +637,16 @@ extension API {
             sli["how"] = "requests no slower than the threshold / all requests, from the latency sketch; the requests "
                 + "of the sketch bucket the threshold falls in count as bad (good_bounds gives both sides)"
         }
+        if case .timeslices(let slice, let target) = spec.budgeting, let width = status.sliceWidth {
+            sli["unit"] = "slices"
+            sli["slice_seconds"] = Double(width.milliseconds) / 1_000
+            sli["requests"] = status.events
+            sli["how"] = "good slices / all slices: the window in slices of \(width.shortDescription)"
+                + (width > slice ? " (\(slice.shortDescription) asked; the window is read in buckets of "
+                    + "\(width.shortDescription), and a slice is at least one)" : "")
+                + ", a slice good when at least \(target) of its requests are (one without requests is good); "
+                + "\(status.events) requests"
+        }
         var object: [String: Any] = [
             "name": spec.name, "service": spec.service, "objective": spec.objective.description,
             "indicator": spec.indicator.description, "window": spec.window.description,
