@@ -125,7 +125,11 @@ import TallyReplica
         for case .persist(let entry) in replica.ingest(Self.batch(1), now: Self.now) { try await store.append(entry) }
         try await store.store(EncodedCheckpoint(replica.checkpoint(now: Self.now)))
         try await Self.waitUntil { await store.checkpointsWritten == 1 }
-        let pool = try DatabasePool(path: store.path)
+        // The store may still be trimming its log after the checkpoint: wait for its write lock
+        // rather than fail on it.
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        let pool = try DatabasePool(path: store.path, configuration: configuration)
         try await pool.write { db in
             try db.execute(sql: "UPDATE bucket SET aggregate = x'1001ff' WHERE resolution = 1")
         }

@@ -167,6 +167,9 @@ public actor EventStore {
         }
         self.path = (directory as NSString).appendingPathComponent("tally.sqlite")
         var configuration = Configuration()
+        // Another reader of the file (a backup, `sqlite3` by an operator) may hold a lock for a
+        // moment: wait for it instead of failing the store.
+        configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in
             // FULL: a commit is on disk when it returns, power loss included (WAL mode).
             try db.execute(sql: "PRAGMA synchronous = FULL")
