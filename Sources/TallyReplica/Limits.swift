@@ -23,6 +23,11 @@ public struct Limits: Sendable, Equatable {
     public var idempotencyKeysMax: Int
     /// Longest idempotency key, in UTF-8 bytes.
     public var idempotencyKeyBytesMax: Int
+    /// How long a span's fingerprint is remembered (OTLP exporters retry for minutes, not hours).
+    public var spanWindow: Duration
+    /// Most span fingerprints remembered; past it the oldest are forgotten first (about 30 bytes
+    /// each: size it to spans per second times the window).
+    public var spanFingerprintsMax: Int
     /// Most bytes of batches or state chunks sent in answer to one digest (the per-round budget).
     public var gossipBytesMax: Int
     /// Most bytes of sealed batches kept per origin for peers that are behind; a peer behind the
@@ -38,6 +43,7 @@ public struct Limits: Sendable, Equatable {
         servicesMax: Int = 10_000, operationsPerServiceMax: Int = 1_000, latencyMax: Duration = .seconds(3_600),
         futureSkewMax: Duration = .seconds(300), idempotencyWindow: Duration = .seconds(86_400),
         idempotencyKeysMax: Int = 1_000_000, idempotencyKeyBytesMax: Int = 256,
+        spanWindow: Duration = .seconds(900), spanFingerprintsMax: Int = 2_000_000,
         gossipBytesMax: Int = 256 << 10, replicationBufferBytesMax: Int = 8 << 20, sealBucketsMax: Int = 1_024,
         query: QueryLimits = QueryLimits()
     ) {
@@ -51,6 +57,8 @@ public struct Limits: Sendable, Equatable {
         self.idempotencyWindow = idempotencyWindow
         self.idempotencyKeysMax = idempotencyKeysMax
         self.idempotencyKeyBytesMax = idempotencyKeyBytesMax
+        self.spanWindow = spanWindow
+        self.spanFingerprintsMax = spanFingerprintsMax
         self.gossipBytesMax = gossipBytesMax
         self.replicationBufferBytesMax = replicationBufferBytesMax
         self.sealBucketsMax = sealBucketsMax

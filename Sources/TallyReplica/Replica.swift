@@ -23,6 +23,8 @@ public struct Replica: Sendable {
     private var operations: [String: Set<String>] = [:]
     /// Remembered answers by idempotency key, and their expiry order.
     var idempotency: IdempotencyCache
+    /// Fingerprints of the spans counted within the span window (`EventBatch.fingerprints`).
+    var spans: ExpiringMemory<UInt64, Bool>
     /// The sequence of the last log entry this replica produced or replayed.
     public internal(set) var lastSequence: UInt64 = 0
     /// Bumped by every change to the aggregates; the node derives ETags from it.
@@ -44,6 +46,7 @@ public struct Replica: Sendable {
         self.config = config
         self.plan = IngestPlan(config)
         self.idempotency = IdempotencyCache(capacity: config.limits.idempotencyKeysMax)
+        self.spans = ExpiringMemory(capacity: config.limits.spanFingerprintsMax)
         self.replication = ReplicationState(config)
     }
 
@@ -82,11 +85,20 @@ public struct Replica: Sendable {
         var accepted: [Event] = []
         accepted.reserveCapacity(batch.items.count)
         var rejected: [EventRejection] = []
+        let fingerprinted = !batch.fingerprints.isEmpty
+        var fingerprints: [UInt64] = []
+        var duplicates = 0
+        if fingerprinted { self.spans.expire(now: now) }
         for (index, item) in batch.items.enumerated() {
             switch item {
             case .invalid(let message):
                 rejected.append(EventRejection(index: index, reason: .invalid(message)))
             case .event(let event):
+                let fingerprint = fingerprinted ? batch.fingerprints[index] : 0
+                if fingerprint != 0 && self.spans[fingerprint] != nil {
+                    duplicates += 1
+                    continue
+                }
                 // The series key needs a valid status; an invalid one is rejected by admit.
                 let statusValid = (100...599).contains(event.status)
                 let known = statusValid ? self.seriesIndex[event.seriesKey] : nil
@@ -95,17 +107,21 @@ public struct Replica: Sendable {
                 } else {
                     self.apply(event, key: event.seriesKey, known: known, now: now)
                     accepted.append(event)
+                    if fingerprint != 0 {
+                        self.spans.insert(fingerprint, true, expiresAt: now + limits.spanWindow)
+                        fingerprints.append(fingerprint)
+                    }
                 }
             }
         }
-        var receipt = IngestReceipt(accepted: accepted.count, rejected: rejected, sequence: 0)
+        var receipt = IngestReceipt(accepted: accepted.count, rejected: rejected, sequence: 0, duplicates: duplicates)
         if !accepted.isEmpty || batch.idempotencyKey != nil {
             // Persist also a batch with nothing accepted when it has a key: its answer must survive.
             self.lastSequence += 1
             receipt.sequence = self.lastSequence
             let entry = LogEntry(
                 sequence: self.lastSequence, acceptedAt: now, client: batch.client,
-                idempotencyKey: batch.idempotencyKey, events: accepted, receipt: receipt)
+                idempotencyKey: batch.idempotencyKey, events: accepted, receipt: receipt, fingerprints: fingerprints)
             self.remember(entry)
             actions.append(.persist(entry))
         }
@@ -126,6 +142,11 @@ public struct Replica: Sendable {
         // As `ingest` did before it looked the key up: a key that expired then may be reused.
         if entry.idempotencyKey != nil { self.idempotency.expire(now: entry.acceptedAt) }
         self.remember(entry)
+        if !entry.fingerprints.isEmpty {
+            self.spans.expire(now: entry.acceptedAt)
+            let expiresAt = entry.acceptedAt + self.config.limits.spanWindow
+            for fingerprint in entry.fingerprints { self.spans.insert(fingerprint, true, expiresAt: expiresAt) }
+        }
     }
 
     /// The timer the replica asked for fired: drop expired time buckets and idempotency keys.
@@ -147,6 +168,7 @@ public struct Replica: Sendable {
             self.expiry = ExpiryPass(at: now.millisecondsSinceEpoch, boundaries: boundaries)
         }
         self.idempotency.expire(now: now)
+        self.spans.expire(now: now)
         if let last = self.replication.lastGossip, now - last < self.config.gossipInterval {
             // Not yet: a tick more often than the gossip interval only expires.
         } else {

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import Testing
 import TallyAggregates
-import TallyReplica
+@testable import TallyReplica
 @testable import TallyNode
 
 @Suite struct EventStoreTests {
@@ -43,7 +43,10 @@ import TallyReplica
                   latencyMicros: Double(100 * (Int(id) + index)), user: "user-\(index)",
                   timestamp: Self.now - .seconds(Int64(id % 200)))
         }
-        return EventBatch(id: BatchID(id), client: "c", idempotencyKey: key, events: events)
+        // Odd batches are spans: their fingerprints go to the log, then to the image.
+        let fingerprints = id % 2 == 0 ? [] : events.indices.map { id << 8 | UInt64($0) + 1 }
+        return EventBatch(id: BatchID(id), client: "c", idempotencyKey: key, items: events.map { .event($0) },
+                          fingerprints: fingerprints)
     }
 
     static func waitUntil(_ condition: () async -> Bool) async throws {
@@ -83,6 +86,9 @@ import TallyReplica
         for entry in log { recovered.replay(entry) }
         #expect(recovered.buckets.map(\.key) == replica.buckets.map(\.key))
         #expect(recovered.buckets.map { $0.aggregate.encoded() } == replica.buckets.map { $0.aggregate.encoded() })
+        #expect(!replica.spans.entries.isEmpty)
+        #expect(recovered.spans.entries.map { "\($0.key)@\($0.expiresAt)#\($0.ordinal)" }
+                == replica.spans.entries.map { "\($0.key)@\($0.expiresAt)#\($0.ordinal)" })
         // A retried key is answered from the image, not counted again.
         let retry = recovered.ingest(Self.batch(10, key: "k10"), now: Self.now)
         guard case .acknowledge(_, let receipt, let replayed) = retry.first else {

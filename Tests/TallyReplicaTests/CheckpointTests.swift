@@ -15,7 +15,8 @@ import TallyAggregates
         // that keys are also evicted early.
         ReplicaConfig(
             id: Self.origin, retention: Retention(minute: .seconds(600), hour: .seconds(7_200), day: .seconds(86_400)),
-            limits: Limits(operationsPerServiceMax: 6, idempotencyWindow: .seconds(900), idempotencyKeysMax: 40))
+            limits: Limits(operationsPerServiceMax: 6, idempotencyWindow: .seconds(900), idempotencyKeysMax: 40,
+                           spanWindow: .seconds(300), spanFingerprintsMax: 60))
     }
 
     /// The disk of a shell: checkpoints folded into an image, plus the log after it.
@@ -53,7 +54,11 @@ import TallyAggregates
         }
         // Keys repeat: some batches are retries of earlier ones.
         let key: String? = random.next() % 3 == 0 ? nil : "k\(random.next() % 60)"
-        return EventBatch(id: BatchID(id), client: "client-\(random.next() % 2)", idempotencyKey: key, items: items)
+        // Some batches are spans: fingerprints repeat across batches (retries, re-batched), some
+        // items have none; they expire (300 s) and are evicted (60 kept).
+        let fingerprints: [UInt64] = random.next() % 2 == 0 ? [] : items.map { _ in random.next() % 100 }
+        return EventBatch(id: BatchID(id), client: "client-\(random.next() % 2)", idempotencyKey: key, items: items,
+                          fingerprints: fingerprints)
     }
 
     /// Everything observable, after expiring both at the same `now`.
@@ -84,6 +89,11 @@ import TallyAggregates
             let reference = names(referenceRecords)
             problems.append("idempotency keys: only live \(live.filter { !reference.contains($0) }), "
                 + "only reference \(reference.filter { !live.contains($0) })")
+        }
+        let liveSpans = live.spans.entries.map { "\($0.key)@\($0.expiresAt)" }
+        let referenceSpans = reference.spans.entries.map { "\($0.key)@\($0.expiresAt)" }
+        if liveSpans != referenceSpans {
+            problems.append("span fingerprints: live \(liveSpans.prefix(8)), reference \(referenceSpans.prefix(8))")
         }
         if live.lastSequence != reference.lastSequence {
             problems.append("sequence \(live.lastSequence) vs \(reference.lastSequence)")
@@ -164,5 +174,61 @@ import TallyAggregates
         #expect(disk.image.buckets.keys.map(\.resolution).sorted { $0.rawValue < $1.rawValue } == [.hour, .day])
         #expect(disk.image.idempotencyKeys.isEmpty)
         #expect(disk.log.isEmpty)
+    }
+}
+
+/// The span ledger's law: within the span window, an event with a fingerprint is counted once,
+/// however its retries are batched, and what is counted is exactly the distinct fingerprints.
+@Suite struct SpanFingerprintTests {
+    static let origin = ReplicaID(region: "eu-west", node: "n1", incarnation: 7)
+    static let start = Timestamp(millisecondsSinceEpoch: 1_795_946_400_000)
+
+    static func span(_ fingerprint: UInt64, status: UInt16 = 200) -> Event {
+        Event(service: "checkout", operation: "GET /cart", status: status, latencyMicros: Double(fingerprint % 997 + 1),
+              timestamp: Self.start - .seconds(1))
+    }
+
+    @Test(arguments: 1...8 as ClosedRange<UInt64>)
+    func distinctFingerprintsAreCountedOnce(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        var replica = Replica(config: ReplicaConfig(id: Self.origin))
+        var distinct = Set<UInt64>()
+        var accepted = 0
+        var duplicates = 0
+        var sent = 0
+        for id in 1...200 as ClosedRange<UInt64> {
+            let fingerprints = (0..<Int(random.next() % 30)).map { _ in 1 + random.next() % 2_000 }
+            let batch = EventBatch(id: BatchID(id), client: "otlp", items: fingerprints.map { .event(Self.span($0)) },
+                                   fingerprints: fingerprints)
+            distinct.formUnion(fingerprints)
+            sent += fingerprints.count
+            for case .acknowledge(_, let receipt, _) in replica.ingest(batch, now: Self.start) {
+                accepted += receipt.accepted
+                duplicates += receipt.duplicates
+            }
+        }
+        #expect(accepted == distinct.count)
+        #expect(accepted + duplicates == sent)
+        let total = replica.buckets.filter { $0.key.resolution == .minute }.reduce(0) { $0 + $1.aggregate.requests.value }
+        #expect(total == UInt64(distinct.count))
+    }
+
+    @Test func aRejectedSpanIsNotRememberedAndAnExpiredOneCountsAgain() {
+        var replica = Replica(config: ReplicaConfig(id: Self.origin, limits: Limits(spanWindow: .seconds(60))))
+        func ingest(_ events: [Event], _ fingerprints: [UInt64], at now: Timestamp) -> IngestReceipt? {
+            let batch = EventBatch(id: BatchID(1), client: "otlp", items: events.map { .event($0) },
+                                   fingerprints: fingerprints)
+            for case .acknowledge(_, let receipt, _) in replica.ingest(batch, now: now) { return receipt }
+            return nil
+        }
+        var future = Self.span(7)
+        future.timestamp = Self.start + .seconds(3_600)
+        #expect(ingest([future], [7], at: Self.start)?.rejected.count == 1)
+        // Rejected, so not remembered: the same span with a valid time counts.
+        #expect(ingest([Self.span(7)], [7], at: Self.start)?.accepted == 1)
+        #expect(ingest([Self.span(7), Self.span(7)], [7, 7], at: Self.start + .seconds(59))?.duplicates == 2)
+        // Past the window it is a new span again (and a fingerprint of 0 is never deduplicated).
+        #expect(ingest([Self.span(7)], [7], at: Self.start + .seconds(61))?.accepted == 1)
+        #expect(ingest([Self.span(0), Self.span(0)], [0, 0], at: Self.start + .seconds(61))?.accepted == 2)
     }
 }

@@ -108,3 +108,33 @@ import TallyAggregates
         }
     }
 }
+
+/// What an older build wrote to its disk still reads: a version-1 log entry and receipt (before
+/// duplicates and span fingerprints) decode to the same entry with none of either.
+@Suite struct StoredVersionTests {
+    @Test func aVersionOneLogEntryAndReceiptStillDecode() throws {
+        let event = Event(service: "checkout", operation: "GET /cart", status: 200, latencyMicros: 1_500,
+                          user: "u1", timestamp: Timestamp(millisecondsSinceEpoch: 1_795_946_400_000))
+        let receipt = IngestReceipt(accepted: 1, rejected: [], sequence: 3)
+        let entry = LogEntry(sequence: 3, acceptedAt: Timestamp(millisecondsSinceEpoch: 1_795_946_401_000),
+                             client: "c", idempotencyKey: "k", events: [event], receipt: receipt)
+        let current = entry.encoded()
+        #expect(current[1] == 2)
+        // Version 1's body is version 2's without the trailing duplicates (0) and fingerprint count (0).
+        var v1 = Array(current.dropLast(2))
+        v1[1] = 1
+        #expect(try LogEntry(encoded: v1) == entry)
+        var receiptV1 = Array(receipt.encoded().dropLast(1))
+        receiptV1[1] = 1
+        #expect(try IngestReceipt(encoded: receiptV1) == receipt)
+        // Version 2 round-trips its new fields; a version from the future is refused by name.
+        var spans = entry
+        spans.events.append(event)
+        spans.fingerprints = [42, 7]
+        spans.receipt.duplicates = 2
+        #expect(try LogEntry(encoded: spans.encoded()) == spans)
+        var future = current
+        future[1] = 3
+        #expect(throws: DecodeError.self) { try LogEntry(encoded: future) }
+    }
+}

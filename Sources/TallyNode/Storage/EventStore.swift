@@ -87,6 +87,18 @@ public actor EventStore {
                 )
                 """)
         }
+        migrator.registerMigration("v5: span fingerprints") { db in
+            // Fingerprints of counted OTLP spans (trace id and span id), so a span retried after a
+            // restart is still a duplicate. By bit pattern, like origins.
+            try db.execute(sql: """
+                CREATE TABLE span_fingerprint (
+                    fingerprint INTEGER PRIMARY KEY,
+                    expires_at INTEGER NOT NULL,
+                    ordinal INTEGER NOT NULL
+                );
+                CREATE INDEX span_fingerprint_by_expiry ON span_fingerprint (expires_at);
+                """)
+        }
         return migrator
     }()
 
@@ -264,6 +276,13 @@ public actor EventStore {
                 expiresAt: try time(row["expires_at"], "idempotency key \(client)/\(key)"))
             image.idempotencyKeys[record.name] = record
         }
+        let spans = try Row.fetchCursor(db, sql: "SELECT fingerprint, expires_at, ordinal FROM span_fingerprint")
+        while let row = try spans.next() {
+            let fingerprint = UInt64(bitPattern: row["fingerprint"])
+            image.spanFingerprints[fingerprint] = SpanFingerprint(
+                fingerprint: fingerprint, expiresAt: try time(row["expires_at"], "span fingerprint \(fingerprint)"),
+                ordinal: UInt64(bitPattern: row["ordinal"]))
+        }
         return image
     }
 
@@ -411,6 +430,7 @@ public struct EncodedCheckpoint: Sendable {
     let newSeries: [SeriesKey]
     let buckets: [(series: Int64, resolution: Int64, start: Int64, aggregate: Data)]
     let keys: [(client: String, key: String, sequence: Int64, expiresAt: Int64, receipt: Data)]
+    let spans: [SpanFingerprint]
     let expiredBefore: [Int64]
     let origins: [OriginVersion]
     /// Time buckets it writes.
@@ -436,6 +456,7 @@ public struct EncodedCheckpoint: Sendable {
             (record.client, record.key, Int64(record.receipt.sequence), record.expiresAt.millisecondsSinceEpoch,
              Data(record.receipt.encoded()))
         }
+        self.spans = checkpoint.spanFingerprints
         self.expiredBefore = checkpoint.expiredBefore
         self.origins = checkpoint.origins
     }
@@ -465,6 +486,15 @@ public struct EncodedCheckpoint: Sendable {
             """)
         for key in self.keys {
             try upsertKey.execute(arguments: [key.client, key.key, key.sequence, key.expiresAt, key.receipt])
+        }
+        try db.execute(sql: "DELETE FROM span_fingerprint WHERE expires_at <= ?", arguments: [self.takenAt])
+        let upsertSpan = try db.cachedStatement(
+            sql: "INSERT OR REPLACE INTO span_fingerprint (fingerprint, expires_at, ordinal) VALUES (?, ?, ?)")
+        for span in self.spans {
+            try upsertSpan.execute(arguments: [
+                Int64(bitPattern: span.fingerprint), span.expiresAt.millisecondsSinceEpoch,
+                Int64(bitPattern: span.ordinal),
+            ])
         }
         try db.execute(sql: "DELETE FROM origin")
         for origin in self.origins {

@@ -24,6 +24,8 @@ public struct Checkpoint: Sendable {
     public var buckets: [StoredBucket]
     /// Idempotency keys remembered since the previous checkpoint, oldest first.
     public var idempotencyKeys: [IdempotencyRecord]
+    /// Span fingerprints remembered since the previous checkpoint, oldest first.
+    public var spanFingerprints: [SpanFingerprint]
     /// Per resolution (by raw value): buckets starting before this many ms are expired.
     public var expiredBefore: [Int64]
     /// Per origin (sorted), the replication chain's head integrated into these buckets. Stored whole
@@ -34,6 +36,22 @@ public struct Checkpoint: Sendable {
     /// True when storing it would change nothing but the expiry of old rows.
     public var isEmpty: Bool {
         self.newSeries.isEmpty && self.buckets.isEmpty && self.idempotencyKeys.isEmpty
+            && self.spanFingerprints.isEmpty
+    }
+}
+
+/// A counted span's fingerprint, as a checkpoint stores it, and when it is forgotten.
+public struct SpanFingerprint: Sendable, Equatable {
+    public var fingerprint: UInt64
+    public var expiresAt: Timestamp
+    /// Orders fingerprints as they were counted: the oldest are forgotten first when the ledger is
+    /// full, so a restore must put them back in this order to forget the same ones.
+    public var ordinal: UInt64
+
+    public init(fingerprint: UInt64, expiresAt: Timestamp, ordinal: UInt64) {
+        self.fingerprint = fingerprint
+        self.expiresAt = expiresAt
+        self.ordinal = ordinal
     }
 }
 
@@ -95,6 +113,8 @@ public struct ReplicaSnapshot: Sendable {
     private var addressesByStart: [[Int64: [BucketAddress]]] = Array(repeating: [:], count: Resolution.allCases.count)
     /// By client and key; restored in the order of their receipts' sequences.
     public var idempotencyKeys: [IdempotencyRecord.Name: IdempotencyRecord] = [:]
+    /// Span fingerprints and when each is forgotten; restored in that order.
+    public var spanFingerprints: [UInt64: SpanFingerprint] = [:]
     /// Replication chain heads, sorted by origin.
     public var origins: [OriginVersion] = []
 
@@ -128,6 +148,10 @@ public struct ReplicaSnapshot: Sendable {
         for record in checkpoint.idempotencyKeys {
             self.idempotencyKeys[record.name] = record
         }
+        self.spanFingerprints = self.spanFingerprints.filter { $0.value.expiresAt > checkpoint.takenAt }
+        for span in checkpoint.spanFingerprints {
+            self.spanFingerprints[span.fingerprint] = span
+        }
         self.sequence = checkpoint.sequence
         self.stateVersion = checkpoint.stateVersion
         self.takenAt = checkpoint.takenAt
@@ -157,6 +181,9 @@ extension Replica {
         return Checkpoint(
             sequence: self.lastSequence, stateVersion: self.stateVersion, takenAt: now, firstNewSeries: first,
             newSeries: newSeries, buckets: buckets, idempotencyKeys: self.idempotency.takeUnsaved(),
+            spanFingerprints: self.spans.takeUnsaved().map {
+                SpanFingerprint(fingerprint: $0.key, expiresAt: $0.expiresAt, ordinal: $0.ordinal)
+            },
             expiredBefore: expiredBefore, origins: origins)
     }
 
@@ -177,6 +204,10 @@ extension Replica {
                                     expiresAt: record.expiresAt)
         }
         self.idempotency.markSaved()
+        for span in snapshot.spanFingerprints.values.sorted(by: { $0.ordinal < $1.ordinal }) {
+            self.spans.insert(span.fingerprint, true, expiresAt: span.expiresAt, ordinal: span.ordinal)
+        }
+        self.spans.markSaved()
         for stored in snapshot.origins where stored.origin != config.id {
             var state = OriginState()
             state.version = stored.version

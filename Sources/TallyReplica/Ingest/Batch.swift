@@ -21,12 +21,21 @@ public struct EventBatch: Sendable, Equatable {
     public var client: String
     public var idempotencyKey: String?
     public var items: [BatchItem]
+    /// Empty, or one per item: a fingerprint of the item's identity (for an OTLP span, of its trace
+    /// and span id), 0 for none. An item whose fingerprint was counted within the span window
+    /// (`Limits.spanWindow`) is a duplicate and counted once, however the retries batch it.
+    public var fingerprints: [UInt64]
 
-    public init(id: BatchID, client: String, idempotencyKey: String? = nil, items: [BatchItem]) {
+    public init(id: BatchID, client: String, idempotencyKey: String? = nil, items: [BatchItem],
+                fingerprints: [UInt64] = [])
+    {
+        precondition(fingerprints.isEmpty || fingerprints.count == items.count,
+                     "\(fingerprints.count) fingerprints for \(items.count) items")
         self.id = id
         self.client = client
         self.idempotencyKey = idempotencyKey
         self.items = items
+        self.fingerprints = fingerprints
     }
 
     public init(id: BatchID, client: String, idempotencyKey: String? = nil, events: [Event]) {
@@ -91,11 +100,15 @@ public struct IngestReceipt: Sendable, Equatable {
     public var rejected: [EventRejection]
     /// The log sequence of the entry that made the accepted events durable; 0 if none was accepted.
     public var sequence: UInt64
+    /// Events not counted again because their fingerprint (an OTLP span's trace and span id) was
+    /// already counted within the span window (`EventBatch.fingerprints`).
+    public var duplicates: Int
 
-    public init(accepted: Int, rejected: [EventRejection], sequence: UInt64) {
+    public init(accepted: Int, rejected: [EventRejection], sequence: UInt64, duplicates: Int = 0) {
         self.accepted = accepted
         self.rejected = rejected
         self.sequence = sequence
+        self.duplicates = duplicates
     }
 }
 
@@ -143,9 +156,12 @@ public struct LogEntry: Sendable, Equatable {
     /// The accepted events, in batch order.
     public var events: [Event]
     public var receipt: IngestReceipt
+    /// The fingerprints of the accepted events that had one (any order): replay remembers them, so
+    /// a span retried after a restart is still a duplicate.
+    public var fingerprints: [UInt64]
 
     public init(sequence: UInt64, acceptedAt: Timestamp, client: String, idempotencyKey: String?,
-                events: [Event], receipt: IngestReceipt)
+                events: [Event], receipt: IngestReceipt, fingerprints: [UInt64] = [])
     {
         self.sequence = sequence
         self.acceptedAt = acceptedAt
@@ -153,5 +169,6 @@ public struct LogEntry: Sendable, Equatable {
         self.idempotencyKey = idempotencyKey
         self.events = events
         self.receipt = receipt
+        self.fingerprints = fingerprints
     }
 }

@@ -6,84 +6,40 @@
 /// a window's worth of batches; the node exports how many were forgotten early).
 struct IdempotencyCache: Sendable {
     typealias Key = IdempotencyRecord.Name
-
-    private struct Entry: Sendable {
-        var key: Key
-        var expiresAt: Timestamp
-    }
-
     typealias Record = IdempotencyRecord
 
-    let capacity: Int
-    private var receipts: [Key: IngestReceipt] = [:]
-    /// Insertion order; `head` is the oldest live position.
-    private var order: [Entry] = []
-    private var head = 0
-    /// Position in `order` of the first key not yet handed to a checkpoint.
-    private var unsaved = 0
-    /// Keys forgotten before their window ended, because the cache was full.
-    private(set) var evictedEarly: UInt64 = 0
+    private var memory: ExpiringMemory<Key, IngestReceipt>
 
     init(capacity: Int) {
-        precondition(capacity > 0, "idempotency cache capacity \(capacity)")
-        self.capacity = capacity
+        self.memory = ExpiringMemory(capacity: capacity)
     }
 
-    var count: Int { self.receipts.count }
+    var capacity: Int { self.memory.capacity }
+    var count: Int { self.memory.count }
+    var evictedEarly: UInt64 { self.memory.evictedEarly }
 
     func receipt(client: String, key: String) -> IngestReceipt? {
-        self.receipts[Key(client: client, key: key)]
+        self.memory[Key(client: client, key: key)]
     }
 
     mutating func insert(client: String, key: String, receipt: IngestReceipt, expiresAt: Timestamp) {
-        let entry = Key(client: client, key: key)
-        guard self.receipts.updateValue(receipt, forKey: entry) == nil else { return }
-        self.order.append(Entry(key: entry, expiresAt: expiresAt))
-        while self.receipts.count > self.capacity {
-            self.dropOldest()
-            self.evictedEarly += 1
-        }
+        self.memory.insert(Key(client: client, key: key), receipt, expiresAt: expiresAt)
     }
 
     /// Forgets keys whose window has ended, oldest first.
-    mutating func expire(now: Timestamp) {
-        while self.head < self.order.count && self.order[self.head].expiresAt <= now {
-            self.dropOldest()
-        }
-    }
+    mutating func expire(now: Timestamp) { self.memory.expire(now: now) }
 
     /// The live keys remembered since the last call, oldest first: what a checkpoint must add.
-    /// (Keys that expired or were evicted before it are left out; the store deletes expired keys
-    /// by time, and a restore applies the capacity again.)
-    mutating func takeUnsaved() -> [Record] {
-        let start = Swift.max(self.unsaved, self.head)
-        let records = self.order[start...].map(self.record)
-        self.unsaved = self.order.count
-        return records
-    }
+    mutating func takeUnsaved() -> [Record] { self.memory.takeUnsaved().map(Self.record) }
 
     /// Every live key, oldest first.
-    var records: [Record] { self.order[self.head...].map(self.record) }
-
-    private func record(_ entry: Entry) -> Record {
-        // Every position from `head` on is live: keys leave only from the head.
-        Record(client: entry.key.client, key: entry.key.key, receipt: self.receipts[entry.key]!,
-               expiresAt: entry.expiresAt)
-    }
+    var records: [Record] { self.memory.entries.map(Self.record) }
 
     /// Marks everything remembered so far as saved (after a restore from a checkpoint).
-    mutating func markSaved() {
-        self.unsaved = self.order.count
-    }
+    mutating func markSaved() { self.memory.markSaved() }
 
-    private mutating func dropOldest() {
-        self.receipts[self.order[self.head].key] = nil
-        self.head += 1
-        if self.head > 1_024 && self.head * 2 > self.order.count {
-            self.order.removeFirst(self.head)
-            self.unsaved = Swift.max(0, self.unsaved - self.head)
-            self.head = 0
-        }
+    private static func record(_ entry: ExpiringMemory<Key, IngestReceipt>.Remembered) -> Record {
+        Record(client: entry.key.client, key: entry.key.key, receipt: entry.value, expiresAt: entry.expiresAt)
     }
 }
 

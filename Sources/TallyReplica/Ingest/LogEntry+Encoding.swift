@@ -2,16 +2,20 @@ import TallyAggregates
 
 extension LogEntry: VersionedEncoding {
     public static let encodingTag: UInt8 = 0x11
-    public static let encodingVersion: UInt8 = 1
+    public static let encodingVersion: UInt8 = 2
+    public static let oldestReadableVersion: UInt8 = 1
     public static let encodingName = "LogEntry"
 
-    /// Body (version 1):
+    /// Body (version 2; version 1 ends after the receipt's rejections, with no duplicates and no
+    /// fingerprints):
     /// ```
     /// sequence: varint   acceptedAt: zigzag   client: string   idempotencyKey: 0 | 1 string
     /// strings: count, then each string (services and operations, in order of first use)
     /// events: count, then per event: service index, operation index, status, latency (f64),
     ///         user: 0 | 1 hash (u64 LE) byteCount, timestamp: zigzag
-    /// receipt: accepted, sequence, rejections: count, then per rejection: index, reason
+    /// receipt: accepted, sequence, rejections: count, then per rejection: index, reason;
+    ///          duplicates
+    /// fingerprints: count, then each (u64 LE)
     /// ```
     /// Names repeat within a batch, so each is written once and referred to by index.
     public func encode(to writer: inout ByteWriter) {
@@ -48,9 +52,15 @@ extension LogEntry: VersionedEncoding {
             writer.writeZigZag(event.timestamp.millisecondsSinceEpoch)
         }
         self.receipt.encode(to: &writer)
+        writer.writeVarint(self.fingerprints.count)
+        for fingerprint in self.fingerprints { writer.writeUInt64LE(fingerprint) }
     }
 
     public init(from reader: inout ByteReader) throws(DecodeError) {
+        try self.init(from: &reader, version: Self.encodingVersion)
+    }
+
+    public init(from reader: inout ByteReader, version: UInt8) throws(DecodeError) {
         let sequence = try reader.readVarint("LogEntry sequence")
         let acceptedAt = try reader.readTimestamp("LogEntry acceptedAt")
         let client = try reader.readString("LogEntry client")
@@ -92,9 +102,15 @@ extension LogEntry: VersionedEncoding {
             events.append(Event(service: service, operation: operation, status: UInt16(status),
                                 latencyMicros: latency, userID: user, timestamp: timestamp))
         }
-        let receipt = try IngestReceipt(from: &reader)
+        let receipt = try IngestReceipt(from: &reader, version: version)
+        var fingerprints: [UInt64] = []
+        if version >= 2 {
+            let count = try reader.readCount("LogEntry fingerprint count", max: eventCount)
+            fingerprints.reserveCapacity(count)
+            for _ in 0..<count { fingerprints.append(try reader.readUInt64LE("LogEntry fingerprint")) }
+        }
         self.init(sequence: sequence, acceptedAt: acceptedAt, client: client, idempotencyKey: idempotencyKey,
-                  events: events, receipt: receipt)
+                  events: events, receipt: receipt, fingerprints: fingerprints)
     }
 
     private static func writeOptionalString(_ string: String?, to writer: inout ByteWriter) {
@@ -119,11 +135,12 @@ extension LogEntry: VersionedEncoding {
 
 extension IngestReceipt: VersionedEncoding {
     public static let encodingTag: UInt8 = 0x12
-    public static let encodingVersion: UInt8 = 1
+    public static let encodingVersion: UInt8 = 2
+    public static let oldestReadableVersion: UInt8 = 1
     public static let encodingName = "IngestReceipt"
 
-    /// Body (version 1): accepted, sequence, rejections: count, then per rejection: index, reason.
-    /// Also the tail of a `LogEntry` body.
+    /// Body (version 2): accepted, sequence, rejections: count, then per rejection: index, reason;
+    /// duplicates (version 1 has none). Also inside a `LogEntry` body, in the entry's version.
     public func encode(to writer: inout ByteWriter) {
         writer.writeVarint(self.accepted)
         writer.writeVarint(self.sequence)
@@ -132,9 +149,14 @@ extension IngestReceipt: VersionedEncoding {
             writer.writeVarint(rejection.index)
             Self.encode(rejection.reason, to: &writer)
         }
+        writer.writeVarint(self.duplicates)
     }
 
     public init(from reader: inout ByteReader) throws(DecodeError) {
+        try self.init(from: &reader, version: Self.encodingVersion)
+    }
+
+    public init(from reader: inout ByteReader, version: UInt8) throws(DecodeError) {
         let accepted = try reader.readCount("IngestReceipt accepted", max: Int(UInt32.max))
         let sequence = try reader.readVarint("IngestReceipt sequence")
         let rejectionCount = try reader.readCount("IngestReceipt rejection count", max: reader.limits.mapEntriesMax)
@@ -143,7 +165,8 @@ extension IngestReceipt: VersionedEncoding {
             let index = try reader.readCount("IngestReceipt rejection index", max: Int(UInt32.max))
             rejected.append(EventRejection(index: index, reason: try Self.decodeReason(from: &reader)))
         }
-        self.init(accepted: accepted, rejected: rejected, sequence: sequence)
+        let duplicates = version >= 2 ? try reader.readCount("IngestReceipt duplicates", max: Int(UInt32.max)) : 0
+        self.init(accepted: accepted, rejected: rejected, sequence: sequence, duplicates: duplicates)
     }
 
     private static func encode(_ reason: RejectionReason, to writer: inout ByteWriter) {
