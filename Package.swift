@@ -3,6 +3,7 @@ import PackageDescription
 
 // Layers (dependencies point down only); see docs/architecture.md.
 //   tally (CLI)  ->  TallyNode (HTTP, SQLite, config)  ->  TallyNodeCore  ->  TallyReplica  ->  TallyAggregates
+//   TallyNode  ->  TallyProtocols (OTLP, StatsD, Prometheus exposition)  ->  TallyReplica
 //   TallyNodeCore  ->  TallySLO (objectives, budgets, burn-rate alerts)  ->  TallyReplica
 //   tally-bench  ->  TallyReplica, TallySLO, TallyWorkload (+ benchmark-only dependencies, kept out of the product)
 //   TallyWorkload (the traffic shape of load, benchmarks and simulator)  ->  TallyAggregates
@@ -29,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         // Benchmark-only: the baseline the latency sketch is compared against, and malloc counting.
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
@@ -48,10 +50,17 @@ let package = Package(
             dependencies: ["TallyNodeCore", "TallyReplica", "TallyAggregates", "TallyWorkload", "TallySLO",
                            .product(name: "Yams", package: "Yams")]
         ),
+        // Drop-in protocols, sans I/O: OTLP and StatsD bytes in as events, Prometheus exposition out.
+        // Generated/ is protoc-gen-swift's output, committed (docs/integrations.md: regenerating).
+        .target(
+            name: "TallyProtocols",
+            dependencies: ["TallyReplica", "TallyAggregates", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
         .target(
             name: "TallyNode",
             dependencies: [
                 "TallyNodeCore",
+                "TallyProtocols",
                 "TallySLO",
                 "TallyReplica",
                 "TallyAggregates",
@@ -107,6 +116,9 @@ let package = Package(
         ),
         .testTarget(name: "TallyAggregatesTests", dependencies: ["TallyAggregates"]),
         .testTarget(name: "TallyReplicaTests", dependencies: ["TallyReplica", "TallyAggregates"]),
+        .testTarget(name: "TallyProtocolsTests", dependencies: [
+            "TallyProtocols", "TallyReplica", "TallyAggregates", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
         .testTarget(name: "TallySLOTests", dependencies: ["TallySLO", "TallyReplica", "TallyAggregates"]),
         // Help texts of the CLI, as snapshots (the executable's module, tested in place).
         .testTarget(name: "TallyCLITests", dependencies: [

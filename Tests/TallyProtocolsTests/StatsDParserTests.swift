@@ -1,6 +1,6 @@
 import Testing
 import TallyAggregates
-@testable import TallyNode
+@testable import TallyProtocols
 
 /// StatsD and DogStatsD lines: what a client writes reads back as written; a malformed line is
 /// named and skipped, and the lines around it still count; junk never traps.
