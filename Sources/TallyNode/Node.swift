@@ -660,11 +660,15 @@ public actor Node {
     /// A batch from an authenticated client: the core admits it (rate limit, overload bound) and
     /// applies it; this request's task writes its log entry, waits for the commit, reports it to
     /// the core, and returns the answer the core gave.
-    public func ingest(items: [BatchItem], client: String, idempotencyKey: String?) async -> IngestOutcome {
+    /// `fingerprints`: empty, or one per item (`EventBatch.fingerprints`: OTLP spans).
+    public func ingest(items: [BatchItem], client: String, idempotencyKey: String?, fingerprints: [UInt64] = [])
+        async -> IngestOutcome
+    {
         self.nextBatch += 1
         let id = BatchID(self.nextBatch)
         let actions = self.core.ingest(
-            EventBatch(id: id, client: client, idempotencyKey: idempotencyKey, items: items), now: self.clock())
+            EventBatch(id: id, client: client, idempotencyKey: idempotencyKey, items: items, fingerprints: fingerprints),
+            now: self.clock())
         // What the answer waits for: every entry so far (a replayed answer's batch may still be on
         // its way to the disk). Read before any await, as the core did.
         let waitsFor = self.core.replica.lastSequence
@@ -693,6 +697,12 @@ public actor Node {
 
     func recordRefused(status: Int) {
         self.metrics.refusedRequest(status: status)
+    }
+
+    /// Counts OTLP spans by outcome (`tally_otlp_spans_total`).
+    func recordSpans(_ outcome: String, _ count: Int) {
+        guard count > 0 else { return }
+        self.metrics.otlpSpans[outcome, default: 0] += UInt64(count)
     }
 
     // MARK: - Reads

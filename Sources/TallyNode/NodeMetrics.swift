@@ -15,6 +15,10 @@ public struct NodeMetrics: Sendable {
     var refusedReads: UInt64 = 0
     /// Queries stopped because their client went away.
     var queriesStopped: UInt64 = 0
+    /// Events not counted again: their span had been counted within the span window.
+    var eventsDuplicate: UInt64 = 0
+    /// OTLP spans by outcome (`OTLPReceiver.outcomes`).
+    var otlpSpans: [String: UInt64] = [:]
 
     mutating func record(_ receipt: IngestReceipt, replayed: Bool) {
         if replayed {
@@ -23,6 +27,7 @@ public struct NodeMetrics: Sendable {
         }
         self.batches["accepted", default: 0] += 1
         self.eventsAccepted += UInt64(receipt.accepted)
+        self.eventsDuplicate += UInt64(receipt.duplicates)
         for rejection in receipt.rejected { self.eventsRejected[rejection.reason.code, default: 0] += 1 }
     }
 
@@ -43,6 +48,14 @@ public struct NodeMetrics: Sendable {
         family("tally_ingest_events_rejected_total", "counter", "Events rejected, by reason.")
         for reason in ["invalid", "future_timestamp", "expired", "operation_limit", "service_limit"] {
             lines.append("tally_ingest_events_rejected_total{reason=\"\(reason)\"} \(self.eventsRejected[reason] ?? 0)")
+        }
+        family("tally_ingest_events_duplicate_total", "counter",
+               "Events not counted again: their OTLP span was counted within the span window.")
+        lines.append("tally_ingest_events_duplicate_total \(self.eventsDuplicate)")
+        family("tally_otlp_spans_total", "counter",
+               "OTLP spans received, by outcome: accepted, rejected, duplicate, skipped (a kind not mapped), refused (the request was).")
+        for outcome in ["accepted", "rejected", "duplicate", "skipped", "refused"] {
+            lines.append("tally_otlp_spans_total{outcome=\"\(outcome)\"} \(self.otlpSpans[outcome] ?? 0)")
         }
         family("tally_ingest_batches_total", "counter", "Ingest batches, by outcome.")
         for outcome in ["accepted", "replayed", "refused", "overloaded", "rate_limited", "failed"] {

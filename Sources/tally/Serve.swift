@@ -51,10 +51,21 @@ struct Serve: AsyncParsableCommand {
                     Data("tally node \(nodeConfig.node) (\(nodeConfig.region)) listening on \(address)\n".utf8))
             },
             logger: logger)
+        var services: [any Service] = [node, app]
+        if let otlp = nodeConfig.otlp {
+            services.append(Application(
+                router: OTLPReceiver.router(node: node, config: otlp), server: API.server(nodeConfig),
+                configuration: OTLPReceiver.configuration(nodeConfig, otlp),
+                onServerRunning: { channel in
+                    let address = channel.localAddress.map { "\($0)" } ?? "?"
+                    FileHandle.standardOutput.write(Data("tally node \(nodeConfig.node) OTLP/HTTP on \(address)\n".utf8))
+                },
+                logger: logger))
+        }
         // The node first: services stop in reverse order, so HTTP drains before the node's last
         // checkpoint. A server that cannot listen cancels the group, and the node stops too.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [node, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {

@@ -273,3 +273,22 @@ import TallyReplica
     }
 }
 
+
+@Suite struct ChecksumTests {
+    /// The check values of the standards' catalogue ("123456789") and of RFC 1950's definition.
+    @Test func knownValues() {
+        #expect(Checksum.crc32(Array("123456789".utf8)) == 0xCBF4_3926)
+        #expect(Checksum.crc32([]) == 0)
+        #expect(Checksum.adler32(Array("Wikipedia".utf8)) == 0x11E6_0398)
+        #expect(Checksum.adler32([]) == 1)
+        // Long input: the modulo runs every 5552 bytes without overflow.
+        let long = [UInt8](repeating: 0xFF, count: 100_000)
+        var a: UInt64 = 1
+        var b: UInt64 = 0
+        for byte in long {
+            a = (a + UInt64(byte)) % 65_521
+            b = (b + a) % 65_521
+        }
+        #expect(Checksum.adler32(long) == UInt32(b << 16 | a))
+    }
+}

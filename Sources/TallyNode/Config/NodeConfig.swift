@@ -44,6 +44,8 @@ public struct NodeConfig: Sendable, Equatable {
     /// Count the node's own API requests and peer freshness as events (`observe_self`), for
     /// Tally's own SLOs (`deploy/slo/tally.yaml`).
     public var observeSelf = false
+    /// The OTLP/HTTP receiver (`otlp`); nil: none.
+    public var otlp: OTLPConfig?
 
     /// The `alerting` section: every region sends the same alerts to every Alertmanager listed,
     /// which keeps one of each (docs/slo.md, "Alerts").
@@ -265,7 +267,11 @@ extension NodeConfig {
             futureSkewMax: try duration("limits.future_skew_max", rawLimits.future_skew_max, defaults.futureSkewMax),
             idempotencyWindow: try duration("idempotency.window", idempotency.window, defaults.idempotencyWindow),
             idempotencyKeysMax: try bounded("idempotency.keys_max", idempotency.keys_max, 1...100_000_000,
-                                            defaults.idempotencyKeysMax))
+                                            defaults.idempotencyKeysMax),
+            spanWindow: try duration("idempotency.span_window", idempotency.span_window, defaults.spanWindow,
+                                     range: .seconds(1)...(.seconds(86_400))),
+            spanFingerprintsMax: try bounded("idempotency.span_fingerprints_max", idempotency.span_fingerprints_max,
+                                             1...100_000_000, defaults.spanFingerprintsMax))
         let rawRetention = raw.retention ?? RawConfig.RawRetention()
         let retentionDefaults = Retention()
         let retention = Retention(
@@ -373,6 +379,9 @@ extension NodeConfig {
                 alerting.generatorURL = url
             }
         }
+        let otlp = try raw.otlp.map { (section) throws(ConfigError) in
+            try OTLPConfig.parse(section, defaultHost: host, file: file)
+        }
         let rate = Double(try bounded("limits.rate_limit_events_per_second",
                                       rawLimits.rate_limit_events_per_second, 1...1_000_000_000, 1_000_000))
         return NodeConfig(
@@ -388,7 +397,7 @@ extension NodeConfig {
                 "storage.checkpoint_interval", raw.storage?.checkpoint_interval, .seconds(10),
                 range: .milliseconds(100)...(.seconds(86_400))),
             cluster: cluster, connectionsMax: connectionsMax, httpTimeouts: timeouts, sloFiles: sloFiles,
-            alerting: alerting, observeSelf: raw.observe_self ?? false)
+            alerting: alerting, observeSelf: raw.observe_self ?? false, otlp: otlp)
     }
 
     /// `http://host[:port][/path]` or https, at most 2048 bytes, without user info, query or spaces.
@@ -414,7 +423,7 @@ extension NodeConfig {
     /// otherwise silently leave the default in force.
     static let knownKeys: [String: Set<String>] = [
         "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors",
-             "storage", "cluster", "slo_files", "alerting", "observe_self"],
+             "storage", "cluster", "slo_files", "alerting", "observe_self", "otlp"],
         "alerting": ["alertmanagers", "evaluate_every", "resend_every", "stale_after", "generator_url"],
         "api_keys[]": ["name", "sha256"],
         "cluster": ["listen", "advertise", "gossip_interval", "gossip_bytes_max", "tls", "peers", "insecure"],
@@ -425,9 +434,9 @@ extension NodeConfig {
                    "operations_per_service_max", "latency_max", "future_skew_max", "pending_batches_max",
                    "rate_limit_events_per_second", "rate_limit_burst"],
         "retention": ["minute", "hour", "day"],
-        "idempotency": ["window", "keys_max"],
+        "idempotency": ["window", "keys_max", "span_window", "span_fingerprints_max"],
         "storage": ["checkpoint_interval"],
-    ]
+    ].merging(OTLPConfig.knownKeys) { first, _ in first }
 
     private static func refuseUnknownKeys(yaml text: String, file: String) throws(ConfigError) {
         let root: Yams.Node?
@@ -550,6 +559,7 @@ struct RawConfig: Decodable {
     var slo_files: [String]?
     var alerting: RawAlerting?
     var observe_self: Bool?
+    var otlp: RawOTLP?
 
     struct RawAlerting: Decodable {
         var alertmanagers: [String]?
@@ -617,6 +627,8 @@ struct RawConfig: Decodable {
     struct RawIdempotency: Decodable {
         var window: String?
         var keys_max: Int?
+        var span_window: String?
+        var span_fingerprints_max: Int?
     }
 }
 
