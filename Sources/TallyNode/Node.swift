@@ -5,6 +5,7 @@ import NIOPosix
 import ServiceLifecycle
 import TallyAggregates
 import TallyNodeCore
+import TallyProtocols
 import TallyReplica
 import TallySLO
 
@@ -312,6 +313,32 @@ public actor Node {
     }
 
     private func sloSnapshot() -> (Replica, Timestamp, [SLOSpec]) { (self.core.replica, self.clock(), self.slos) }
+
+    /// Every series' converged totals by the region that received them, for the Prometheus export:
+    /// computed off this actor on a snapshot. Origins this node cannot name (a peer not connected
+    /// since this node started, or an earlier incarnation) are labelled `origin-<id>`.
+    public nonisolated func exportedSeries() async throws(Replica.TotalsTooLarge) -> [PrometheusExposition.Series] {
+        let (replica, _) = await self.snapshot()
+        let regions = await self.originRegions()
+        let totals = try replica.dayTotals()
+        var series: [PrometheusExposition.Series] = []
+        var positions: [String: Int] = [:]
+        for total in totals {
+            let region = regions[total.origin] ?? "origin-\(total.origin)"
+            let id = "\(total.key.service)\u{0}\(total.key.operation)\u{0}\(total.key.statusClass)\u{0}\(region)"
+            if let position = positions[id] {
+                series[position].requests &+= total.requests
+                series[position].errors &+= total.errors
+                series[position].latency.add(total.latency)
+            } else {
+                positions[id] = series.count
+                series.append(PrometheusExposition.Series(
+                    service: total.key.service, operation: total.key.operation, status: "\(total.key.statusClass)",
+                    region: region, requests: total.requests, errors: total.errors, latency: total.latency))
+            }
+        }
+        return series
+    }
 
     /// The cluster part of a reload: peers and TLS files.
     private func reloadCluster(_ reloaded: NodeConfig) throws(ReloadError) -> [String] {

@@ -3,6 +3,7 @@ import Foundation
 import TallyAggregates
 import TallyNodeCore
 import TallySLO
+import TallyProtocols
 import TallyReplica
 import Yams
 
@@ -46,6 +47,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var observeSelf = false
     /// The OTLP/HTTP receiver (`otlp`); nil: none.
     public var otlp: OTLPConfig?
+    /// Classic histogram bounds of the Prometheus export, in microseconds (`prometheus.buckets`).
+    public var prometheusBuckets: [Double] = PrometheusExposition.defaultBuckets
 
     /// The `alerting` section: every region sends the same alerts to every Alertmanager listed,
     /// which keeps one of each (docs/slo.md, "Alerts").
@@ -382,6 +385,21 @@ extension NodeConfig {
         let otlp = try raw.otlp.map { (section) throws(ConfigError) in
             try OTLPConfig.parse(section, defaultHost: host, file: file)
         }
+        var prometheusBuckets = PrometheusExposition.defaultBuckets
+        if let buckets = raw.prometheus?.buckets {
+            guard (1...64).contains(buckets.count) else {
+                throw fail("prometheus.buckets", "\(buckets.count) bounds", "must list 1 to 64 durations")
+            }
+            prometheusBuckets = []
+            for (index, text) in buckets.enumerated() {
+                let bound = try duration("prometheus.buckets[\(index)]", text, .zero)
+                let micros = Double(bound.components.seconds) * 1e6 + Double(bound.components.attoseconds) / 1e12
+                guard micros > (prometheusBuckets.last ?? 0) else {
+                    throw fail("prometheus.buckets[\(index)]", text, "must be longer than the bound before it")
+                }
+                prometheusBuckets.append(micros)
+            }
+        }
         let rate = Double(try bounded("limits.rate_limit_events_per_second",
                                       rawLimits.rate_limit_events_per_second, 1...1_000_000_000, 1_000_000))
         return NodeConfig(
@@ -397,7 +415,7 @@ extension NodeConfig {
                 "storage.checkpoint_interval", raw.storage?.checkpoint_interval, .seconds(10),
                 range: .milliseconds(100)...(.seconds(86_400))),
             cluster: cluster, connectionsMax: connectionsMax, httpTimeouts: timeouts, sloFiles: sloFiles,
-            alerting: alerting, observeSelf: raw.observe_self ?? false, otlp: otlp)
+            alerting: alerting, observeSelf: raw.observe_self ?? false, otlp: otlp, prometheusBuckets: prometheusBuckets)
     }
 
     /// `http://host[:port][/path]` or https, at most 2048 bytes, without user info, query or spaces.
@@ -423,7 +441,8 @@ extension NodeConfig {
     /// otherwise silently leave the default in force.
     static let knownKeys: [String: Set<String>] = [
         "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors",
-             "storage", "cluster", "slo_files", "alerting", "observe_self", "otlp"],
+             "storage", "cluster", "slo_files", "alerting", "observe_self", "otlp", "prometheus"],
+        "prometheus": ["buckets"],
         "alerting": ["alertmanagers", "evaluate_every", "resend_every", "stale_after", "generator_url"],
         "api_keys[]": ["name", "sha256"],
         "cluster": ["listen", "advertise", "gossip_interval", "gossip_bytes_max", "tls", "peers", "insecure"],
@@ -560,6 +579,11 @@ struct RawConfig: Decodable {
     var alerting: RawAlerting?
     var observe_self: Bool?
     var otlp: RawOTLP?
+    var prometheus: RawPrometheus?
+
+    struct RawPrometheus: Decodable {
+        var buckets: [String]?
+    }
 
     struct RawAlerting: Decodable {
         var alertmanagers: [String]?

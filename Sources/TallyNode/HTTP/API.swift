@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import NIOCore
 import TallyAggregates
+import TallyProtocols
 import TallyReplica
 import TallySLO
 
@@ -75,7 +76,7 @@ public enum API {
     /// Every path the API serves, and its methods.
     static let routes: [String: [HTTPRequest.Method]] = [
         "/health": [.get], "/ready": [.get], "/v1/events": [.post], "/v1/query": [.get], "/v1/series": [.get],
-        "/v1/cluster": [.get], "/metrics": [.get], "/v1/slo": [.get, .post],
+        "/v1/cluster": [.get], "/metrics": [.get], "/v1/slo": [.get, .post], "/v1/export/prometheus": [.get],
     ]
 
     /// The methods `path` takes, or nil for no such path (`/v1/slo/{name}` takes GET).
@@ -132,6 +133,24 @@ public enum API {
         router.post("/v1/slo") { request, _ in try await Self.postedSLOs(request, node: node) }
         router.get("/v1/slo/:name") { request, context in
             try await Self.slos(request, node: node, named: context.parameters.get("name") ?? "")
+        }
+        router.get("/v1/export/prometheus") { request, _ in
+            let series: [PrometheusExposition.Series]
+            do {
+                series = try await node.exportedSeries()
+            } catch {
+                return Self.error(.serviceUnavailable, "\(error)")
+            }
+            var headers = HTTPFields()
+            let buckets = node.config.prometheusBuckets
+            if PrometheusExposition.wantsProtobuf(accept: request.headers[.accept]) {
+                headers[.contentType] = PrometheusExposition.protobufContentType
+                let bytes = PrometheusExposition.protobuf(series, buckets: buckets)
+                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            }
+            headers[.contentType] = PrometheusExposition.textContentType
+            let text = PrometheusExposition.text(series, buckets: buckets)
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         router.get("/metrics") { _, _ in
             let text = await node.metricsText()
