@@ -32,6 +32,15 @@ public struct BucketAggregate: Lattice {
         if let userHash { self.users.add(hash: userHash) }
     }
 
+    /// Counts one validated measurement observed at `origin`.
+    mutating func record(_ measurement: Measurement, isError: Bool, at origin: ReplicaID) {
+        if measurement.requests > 0 {
+            _ = self.requests.increment(by: measurement.requests, at: origin)
+            if isError { _ = self.errors.increment(by: measurement.requests, at: origin) }
+        }
+        for user in measurement.users { self.users.add(hash: user.hash) }
+    }
+
     /// Drops spare array capacity, once the bucket's time is over.
     mutating func shrinkToFit() {
         self.requests.shrinkToFit()

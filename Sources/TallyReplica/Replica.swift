@@ -84,6 +84,8 @@ public struct Replica: Sendable {
         }
         var accepted: [Event] = []
         accepted.reserveCapacity(batch.items.count)
+        var measurements: [Measurement] = []
+        var measurementsAfter: [Int] = []
         var rejected: [EventRejection] = []
         let fingerprinted = !batch.fingerprints.isEmpty
         var fingerprints: [UInt64] = []
@@ -93,6 +95,14 @@ public struct Replica: Sendable {
             switch item {
             case .invalid(let message):
                 rejected.append(EventRejection(index: index, reason: .invalid(message)))
+            case .measurement(let measurement):
+                if let reason = self.admit(measurement, now: now) {
+                    rejected.append(EventRejection(index: index, reason: reason))
+                } else {
+                    self.apply(measurement, now: now)
+                    measurements.append(measurement)
+                    measurementsAfter.append(accepted.count)
+                }
             case .event(let event):
                 let fingerprint = fingerprinted ? batch.fingerprints[index] : 0
                 if fingerprint != 0 && self.spans[fingerprint] != nil {
@@ -114,14 +124,17 @@ public struct Replica: Sendable {
                 }
             }
         }
-        var receipt = IngestReceipt(accepted: accepted.count, rejected: rejected, sequence: 0, duplicates: duplicates)
-        if !accepted.isEmpty || batch.idempotencyKey != nil {
+        var receipt = IngestReceipt(accepted: accepted.count + measurements.count, rejected: rejected, sequence: 0,
+                                    duplicates: duplicates)
+        if !accepted.isEmpty || !measurements.isEmpty || batch.idempotencyKey != nil {
             // Persist also a batch with nothing accepted when it has a key: its answer must survive.
             self.lastSequence += 1
             receipt.sequence = self.lastSequence
             let entry = LogEntry(
                 sequence: self.lastSequence, acceptedAt: now, client: batch.client,
-                idempotencyKey: batch.idempotencyKey, events: accepted, receipt: receipt, fingerprints: fingerprints)
+                idempotencyKey: batch.idempotencyKey, events: accepted, measurements: measurements,
+                measurementsAfter: measurementsAfter, receipt: receipt,
+                fingerprints: fingerprints)
             self.remember(entry)
             actions.append(.persist(entry))
         }
@@ -134,10 +147,16 @@ public struct Replica: Sendable {
     public mutating func replay(_ entry: LogEntry) {
         precondition(entry.sequence > self.lastSequence,
                      "log entry \(entry.sequence) replayed after \(self.lastSequence): out of order or twice")
-        for event in entry.events {
+        var next = 0  // the next measurement, applied once the events before it are
+        for (position, event) in entry.events.enumerated() {
+            while next < entry.measurements.count && entry.measurementsAfter[next] <= position {
+                self.apply(entry.measurements[next], now: entry.acceptedAt)
+                next += 1
+            }
             let key = event.seriesKey
             self.apply(event, key: key, known: self.seriesIndex[key], now: entry.acceptedAt)
         }
+        for measurement in entry.measurements[next...] { self.apply(measurement, now: entry.acceptedAt) }
         self.lastSequence = entry.sequence
         // As `ingest` did before it looked the key up: a key that expired then may be reused.
         if entry.idempotencyKey != nil { self.idempotency.expire(now: entry.acceptedAt) }
@@ -252,6 +271,34 @@ public struct Replica: Sendable {
         self.stateVersion += 1
     }
 
+    /// Why a measurement cannot be counted, or nil: its fields as an event's, and its sizes.
+    func admit(_ measurement: Measurement, now: Timestamp) -> RejectionReason? {
+        guard measurement.requests <= Measurement.requestsMax else {
+            return .invalid("requests is \(measurement.requests); at most \(Measurement.requestsMax) in one measurement")
+        }
+        guard measurement.users.count <= Measurement.usersMax else {
+            return .invalid("\(measurement.users.count) users; at most \(Measurement.usersMax) in one measurement")
+        }
+        if let user = measurement.users.first(where: { $0.byteCount > self.config.limits.userBytesMax }) {
+            return .invalid("user is \(user.byteCount) bytes long; at most \(self.config.limits.userBytesMax) are allowed")
+        }
+        let event = measurement.asEvent
+        let known = (100...599).contains(event.status) && self.seriesIndex[event.seriesKey] != nil
+        return self.admit(event, known: known, now: now)
+    }
+
+    mutating func apply(_ measurement: Measurement, now: Timestamp) {
+        self.expiry.noteChange(now: now)
+        let key = measurement.seriesKey
+        let id = self.seriesIndex[key] ?? self.addSeries(key)
+        let isError = self.plan.errorMask & (1 << key.statusClass.rawValue) != 0
+        let (wasClean, wasSealed) = self.series[Int(id.rawValue)].record(
+            measurement, isError: isError, now: now, plan: self.plan)
+        if wasClean { self.dirtySeries.append(id) }
+        if wasSealed { self.replication.unsealedSeries.append(id) }
+        self.stateVersion += 1
+    }
+
     mutating func addSeries(_ key: SeriesKey) -> SeriesID {
         let id = SeriesID(rawValue: Int32(self.series.count))
         self.seriesIndex[key] = id
@@ -345,6 +392,33 @@ struct SeriesState: Sendable {
                                 usersPrecision: plan.usersPrecision)
             } _: { aggregate in
                 aggregate.record(event, userHash: userHash, isError: isError, at: plan.id)
+            }
+        }
+        return (wasClean, wasSealed)
+    }
+
+    /// Counts `measurement` into every resolution keeping its bucket, as `record(_ event:)` does.
+    mutating func record(_ measurement: Measurement, isError: Bool, now: Timestamp, plan: IngestPlan)
+        -> (wasClean: Bool, wasSealed: Bool)
+    {
+        let wasClean = !self.isDirty
+        self.isDirty = true
+        let wasSealed = plan.replicates && !self.isUnsealed
+        if plan.replicates { self.isUnsealed = true }
+        for resolution in 0..<plan.widthMillis.count {
+            let start = plan.bucketStart(resolution, measurement.timestamp)
+            guard plan.keeps(resolution, bucketStart: start, now: now) else { continue }
+            if start < self.dirtyFrom[resolution] { self.dirtyFrom[resolution] = start }
+            func make() -> BucketAggregate {
+                BucketAggregate(sketchScale: plan.sketchScale, sketchBucketsMax: plan.sketchBucketsMax,
+                                usersPrecision: plan.usersPrecision)
+            }
+            // Each user is noted for the seal as one event's would be; the counts go in once.
+            for user in measurement.users {
+                self.buckets[resolution].update(start, trackBase: plan.replicates, userHash: user.hash, make: make) { _ in }
+            }
+            self.buckets[resolution].update(start, trackBase: plan.replicates, make: make) { aggregate in
+                aggregate.record(measurement, isError: isError, at: plan.id)
             }
         }
         return (wasClean, wasSealed)

@@ -46,6 +46,13 @@ import TallyAggregates
             default: Int64(random.next() % 120)
             }
             let status: UInt16 = [200, 201, 302, 404, 500, 503][Int(random.next() % 6)]
+            if random.next() % 8 == 0 {
+                // A StatsD counter or set: requests without latency, users without requests.
+                return .measurement(Measurement(
+                    service: "svc-\(random.next() % 3)", operation: "op-\(random.next() % 9)", status: status,
+                    timestamp: now - .seconds(ageSeconds), requests: random.next() % 3 == 0 ? 0 : random.next() % 50,
+                    users: (0..<Int(random.next() % 3)).map { _ in UserID("user-\(random.next() % 500)") }))
+            }
             return .event(Event(
                 service: "svc-\(random.next() % 3)", operation: "op-\(random.next() % 9)", status: status,
                 latencyMicros: Double(1 + random.next() % 2_000_000),
@@ -230,5 +237,46 @@ import TallyAggregates
         // Past the window it is a new span again (and a fingerprint of 0 is never deduplicated).
         #expect(ingest([Self.span(7)], [7], at: Self.start + .seconds(61))?.accepted == 1)
         #expect(ingest([Self.span(0), Self.span(0)], [0, 0], at: Self.start + .seconds(61))?.accepted == 2)
+    }
+}
+
+/// Measurements (StatsD counters and sets): requests without latency, users without requests,
+/// checked like events, and bounded.
+@Suite struct MeasurementTests {
+    static let origin = ReplicaID(region: "eu-west", node: "n1", incarnation: 7)
+    static let now = Timestamp(millisecondsSinceEpoch: 1_795_946_400_000)
+
+    @Test func countersAndSetsCountWhatTheySay() {
+        var replica = Replica(config: ReplicaConfig(id: Self.origin))
+        let items: [BatchItem] = [
+            .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: 40)),
+            .measurement(Measurement(service: "cart", operation: "GET /", status: 503, timestamp: Self.now, requests: 2)),
+            .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: 0,
+                                     users: (0..<30).map { UserID("u\($0)") })),
+            .event(Event(service: "cart", operation: "GET /", status: 200, latencyMicros: 900, user: "u1", timestamp: Self.now)),
+            .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now,
+                                     requests: Measurement.requestsMax + 1)),
+            .measurement(Measurement(service: "", operation: "GET /", status: 200, timestamp: Self.now, requests: 1)),
+            .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now + .seconds(3_600),
+                                     requests: 1)),
+        ]
+        let actions = replica.ingest(EventBatch(id: BatchID(1), client: "statsd", items: items), now: Self.now)
+        guard case .acknowledge(_, let receipt, _) = actions.last else {
+            Issue.record("no answer: \(actions)")
+            return
+        }
+        #expect(receipt.accepted == 4 && receipt.rejected.map(\.index) == [4, 5, 6])
+        #expect(receipt.rejected[0].reason.description.contains("at most 4294967296"))
+        let minute = replica.buckets.filter { $0.key.resolution == .minute }
+        #expect(minute.reduce(0) { $0 + $1.aggregate.requests.value } == 43)
+        #expect(minute.reduce(0) { $0 + $1.aggregate.errors.value } == 2)
+        // One timed request: the counters' requests have no latency.
+        #expect(minute.reduce(0) { $0 + $1.aggregate.latency.count } == 1)
+        let users = minute.first { $0.key.series.statusClass == .success }?.aggregate.users.cardinality ?? 0
+        #expect(abs(users - 30) < 2)
+        // Replayed from its log entry, the state is the same.
+        var replayed = Replica(config: ReplicaConfig(id: Self.origin))
+        for case .persist(let entry) in actions { replayed.replay(try! LogEntry(encoded: entry.encoded())) }
+        #expect(replayed.buckets.map { $0.aggregate.encoded() } == replica.buckets.map { $0.aggregate.encoded() })
     }
 }

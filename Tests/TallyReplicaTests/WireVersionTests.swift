@@ -120,8 +120,9 @@ import TallyAggregates
                              client: "c", idempotencyKey: "k", events: [event], receipt: receipt)
         let current = entry.encoded()
         #expect(current[1] == 2)
-        // Version 1's body is version 2's without the trailing duplicates (0) and fingerprint count (0).
-        var v1 = Array(current.dropLast(2))
+        // Version 1's body is version 2's without the trailing duplicates (0), fingerprint count (0)
+        // and measurement count (0).
+        var v1 = Array(current.dropLast(3))
         v1[1] = 1
         #expect(try LogEntry(encoded: v1) == entry)
         var receiptV1 = Array(receipt.encoded().dropLast(1))
@@ -132,6 +133,9 @@ import TallyAggregates
         spans.events.append(event)
         spans.fingerprints = [42, 7]
         spans.receipt.duplicates = 2
+        spans.measurements = [Measurement(service: "checkout", operation: "requests", status: 503,
+                                          timestamp: event.timestamp, requests: 12, users: [UserID("u1"), UserID("u2")])]
+        spans.measurementsAfter = [1]
         #expect(try LogEntry(encoded: spans.encoded()) == spans)
         var future = current
         future[1] = 3

@@ -121,10 +121,7 @@ public enum OTLPReceiver {
 
     /// One rejection, for `partial_success.error_message`.
     static func reason(_ item: BatchItem, _ reason: RejectionReason) -> String {
-        switch item {
-        case .invalid: return reason.description
-        case .event(let event): return "\(event.service) \(event.operation): \(reason.description)"
-        }
+        item.subject.map { "\($0): \(reason.description)" } ?? reason.description
     }
 
     // MARK: - Requests

@@ -11,7 +11,20 @@ public struct BatchID: Hashable, Sendable, CustomStringConvertible {
 /// (malformed JSON object, wrong type, missing field). Positions are the client's indexes.
 public enum BatchItem: Sendable, Equatable {
     case event(Event)
+    /// Aggregated counts (StatsD counters and sets).
+    case measurement(Measurement)
     case invalid(String)
+}
+
+extension BatchItem {
+    /// "service operation" of the item, for messages about it; nil for an invalid item.
+    public var subject: String? {
+        switch self {
+        case .event(let event): "\(event.service) \(event.operation)"
+        case .measurement(let measurement): "\(measurement.service) \(measurement.operation)"
+        case .invalid: nil
+        }
+    }
 }
 
 /// The events of one ingest request.
@@ -155,14 +168,23 @@ public struct LogEntry: Sendable, Equatable {
     public var idempotencyKey: String?
     /// The accepted events, in batch order.
     public var events: [Event]
+    /// The accepted measurements, in batch order.
+    public var measurements: [Measurement]
+    /// Per measurement, how many of `events` came before it in the batch: replay applies both in
+    /// the order they were accepted, so series are created in the same order.
+    public var measurementsAfter: [Int]
     public var receipt: IngestReceipt
     /// The fingerprints of the accepted events that had one (any order): replay remembers them, so
     /// a span retried after a restart is still a duplicate.
     public var fingerprints: [UInt64]
 
     public init(sequence: UInt64, acceptedAt: Timestamp, client: String, idempotencyKey: String?,
-                events: [Event], receipt: IngestReceipt, fingerprints: [UInt64] = [])
+                events: [Event], measurements: [Measurement] = [], measurementsAfter: [Int] = [],
+                receipt: IngestReceipt, fingerprints: [UInt64] = [])
     {
+        precondition(measurementsAfter.count == measurements.count, "a position for each measurement")
+        self.measurements = measurements
+        self.measurementsAfter = measurementsAfter
         self.sequence = sequence
         self.acceptedAt = acceptedAt
         self.client = client

@@ -16,6 +16,8 @@ extension LogEntry: VersionedEncoding {
     /// receipt: accepted, sequence, rejections: count, then per rejection: index, reason;
     ///          duplicates
     /// fingerprints: count, then each (u64 LE)
+    /// measurements: count, then per measurement: events before it, service index, operation
+    ///         index, status, timestamp: zigzag, requests, users: count, then each: hash (u64 LE) byteCount
     /// ```
     /// Names repeat within a batch, so each is written once and referred to by index.
     public func encode(to writer: inout ByteWriter) {
@@ -33,6 +35,9 @@ extension LogEntry: VersionedEncoding {
         }
         let references = self.events.map { event in
             (intern(event.service), intern(event.operation))
+        }
+        let measured = self.measurements.map { measurement in
+            (intern(measurement.service), intern(measurement.operation))
         }
         writer.writeVarint(strings.count)
         for string in strings { writer.writeString(string) }
@@ -54,6 +59,20 @@ extension LogEntry: VersionedEncoding {
         self.receipt.encode(to: &writer)
         writer.writeVarint(self.fingerprints.count)
         for fingerprint in self.fingerprints { writer.writeUInt64LE(fingerprint) }
+        writer.writeVarint(self.measurements.count)
+        for ((measurement, reference), after) in zip(zip(self.measurements, measured), self.measurementsAfter) {
+            writer.writeVarint(after)
+            writer.writeVarint(reference.0)
+            writer.writeVarint(reference.1)
+            writer.writeVarint(UInt64(measurement.status))
+            writer.writeZigZag(measurement.timestamp.millisecondsSinceEpoch)
+            writer.writeVarint(measurement.requests)
+            writer.writeVarint(measurement.users.count)
+            for user in measurement.users {
+                writer.writeUInt64LE(user.hash)
+                writer.writeVarint(user.byteCount)
+            }
+        }
     }
 
     public init(from reader: inout ByteReader) throws(DecodeError) {
@@ -104,13 +123,44 @@ extension LogEntry: VersionedEncoding {
         }
         let receipt = try IngestReceipt(from: &reader, version: version)
         var fingerprints: [UInt64] = []
+        var measurements: [Measurement] = []
+        var measurementsAfter: [Int] = []
         if version >= 2 {
             let count = try reader.readCount("LogEntry fingerprint count", max: eventCount)
             fingerprints.reserveCapacity(count)
             for _ in 0..<count { fingerprints.append(try reader.readUInt64LE("LogEntry fingerprint")) }
+            let measurementCount = try reader.readCount("LogEntry measurement count", max: reader.limits.mapEntriesMax)
+            measurements.reserveCapacity(min(measurementCount, reader.remaining / 6))
+            for _ in 0..<measurementCount {
+                let after = try reader.readCount("LogEntry measurement position", max: events.count)
+                guard after >= (measurementsAfter.last ?? 0) else {
+                    throw .invalidValue(field: "LogEntry measurement position", value: "\(after)")
+                }
+                measurementsAfter.append(after)
+                let service = try string("LogEntry measurement service")
+                let operation = try string("LogEntry measurement operation")
+                let status = try reader.readVarint("LogEntry measurement status")
+                guard (100...599).contains(status) else {
+                    throw .invalidValue(field: "LogEntry measurement status", value: "\(status)")
+                }
+                let timestamp = try reader.readTimestamp("LogEntry measurement timestamp")
+                let requests = try reader.readVarint("LogEntry measurement requests")
+                guard requests <= Measurement.requestsMax else {
+                    throw .invalidValue(field: "LogEntry measurement requests", value: "\(requests)")
+                }
+                let userCount = try reader.readCount("LogEntry measurement user count", max: Measurement.usersMax)
+                var users: [UserID] = []
+                for _ in 0..<userCount {
+                    let hash = try reader.readUInt64LE("LogEntry measurement user hash")
+                    users.append(UserID(hash: hash, byteCount: try reader.readCount("LogEntry measurement user length", max: 1 << 20)))
+                }
+                measurements.append(Measurement(service: service, operation: operation, status: UInt16(status),
+                                                timestamp: timestamp, requests: requests, users: users))
+            }
         }
         self.init(sequence: sequence, acceptedAt: acceptedAt, client: client, idempotencyKey: idempotencyKey,
-                  events: events, receipt: receipt, fingerprints: fingerprints)
+                  events: events, measurements: measurements, measurementsAfter: measurementsAfter,
+                  receipt: receipt, fingerprints: fingerprints)
     }
 
     private static func writeOptionalString(_ string: String?, to writer: inout ByteWriter) {

@@ -39,6 +39,48 @@ public struct Event: Sendable, Equatable {
     }
 }
 
+/// What a protocol that aggregates before it sends reports for one series at one time: a StatsD
+/// counter (requests, with no latency) or set (distinct users, with no requests). Requests counted
+/// here have no latency, so latency SLIs and quantiles, which read the sketch, do not see them;
+/// availability and rates, which read the request counters, do.
+public struct Measurement: Sendable, Equatable {
+    public var service: String
+    public var operation: String
+    /// An HTTP-style status code, 100...599.
+    public var status: UInt16
+    public var timestamp: Timestamp
+    /// Requests to add, at most `Measurement.requestsMax`.
+    public var requests: UInt64
+    /// Users seen, at most `Measurement.usersMax`.
+    public var users: [UserID]
+
+    /// The most requests one measurement may add: a counter of more is malformed input, and the
+    /// bound keeps 64-bit counters far from overflow.
+    public static let requestsMax: UInt64 = 1 << 32
+    public static let usersMax = 1_024
+
+    public init(service: String, operation: String, status: UInt16, timestamp: Timestamp, requests: UInt64,
+                users: [UserID] = [])
+    {
+        self.service = service
+        self.operation = operation
+        self.status = status
+        self.timestamp = timestamp
+        self.requests = requests
+        self.users = users
+    }
+
+    public var seriesKey: SeriesKey {
+        SeriesKey(service: self.service, operation: self.operation, statusClass: StatusClass(status: self.status))
+    }
+
+    /// The fields `Replica.admit` checks, as an event (latency 0 is always valid).
+    var asEvent: Event {
+        Event(service: self.service, operation: self.operation, status: self.status, latencyMicros: 0, userID: nil,
+              timestamp: self.timestamp)
+    }
+}
+
 /// A user id as the aggregates need it: its stable hash (for the distinct-user sketch) and its
 /// length (for the size limit). The id itself is never stored: the parser hashes it in place in the
 /// request body, which saves building a `String` per event, and keeps user ids out of the log.
