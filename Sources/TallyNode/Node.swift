@@ -726,6 +726,25 @@ public actor Node {
         self.metrics.refusedRequest(status: status)
     }
 
+    /// Counts what the node did with a batch of StatsD items (`tally_statsd_items_total`).
+    func recordStatsD(_ outcome: IngestOutcome, items: Int) {
+        switch outcome {
+        case .accepted(let receipt, _):
+            self.metrics.statsdItems["accepted", default: 0] += UInt64(receipt.accepted)
+            self.metrics.statsdItems["rejected", default: 0] += UInt64(receipt.rejected.count)
+        default:
+            self.metrics.statsdItems["refused", default: 0] += UInt64(items)
+        }
+    }
+
+    func recordStatsDCounts(_ counts: StatsDCounts) {
+        self.metrics.statsdDatagrams += counts.datagrams
+        self.metrics.statsdLines["mapped", default: 0] += counts.mapped
+        self.metrics.statsdLines["invalid", default: 0] += counts.invalid
+        self.metrics.statsdLines["skipped", default: 0] += counts.skipped
+        self.metrics.statsdLines["dropped", default: 0] += counts.dropped
+    }
+
     /// Counts OTLP spans by outcome (`tally_otlp_spans_total`).
     func recordSpans(_ outcome: String, _ count: Int) {
         guard count > 0 else { return }

@@ -19,6 +19,10 @@ public struct NodeMetrics: Sendable {
     var eventsDuplicate: UInt64 = 0
     /// OTLP spans by outcome (`OTLPReceiver.outcomes`).
     var otlpSpans: [String: UInt64] = [:]
+    /// StatsD: datagrams, lines by outcome, and items (events, counts) by what the node did with them.
+    var statsdDatagrams: UInt64 = 0
+    var statsdLines: [String: UInt64] = [:]
+    var statsdItems: [String: UInt64] = [:]
 
     mutating func record(_ receipt: IngestReceipt, replayed: Bool) {
         if replayed {
@@ -56,6 +60,18 @@ public struct NodeMetrics: Sendable {
                "OTLP spans received, by outcome: accepted, rejected, duplicate, skipped (a kind not mapped), refused (the request was).")
         for outcome in ["accepted", "rejected", "duplicate", "skipped", "refused"] {
             lines.append("tally_otlp_spans_total{outcome=\"\(outcome)\"} \(self.otlpSpans[outcome] ?? 0)")
+        }
+        family("tally_statsd_datagrams_total", "counter", "StatsD datagrams received over UDP.")
+        lines.append("tally_statsd_datagrams_total \(self.statsdDatagrams)")
+        family("tally_statsd_lines_total", "counter",
+               "StatsD lines, by outcome: mapped, invalid, skipped (gauges, events, service checks), dropped (too many waiting).")
+        for outcome in ["mapped", "invalid", "skipped", "dropped"] {
+            lines.append("tally_statsd_lines_total{outcome=\"\(outcome)\"} \(self.statsdLines[outcome] ?? 0)")
+        }
+        family("tally_statsd_items_total", "counter",
+               "Events and counts from StatsD lines, by outcome: accepted, rejected (a limit or a bad field), refused (the node was overloaded or rate limiting).")
+        for outcome in ["accepted", "rejected", "refused"] {
+            lines.append("tally_statsd_items_total{outcome=\"\(outcome)\"} \(self.statsdItems[outcome] ?? 0)")
         }
         family("tally_ingest_batches_total", "counter", "Ingest batches, by outcome.")
         for outcome in ["accepted", "replayed", "refused", "overloaded", "rate_limited", "failed"] {

@@ -62,6 +62,9 @@ struct Serve: AsyncParsableCommand {
                 },
                 logger: logger))
         }
+        if let statsd = nodeConfig.statsd {
+            services.append(StatsDService(node: node, config: statsd, nodeName: nodeConfig.node))
+        }
         // The node first: services stop in reverse order, so HTTP drains before the node's last
         // checkpoint. A server that cannot listen cancels the group, and the node stops too.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
@@ -105,4 +108,21 @@ extension Serve {
 struct CommandFailure: Error, CustomStringConvertible {
     var message: String
     var description: String { self.message }
+}
+
+/// The StatsD listeners as a service of the group: bound at start, closed first at shutdown (the
+/// group stops services in reverse order), so their last lines reach the node before it stops.
+struct StatsDService: Service {
+    let node: Node
+    let config: StatsDConfig
+    let nodeName: String
+
+    func run() async throws {
+        let listener = try await StatsDListener.start(node: self.node, config: self.config)
+        for address in listener.addresses {
+            FileHandle.standardOutput.write(Data("tally node \(self.nodeName) StatsD on \(address)\n".utf8))
+        }
+        try? await gracefulShutdown()
+        await listener.stop()
+    }
 }

@@ -47,6 +47,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var observeSelf = false
     /// The OTLP/HTTP receiver (`otlp`); nil: none.
     public var otlp: OTLPConfig?
+    /// The StatsD listeners (`statsd`); nil: none.
+    public var statsd: StatsDConfig?
     /// Classic histogram bounds of the Prometheus export, in microseconds (`prometheus.buckets`).
     public var prometheusBuckets: [Double] = PrometheusExposition.defaultBuckets
 
@@ -385,6 +387,9 @@ extension NodeConfig {
         let otlp = try raw.otlp.map { (section) throws(ConfigError) in
             try OTLPConfig.parse(section, defaultHost: host, file: file)
         }
+        let statsd = try raw.statsd.map { (section) throws(ConfigError) in
+            try StatsDConfig.parse(section, defaultHost: host, file: file)
+        }
         var prometheusBuckets = PrometheusExposition.defaultBuckets
         if let buckets = raw.prometheus?.buckets {
             guard (1...64).contains(buckets.count) else {
@@ -415,7 +420,8 @@ extension NodeConfig {
                 "storage.checkpoint_interval", raw.storage?.checkpoint_interval, .seconds(10),
                 range: .milliseconds(100)...(.seconds(86_400))),
             cluster: cluster, connectionsMax: connectionsMax, httpTimeouts: timeouts, sloFiles: sloFiles,
-            alerting: alerting, observeSelf: raw.observe_self ?? false, otlp: otlp, prometheusBuckets: prometheusBuckets)
+            alerting: alerting, observeSelf: raw.observe_self ?? false, otlp: otlp, statsd: statsd,
+            prometheusBuckets: prometheusBuckets)
     }
 
     /// `http://host[:port][/path]` or https, at most 2048 bytes, without user info, query or spaces.
@@ -441,7 +447,7 @@ extension NodeConfig {
     /// otherwise silently leave the default in force.
     static let knownKeys: [String: Set<String>] = [
         "": ["node", "region", "listen", "data_dir", "api_keys", "limits", "retention", "idempotency", "errors",
-             "storage", "cluster", "slo_files", "alerting", "observe_self", "otlp", "prometheus"],
+             "storage", "cluster", "slo_files", "alerting", "observe_self", "otlp", "prometheus", "statsd"],
         "prometheus": ["buckets"],
         "alerting": ["alertmanagers", "evaluate_every", "resend_every", "stale_after", "generator_url"],
         "api_keys[]": ["name", "sha256"],
@@ -455,7 +461,7 @@ extension NodeConfig {
         "retention": ["minute", "hour", "day"],
         "idempotency": ["window", "keys_max", "span_window", "span_fingerprints_max"],
         "storage": ["checkpoint_interval"],
-    ].merging(OTLPConfig.knownKeys) { first, _ in first }
+    ].merging(OTLPConfig.knownKeys) { first, _ in first }.merging(StatsDConfig.knownKeys) { first, _ in first }
 
     private static func refuseUnknownKeys(yaml text: String, file: String) throws(ConfigError) {
         let root: Yams.Node?
@@ -580,6 +586,7 @@ struct RawConfig: Decodable {
     var observe_self: Bool?
     var otlp: RawOTLP?
     var prometheus: RawPrometheus?
+    var statsd: RawStatsD?
 
     struct RawPrometheus: Decodable {
         var buckets: [String]?

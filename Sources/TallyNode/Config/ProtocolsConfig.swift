@@ -123,3 +123,106 @@ extension OTLPConfig {
             nameBytesMax: limits.nameBytesMax, userBytesMax: limits.userBytesMax, spansMax: self.spansPerRequestMax))
     }
 }
+
+/// The `statsd` section: StatsD / DogStatsD over UDP and TCP (docs/integrations.md). Absent: none.
+public struct StatsDConfig: Sendable, Equatable {
+    /// UDP address; nil: no UDP listener.
+    public var udp: (host: String, port: Int)?
+    /// TCP address (newline-separated lines); nil: no TCP listener.
+    public var tcp: (host: String, port: Int)?
+    /// The client name its items are counted under (rate limits, `/metrics`): StatsD has no keys.
+    public var client: String
+    public var mapping: StatsDMapping
+    /// The UDP socket's receive buffer: what absorbs a burst while the node is busy.
+    public var receiveBufferBytes: Int
+    /// Most items waiting for the node; past it, lines are dropped and counted.
+    public var pendingItemsMax: Int
+
+    public static func == (lhs: StatsDConfig, rhs: StatsDConfig) -> Bool {
+        lhs.udp?.host == rhs.udp?.host && lhs.udp?.port == rhs.udp?.port && lhs.tcp?.host == rhs.tcp?.host
+            && lhs.tcp?.port == rhs.tcp?.port && lhs.client == rhs.client && lhs.mapping == rhs.mapping
+            && lhs.receiveBufferBytes == rhs.receiveBufferBytes && lhs.pendingItemsMax == rhs.pendingItemsMax
+    }
+
+    public init(udp: (host: String, port: Int)?, tcp: (host: String, port: Int)? = nil, client: String = "statsd",
+                mapping: StatsDMapping = StatsDMapping(), receiveBufferBytes: Int = 8 << 20, pendingItemsMax: Int = 200_000)
+    {
+        self.udp = udp
+        self.tcp = tcp
+        self.client = client
+        self.mapping = mapping
+        self.receiveBufferBytes = receiveBufferBytes
+        self.pendingItemsMax = pendingItemsMax
+    }
+}
+
+extension RawConfig {
+    struct RawStatsD: Decodable {
+        var udp: String?
+        var tcp: String?
+        var client: String?
+        var tags: RawTags?
+        var timer_unit: String?
+        var receive_buffer_bytes: Int?
+        var pending_items_max: Int?
+
+        struct RawTags: Decodable {
+            var service: String?
+            var operation: String?
+            var status: String?
+            var user: String?
+        }
+    }
+}
+
+extension StatsDConfig {
+    static let knownKeys: [String: Set<String>] = [
+        "statsd": ["udp", "tcp", "client", "tags", "timer_unit", "receive_buffer_bytes", "pending_items_max"],
+        "statsd.tags": ["service", "operation", "status", "user"],
+    ]
+
+    static func parse(_ raw: RawConfig.RawStatsD, defaultHost: String, file: String) throws(ConfigError) -> StatsDConfig {
+        func fail(_ key: String, _ value: String?, _ message: String) -> ConfigError {
+            ConfigError(file: file, key: "statsd.\(key)", value: value, message: message)
+        }
+        // UDP on 8125 unless only TCP is given.
+        var config = StatsDConfig(udp: raw.tcp != nil && raw.udp == nil ? nil : (defaultHost, 8125))
+        if let udp = raw.udp { config.udp = try NodeConfig.address("statsd.udp", udp, file: file) }
+        if let tcp = raw.tcp { config.tcp = try NodeConfig.address("statsd.tcp", tcp, file: file) }
+        if let client = raw.client {
+            guard !client.isEmpty, client.utf8.count <= 64 else { throw fail("client", client, "must be 1 to 64 bytes") }
+            config.client = client
+        }
+        if let tags = raw.tags {
+            for (key, value) in [("service", tags.service), ("operation", tags.operation), ("status", tags.status),
+                                 ("user", tags.user)]
+            {
+                if let value, value.isEmpty || value.utf8.count > 200 || value.contains(where: { ",|#:".contains($0) }) {
+                    throw fail("tags.\(key)", value, "must be a tag key of 1 to 200 bytes without , | # or :")
+                }
+            }
+            config.mapping.serviceTag = tags.service ?? config.mapping.serviceTag
+            config.mapping.operationTag = tags.operation ?? config.mapping.operationTag
+            config.mapping.statusTag = tags.status ?? config.mapping.statusTag
+            config.mapping.userTag = tags.user ?? config.mapping.userTag
+        }
+        if let unit = raw.timer_unit {
+            let units: [String: Double] = ["ns": 0.001, "us": 1, "ms": 1_000, "s": 1_000_000]
+            guard let micros = units[unit] else { throw fail("timer_unit", unit, "must be ns, us, ms or s") }
+            config.mapping.timerUnitMicros = micros
+        }
+        if let bytes = raw.receive_buffer_bytes {
+            guard (64 << 10...(1 << 30)).contains(bytes) else {
+                throw fail("receive_buffer_bytes", "\(bytes)", "must be 65536 to 1073741824")
+            }
+            config.receiveBufferBytes = bytes
+        }
+        if let pending = raw.pending_items_max {
+            guard (1_000...10_000_000).contains(pending) else {
+                throw fail("pending_items_max", "\(pending)", "must be 1000 to 10000000")
+            }
+            config.pendingItemsMax = pending
+        }
+        return config
+    }
+}
