@@ -27,6 +27,11 @@ OPERATIONS = ["GET /cart", "POST /pay", "GET /item/:id"]
 STATUSES = [200, 200, 200, 404, 503]
 
 
+def check_quiet(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
 def post_events(node, events):
     for start in range(0, len(events), 500):
         body = json.dumps(events[start:start + 500]).encode()
@@ -181,6 +186,18 @@ def main():
             low, high = gamma ** index, gamma ** (index + 1)
             check(low * (1 - 1e-9) <= promql <= high * (1 + 1e-9),
                   f"histogram_quantile({q}) over the native histogram = {promql:.0f} us, Tally's {name} {values[name]:.0f} us: the same sketch bucket")
+        # The Grafana dashboard's queries: every one is valid PromQL, and the RED and heatmap ones
+        # have data for the service the burst went to.
+        dashboard = json.load(open(os.path.join(os.path.dirname(__file__), "../../deploy/grafana/tally-dashboard.json")))
+        queried = 0
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"].replace("$service", "shop").replace("$__rate_interval", "1m")
+                result = prometheus.api("query", query=expr, time=f"{after:.3f}")["result"]
+                queried += 1
+                if "tally_request" in expr and "errors" not in expr:
+                    check_quiet(result, f"dashboard panel '{panel['title']}' has data: {expr}")
+        check(queried >= 8, f"the dashboard's {queried} queries are valid PromQL, the RED and heatmap ones with data")
         print("prometheus test: passed")
     except BaseException:
         print(node.tail(), file=sys.stderr)
