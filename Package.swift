@@ -89,6 +89,8 @@ let package = Package(
             name: "tally",
             dependencies: [
                 "TallyAggregates",
+                "TallyProtocols",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 "TallyReplica",
                 "TallyNode",
                 "TallySLO",

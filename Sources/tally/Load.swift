@@ -48,14 +48,31 @@ struct Load: AsyncParsableCommand {
     var servicePrefix = "svc-"
     @Option(help: "Write the acknowledged events per service to this file as JSON, for a cluster-wide check.")
     var acknowledged: String?
+    @Option(help: "What to send: events (POST /v1/events), otlp (spans to --target's /v1/traces), statsd (--target udp://HOST:PORT).")
+    var `protocol` = "events"
+    @Option(help: "The node's API base URL, for its /metrics (otlp, statsd).")
+    var api = "http://127.0.0.1:7070"
+    @Option(help: "Timer lines per UDP datagram (statsd).")
+    var linesPerDatagram = 20
 
     func validate() throws {
         guard self.rate >= 0, self.duration > 0, self.services > 0, self.operations > 0, self.users > 0,
-            self.batch > 0, self.concurrency > 0
-        else { throw ValidationError("rate must be >= 0; duration, services, operations, users, batch, concurrency > 0") }
+            self.batch > 0, self.concurrency > 0, (1...1_000).contains(self.linesPerDatagram)
+        else {
+            throw ValidationError(
+                "rate must be >= 0; duration, services, operations, users, batch, concurrency > 0; lines-per-datagram 1...1000")
+        }
+        guard ["events", "otlp", "statsd"].contains(self.protocol) else {
+            throw ValidationError("--protocol must be events, otlp or statsd, not '\(self.protocol)'")
+        }
     }
 
     func run() async throws {
+        switch self.protocol {
+        case "otlp": return try await self.runOTLP()
+        case "statsd": return try await self.runStatsD()
+        default: break
+        }
         let generator = TrafficGenerator(services: self.services, operations: self.operations, users: self.users,
                                          seed: self.seed, servicePrefix: self.servicePrefix)
         let totalBatches = self.rate == 0
