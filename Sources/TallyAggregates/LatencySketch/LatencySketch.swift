@@ -120,6 +120,26 @@ public struct LatencySketch: Lattice {
         _ = self.recordInPrimary(value, at: origin)
     }
 
+    /// Adds latencies that arrived already bucketed (an OTLP histogram point), at `origin`: the
+    /// same state as recording each of their values, given their buckets at this sketch's scale.
+    /// Same contract as `record(_:at:)`: only `origin`'s replica calls it, with validated input
+    /// (`LatencyBuckets.init` checks it).
+    public mutating func add(_ latencies: LatencyBuckets, at origin: ReplicaID) {
+        guard latencies.count > 0 else { return }
+        if self.primary?.origin != origin { self.makePrimary(origin) }
+        let shift = latencies.scale - self.scale
+        precondition(shift >= 0, "buckets at scale \(latencies.scale) added to a sketch at \(self.scale)")
+        let bucketsMax = self.bucketsMax
+        self.primary!.zeroCount &+= latencies.zeroCount
+        for bucket in latencies.buckets {
+            // Downscaling is an index shift (`ExponentialBuckets`): exact.
+            self.primary!.add(index: bucket.index >> Int32(shift), count: bucket.count, bucketsMax: bucketsMax)
+        }
+        self.primary!.sum += latencies.sum
+        self.primary!.minimum = Swift.min(self.primary!.minimum, latencies.minimum)
+        self.primary!.maximum = Swift.max(self.primary!.maximum, latencies.maximum)
+    }
+
     /// Records one latency and returns the delta: what changed, as a value that merges like a state.
     /// Same contract as `record(_:at:)`, which is cheaper when the delta is not needed.
     public mutating func recordReturningDelta(_ value: Double, at origin: ReplicaID) -> Delta {

@@ -77,6 +77,22 @@ struct OriginHistogram: Sendable, Equatable {
         return self.recordOutsideRange(index, bucketsMax: bucketsMax)
     }
 
+    /// Adds `count` values to the bucket at `index` (a floor above it takes them), as `count`
+    /// records of values in that bucket would; sum, min and max are the caller's to add.
+    mutating func add(index: Int32, count: UInt64, bucketsMax: Int) {
+        guard count > 0 else { return }
+        let index = max(index, self.floorIndex)
+        let position = Int(index) &- Int(self.offset)
+        if position >= 0 && position < self.counts.count {
+            self.counts[position] = self.counts[position] &+ count
+            return
+        }
+        // Place one value the way `record` does (extending, or collapsing into the floor), then the rest.
+        let placed = self.recordOutsideRange(index, bucketsMax: bucketsMax)
+        let at = Int(placed.index - self.offset)
+        self.counts[at] = self.counts[at] &+ (count - 1)
+    }
+
     /// The slow path of `record`: the bucket is outside the current range.
     @usableFromInline
     mutating func recordOutsideRange(_ index: Int32, bucketsMax: Int) -> LatencySketch.Bucket {
