@@ -39,6 +39,7 @@ public struct BucketAggregate: Lattice {
             if isError { _ = self.errors.increment(by: measurement.requests, at: origin) }
         }
         for user in measurement.users { self.users.add(hash: user.hash) }
+        if let latency = measurement.latency { self.latency.add(latency, at: origin) }
     }
 
     /// Drops spare array capacity, once the bucket's time is over.

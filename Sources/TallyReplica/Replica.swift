@@ -279,6 +279,14 @@ public struct Replica: Sendable {
         guard measurement.users.count <= Measurement.usersMax else {
             return .invalid("\(measurement.users.count) users; at most \(Measurement.usersMax) in one measurement")
         }
+        if let latency = measurement.latency {
+            guard latency.scale >= self.plan.sketchScale else {
+                return .invalid("latency buckets at scale \(latency.scale) are coarser than the sketch's \(self.plan.sketchScale)")
+            }
+            guard latency.maximum <= self.plan.latencyMaxMicros else {
+                return .invalid("latency \(latency.maximum) us is over the limit of \(self.plan.latencyMaxMicros) us")
+            }
+        }
         if let user = measurement.users.first(where: { $0.byteCount > self.config.limits.userBytesMax }) {
             return .invalid("user is \(user.byteCount) bytes long; at most \(self.config.limits.userBytesMax) are allowed")
         }

@@ -256,6 +256,12 @@ import TallyAggregates
             .event(Event(service: "cart", operation: "GET /", status: 200, latencyMicros: 900, user: "u1", timestamp: Self.now)),
             .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now,
                                      requests: Measurement.requestsMax + 1)),
+            .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: 1,
+                                     latency: try! LatencyBuckets(scale: 2, zeroCount: 0, buckets: [.init(index: 40, count: 1)],
+                                                                  sum: 1_000, minimum: 1_000, maximum: 1_000))),
+            .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: 3,
+                                     latency: try! LatencyBuckets(scale: 8, zeroCount: 1, buckets: [.init(index: 2_600, count: 2)],
+                                                                  sum: 2_250, minimum: 0, maximum: 1_150))),
             .measurement(Measurement(service: "", operation: "GET /", status: 200, timestamp: Self.now, requests: 1)),
             .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now + .seconds(3_600),
                                      requests: 1)),
@@ -265,13 +271,15 @@ import TallyAggregates
             Issue.record("no answer: \(actions)")
             return
         }
-        #expect(receipt.accepted == 4 && receipt.rejected.map(\.index) == [4, 5, 6])
+        #expect(receipt.accepted == 5 && receipt.rejected.map(\.index) == [4, 5, 7, 8])
+        #expect(receipt.rejected[1].reason.description.contains("coarser than the sketch's 6"))
         #expect(receipt.rejected[0].reason.description.contains("at most 4294967296"))
         let minute = replica.buckets.filter { $0.key.resolution == .minute }
-        #expect(minute.reduce(0) { $0 + $1.aggregate.requests.value } == 43)
+        #expect(minute.reduce(0) { $0 + $1.aggregate.requests.value } == 46)
         #expect(minute.reduce(0) { $0 + $1.aggregate.errors.value } == 2)
-        // One timed request: the counters' requests have no latency.
-        #expect(minute.reduce(0) { $0 + $1.aggregate.latency.count } == 1)
+        // One timed event and a point of three: the counters' requests have no latency.
+        #expect(minute.reduce(0) { $0 + $1.aggregate.latency.count } == 4)
+        #expect(minute.reduce(0) { $0 + $1.aggregate.latency.sum } == 900 + 2_250)
         let users = minute.first { $0.key.series.statusClass == .success }?.aggregate.users.cardinality ?? 0
         #expect(abs(users - 30) < 2)
         // Replayed from its log entry, the state is the same.

@@ -17,7 +17,9 @@ extension LogEntry: VersionedEncoding {
     ///          duplicates
     /// fingerprints: count, then each (u64 LE)
     /// measurements: count, then per measurement: events before it, service index, operation
-    ///         index, status, timestamp: zigzag, requests, users: count, then each: hash (u64 LE) byteCount
+    ///         index, status, timestamp: zigzag, requests, users: count, then each: hash (u64 LE) byteCount,
+    ///         latency: 0 | 1 scale: zigzag, zeroCount, buckets: count, then each: index: zigzag,
+    ///         count; sum, minimum, maximum (f64)
     /// ```
     /// Names repeat within a batch, so each is written once and referred to by index.
     public func encode(to writer: inout ByteWriter) {
@@ -71,6 +73,21 @@ extension LogEntry: VersionedEncoding {
             for user in measurement.users {
                 writer.writeUInt64LE(user.hash)
                 writer.writeVarint(user.byteCount)
+            }
+            if let latency = measurement.latency {
+                writer.writeUInt8(1)
+                writer.writeZigZag(Int64(latency.scale))
+                writer.writeVarint(latency.zeroCount)
+                writer.writeVarint(latency.buckets.count)
+                for bucket in latency.buckets {
+                    writer.writeZigZag(Int64(bucket.index))
+                    writer.writeVarint(bucket.count)
+                }
+                writer.writeDouble(latency.sum)
+                writer.writeDouble(latency.count == 0 ? 0 : latency.minimum)
+                writer.writeDouble(latency.count == 0 ? 0 : latency.maximum)
+            } else {
+                writer.writeUInt8(0)
             }
         }
     }
@@ -154,8 +171,41 @@ extension LogEntry: VersionedEncoding {
                     let hash = try reader.readUInt64LE("LogEntry measurement user hash")
                     users.append(UserID(hash: hash, byteCount: try reader.readCount("LogEntry measurement user length", max: 1 << 20)))
                 }
+                var latency: LatencyBuckets?
+                switch try reader.readUInt8("LogEntry measurement latency flag") {
+                case 0:
+                    break
+                case 1:
+                    let scale = try reader.readZigZag("LogEntry measurement latency scale")
+                    guard (-64...64).contains(scale) else {
+                        throw .invalidValue(field: "LogEntry measurement latency scale", value: "\(scale)")
+                    }
+                    let zeroCount = try reader.readVarint("LogEntry measurement latency zero count")
+                    let bucketCount = try reader.readCount("LogEntry measurement latency bucket count", max: 1 << 16)
+                    var buckets: [LatencySketch.Bucket] = []
+                    buckets.reserveCapacity(min(bucketCount, reader.remaining / 2))
+                    for _ in 0..<bucketCount {
+                        let index = try reader.readZigZag("LogEntry measurement latency bucket index")
+                        guard let index32 = Int32(exactly: index) else {
+                            throw .invalidValue(field: "LogEntry measurement latency bucket index", value: "\(index)")
+                        }
+                        buckets.append(LatencySketch.Bucket(
+                            index: index32, count: try reader.readVarint("LogEntry measurement latency bucket count")))
+                    }
+                    let sum = try reader.readDouble("LogEntry measurement latency sum")
+                    let minimum = try reader.readDouble("LogEntry measurement latency minimum")
+                    let maximum = try reader.readDouble("LogEntry measurement latency maximum")
+                    do {
+                        latency = try LatencyBuckets(scale: Int(scale), zeroCount: zeroCount, buckets: buckets, sum: sum,
+                                                     minimum: minimum, maximum: maximum)
+                    } catch {
+                        throw .invalidValue(field: "LogEntry measurement latency", value: error.description)
+                    }
+                case let flag:
+                    throw .invalidValue(field: "LogEntry measurement latency flag", value: "\(flag)")
+                }
                 measurements.append(Measurement(service: service, operation: operation, status: UInt16(status),
-                                                timestamp: timestamp, requests: requests, users: users))
+                                                timestamp: timestamp, requests: requests, users: users, latency: latency))
             }
         }
         self.init(sequence: sequence, acceptedAt: acceptedAt, client: client, idempotencyKey: idempotencyKey,

@@ -40,9 +40,10 @@ public struct Event: Sendable, Equatable {
 }
 
 /// What a protocol that aggregates before it sends reports for one series at one time: a StatsD
-/// counter (requests, with no latency) or set (distinct users, with no requests). Requests counted
-/// here have no latency, so latency SLIs and quantiles, which read the sketch, do not see them;
-/// availability and rates, which read the request counters, do.
+/// counter (requests, with no latency), set (distinct users, with no requests), or an OTLP
+/// histogram point (requests with their latencies, already bucketed). Requests counted without
+/// latencies are not seen by latency SLIs and quantiles, which read the sketch; availability and
+/// rates, which read the request counters, see every request.
 public struct Measurement: Sendable, Equatable {
     public var service: String
     public var operation: String
@@ -53,6 +54,8 @@ public struct Measurement: Sendable, Equatable {
     public var requests: UInt64
     /// Users seen, at most `Measurement.usersMax`.
     public var users: [UserID]
+    /// The latencies of the requests (at a scale at least the sketch's), or nil.
+    public var latency: LatencyBuckets?
 
     /// The most requests one measurement may add: a counter of more is malformed input, and the
     /// bound keeps 64-bit counters far from overflow.
@@ -60,8 +63,9 @@ public struct Measurement: Sendable, Equatable {
     public static let usersMax = 1_024
 
     public init(service: String, operation: String, status: UInt16, timestamp: Timestamp, requests: UInt64,
-                users: [UserID] = [])
+                users: [UserID] = [], latency: LatencyBuckets? = nil)
     {
+        self.latency = latency
         self.service = service
         self.operation = operation
         self.status = status
