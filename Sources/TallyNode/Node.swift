@@ -745,10 +745,13 @@ public actor Node {
         self.metrics.statsdLines["dropped", default: 0] += counts.dropped
     }
 
-    /// Counts OTLP spans by outcome (`tally_otlp_spans_total`).
-    func recordSpans(_ outcome: String, _ count: Int) {
+    /// Counts OTLP spans or metric points by outcome (`tally_otlp_spans_total`, `tally_otlp_points_total`).
+    func recordOTLP(_ signal: OTLPReceiver.Signal, _ outcome: String, _ count: Int) {
         guard count > 0 else { return }
-        self.metrics.otlpSpans[outcome, default: 0] += UInt64(count)
+        switch signal {
+        case .spans: self.metrics.otlpSpans[outcome, default: 0] += UInt64(count)
+        case .points: self.metrics.otlpPoints[outcome, default: 0] += UInt64(count)
+        }
     }
 
     // MARK: - Reads

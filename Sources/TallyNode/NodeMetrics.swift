@@ -19,6 +19,8 @@ public struct NodeMetrics: Sendable {
     var eventsDuplicate: UInt64 = 0
     /// OTLP spans by outcome (`OTLPReceiver.outcomes`).
     var otlpSpans: [String: UInt64] = [:]
+    /// OTLP metric data points by outcome (skipped counts metrics, not points).
+    var otlpPoints: [String: UInt64] = [:]
     /// StatsD: datagrams, lines by outcome, and items (events, counts) by what the node did with them.
     var statsdDatagrams: UInt64 = 0
     var statsdLines: [String: UInt64] = [:]
@@ -60,6 +62,11 @@ public struct NodeMetrics: Sendable {
                "OTLP spans received, by outcome: accepted, rejected, duplicate, skipped (a kind not mapped), refused (the request was).")
         for outcome in ["accepted", "rejected", "duplicate", "skipped", "refused"] {
             lines.append("tally_otlp_spans_total{outcome=\"\(outcome)\"} \(self.otlpSpans[outcome] ?? 0)")
+        }
+        family("tally_otlp_points_total", "counter",
+               "OTLP metric data points, by outcome: accepted, rejected, refused; skipped counts metrics not mapped.")
+        for outcome in ["accepted", "rejected", "skipped", "refused"] {
+            lines.append("tally_otlp_points_total{outcome=\"\(outcome)\"} \(self.otlpPoints[outcome] ?? 0)")
         }
         family("tally_statsd_datagrams_total", "counter", "StatsD datagrams received over UDP.")
         lines.append("tally_statsd_datagrams_total \(self.statsdDatagrams)")

@@ -33,7 +33,7 @@ public struct BucketAggregate: Lattice {
     }
 
     /// Counts one validated measurement observed at `origin`.
-    mutating func record(_ measurement: Measurement, isError: Bool, at origin: ReplicaID) {
+    mutating func record(_ measurement: RequestCounts, isError: Bool, at origin: ReplicaID) {
         if measurement.requests > 0 {
             _ = self.requests.increment(by: measurement.requests, at: origin)
             if isError { _ = self.errors.increment(by: measurement.requests, at: origin) }

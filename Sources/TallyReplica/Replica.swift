@@ -84,7 +84,7 @@ public struct Replica: Sendable {
         }
         var accepted: [Event] = []
         accepted.reserveCapacity(batch.items.count)
-        var measurements: [Measurement] = []
+        var measurements: [RequestCounts] = []
         var measurementsAfter: [Int] = []
         var rejected: [EventRejection] = []
         let fingerprinted = !batch.fingerprints.isEmpty
@@ -95,7 +95,7 @@ public struct Replica: Sendable {
             switch item {
             case .invalid(let message):
                 rejected.append(EventRejection(index: index, reason: .invalid(message)))
-            case .measurement(let measurement):
+            case .counts(let measurement):
                 if let reason = self.admit(measurement, now: now) {
                     rejected.append(EventRejection(index: index, reason: reason))
                 } else {
@@ -272,12 +272,12 @@ public struct Replica: Sendable {
     }
 
     /// Why a measurement cannot be counted, or nil: its fields as an event's, and its sizes.
-    func admit(_ measurement: Measurement, now: Timestamp) -> RejectionReason? {
-        guard measurement.requests <= Measurement.requestsMax else {
-            return .invalid("requests is \(measurement.requests); at most \(Measurement.requestsMax) in one measurement")
+    func admit(_ measurement: RequestCounts, now: Timestamp) -> RejectionReason? {
+        guard measurement.requests <= RequestCounts.requestsMax else {
+            return .invalid("requests is \(measurement.requests); at most \(RequestCounts.requestsMax) in one measurement")
         }
-        guard measurement.users.count <= Measurement.usersMax else {
-            return .invalid("\(measurement.users.count) users; at most \(Measurement.usersMax) in one measurement")
+        guard measurement.users.count <= RequestCounts.usersMax else {
+            return .invalid("\(measurement.users.count) users; at most \(RequestCounts.usersMax) in one measurement")
         }
         if let latency = measurement.latency {
             guard latency.scale >= self.plan.sketchScale else {
@@ -295,7 +295,7 @@ public struct Replica: Sendable {
         return self.admit(event, known: known, now: now)
     }
 
-    mutating func apply(_ measurement: Measurement, now: Timestamp) {
+    mutating func apply(_ measurement: RequestCounts, now: Timestamp) {
         self.expiry.noteChange(now: now)
         let key = measurement.seriesKey
         let id = self.seriesIndex[key] ?? self.addSeries(key)
@@ -406,7 +406,7 @@ struct SeriesState: Sendable {
     }
 
     /// Counts `measurement` into every resolution keeping its bucket, as `record(_ event:)` does.
-    mutating func record(_ measurement: Measurement, isError: Bool, now: Timestamp, plan: IngestPlan)
+    mutating func record(_ measurement: RequestCounts, isError: Bool, now: Timestamp, plan: IngestPlan)
         -> (wasClean: Bool, wasSealed: Bool)
     {
         let wasClean = !self.isDirty

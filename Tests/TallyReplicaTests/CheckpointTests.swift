@@ -48,7 +48,7 @@ import TallyAggregates
             let status: UInt16 = [200, 201, 302, 404, 500, 503][Int(random.next() % 6)]
             if random.next() % 8 == 0 {
                 // A StatsD counter or set: requests without latency, users without requests.
-                return .measurement(Measurement(
+                return .counts(RequestCounts(
                     service: "svc-\(random.next() % 3)", operation: "op-\(random.next() % 9)", status: status,
                     timestamp: now - .seconds(ageSeconds), requests: random.next() % 3 == 0 ? 0 : random.next() % 50,
                     users: (0..<Int(random.next() % 3)).map { _ in UserID("user-\(random.next() % 500)") }))
@@ -249,21 +249,21 @@ import TallyAggregates
     @Test func countersAndSetsCountWhatTheySay() {
         var replica = Replica(config: ReplicaConfig(id: Self.origin))
         let items: [BatchItem] = [
-            .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: 40)),
-            .measurement(Measurement(service: "cart", operation: "GET /", status: 503, timestamp: Self.now, requests: 2)),
-            .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: 0,
+            .counts(RequestCounts(service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: 40)),
+            .counts(RequestCounts(service: "cart", operation: "GET /", status: 503, timestamp: Self.now, requests: 2)),
+            .counts(RequestCounts(service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: 0,
                                      users: (0..<30).map { UserID("u\($0)") })),
             .event(Event(service: "cart", operation: "GET /", status: 200, latencyMicros: 900, user: "u1", timestamp: Self.now)),
-            .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now,
-                                     requests: Measurement.requestsMax + 1)),
-            .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: 1,
+            .counts(RequestCounts(service: "cart", operation: "GET /", status: 200, timestamp: Self.now,
+                                     requests: RequestCounts.requestsMax + 1)),
+            .counts(RequestCounts(service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: 1,
                                      latency: try! LatencyBuckets(scale: 2, zeroCount: 0, buckets: [.init(index: 40, count: 1)],
                                                                   sum: 1_000, minimum: 1_000, maximum: 1_000))),
-            .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: 3,
+            .counts(RequestCounts(service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: 3,
                                      latency: try! LatencyBuckets(scale: 8, zeroCount: 1, buckets: [.init(index: 2_600, count: 2)],
                                                                   sum: 2_250, minimum: 0, maximum: 1_150))),
-            .measurement(Measurement(service: "", operation: "GET /", status: 200, timestamp: Self.now, requests: 1)),
-            .measurement(Measurement(service: "cart", operation: "GET /", status: 200, timestamp: Self.now + .seconds(3_600),
+            .counts(RequestCounts(service: "", operation: "GET /", status: 200, timestamp: Self.now, requests: 1)),
+            .counts(RequestCounts(service: "cart", operation: "GET /", status: 200, timestamp: Self.now + .seconds(3_600),
                                      requests: 1)),
         ]
         let actions = replica.ingest(EventBatch(id: BatchID(1), client: "statsd", items: items), now: Self.now)

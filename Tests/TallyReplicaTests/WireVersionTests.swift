@@ -133,7 +133,7 @@ import TallyAggregates
         spans.events.append(event)
         spans.fingerprints = [42, 7]
         spans.receipt.duplicates = 2
-        spans.measurements = [Measurement(service: "checkout", operation: "requests", status: 503,
+        spans.measurements = [RequestCounts(service: "checkout", operation: "requests", status: 503,
                                           timestamp: event.timestamp, requests: 12, users: [UserID("u1"), UserID("u2")],
                                           latency: try LatencyBuckets(scale: 7, zeroCount: 1, buckets: [.init(index: -3, count: 4),
                                                                       .init(index: 900, count: 7)], sum: 1e6, minimum: 0, maximum: 9e5))]

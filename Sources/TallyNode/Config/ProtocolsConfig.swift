@@ -13,8 +13,10 @@ public struct OTLPConfig: Sendable, Equatable {
     public var decompressedBytesMax: Int
     /// How spans become events.
     public var spans: SpanMapping
-    /// Most spans in one export request.
+    /// Most spans in one export request (and metric data points).
     public var spansPerRequestMax: Int
+    /// Which metrics become measurements, and how.
+    public var metrics = MetricsMapping()
 
     public init(listenHost: String, listenPort: Int = 4318, apiKeyHeader: String? = nil, bodyBytesMax: Int = 4 << 20,
                 decompressedBytesMax: Int = 32 << 20, spans: SpanMapping = SpanMapping(), spansPerRequestMax: Int = 100_000)
@@ -37,6 +39,13 @@ extension RawConfig {
         var decompressed_bytes_max: Int?
         var spans_per_request_max: Int?
         var spans: RawSpans?
+        var metrics: RawMetrics?
+
+        struct RawMetrics: Decodable {
+            var names: [String]?
+            var operation: [String]?
+            var status: [String]?
+        }
 
         struct RawSpans: Decodable {
             var kinds: [String]?
@@ -51,7 +60,9 @@ extension RawConfig {
 
 extension OTLPConfig {
     static let knownKeys: [String: Set<String>] = [
-        "otlp": ["listen", "api_key_header", "body_bytes_max", "decompressed_bytes_max", "spans_per_request_max", "spans"],
+        "otlp": ["listen", "api_key_header", "body_bytes_max", "decompressed_bytes_max", "spans_per_request_max", "spans",
+                 "metrics"],
+        "otlp.metrics": ["names", "operation", "status"],
         "otlp.spans": ["kinds", "service", "operation", "status", "rpc_status", "user"],
     ]
 
@@ -114,7 +125,24 @@ extension OTLPConfig {
             mapping.user = try names("user", spans.user, mapping.user, empty: true)
             config.spans = mapping
         }
+        if let metrics = raw.metrics {
+            for (key, value) in [("names", metrics.names), ("operation", metrics.operation), ("status", metrics.status)] {
+                guard let value else { continue }
+                guard !value.isEmpty || key != "names", value.count <= 16,
+                    value.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 255 })
+                else { throw fail("metrics.\(key)", "\(value)", "must list 1 to 16 names of 1 to 255 bytes") }
+            }
+            config.metrics.names = metrics.names ?? config.metrics.names
+            config.metrics.operation = metrics.operation ?? config.metrics.operation
+            config.metrics.status = metrics.status ?? config.metrics.status
+        }
         return config
+    }
+
+    /// The metrics decoder for this config, the replica's limits and its sketch scale.
+    func metricsDecoder(_ limits: Limits, sketchScale: Int) -> MetricsDecoder {
+        MetricsDecoder(mapping: self.metrics, limits: MetricsDecoder.Limits(
+            nameBytesMax: limits.nameBytesMax, pointsMax: self.spansPerRequestMax), sketchScale: sketchScale)
     }
 
     /// The trace decoder for this config and the replica's limits.

@@ -4,11 +4,12 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import NIOCore
+import TallyAggregates
 import TallyProtocols
 import TallyReplica
 
 /// OTLP/HTTP (opentelemetry.io/docs/specs/otlp/#otlphttp) on its own listener, 4318 by default:
-/// `POST /v1/traces` in protobuf or JSON, gzip or not. Same API keys as the event API, as
+/// `POST /v1/traces` and `POST /v1/metrics` in protobuf or JSON, gzip or not. Same API keys as the event API, as
 /// `Authorization: Bearer KEY` or in `otlp.api_key_header`.
 ///
 /// Answers as the spec asks: 200 with `partial_success` naming how many spans were rejected and why;
@@ -17,7 +18,7 @@ import TallyReplica
 /// are counted once by trace and span id (`EventBatch.fingerprints`), whatever part of an export
 /// had been counted before it failed.
 public enum OTLPReceiver {
-    static let paths: [String: [HTTPRequest.Method]] = ["/v1/traces": [.post]]
+    static let paths: [String: [HTTPRequest.Method]] = ["/v1/traces": [.post], "/v1/metrics": [.post]]
 
     /// The router for the OTLP listener.
     public static func router(node: Node, config: OTLPConfig) -> Router<TallyRequestContext> {
@@ -25,6 +26,10 @@ public enum OTLPReceiver {
         let decoder = config.traceDecoder(node.config.limits)
         router.post("/v1/traces") { request, _ in
             await Self.traces(request, node: node, config: config, decoder: decoder)
+        }
+        let metrics = config.metricsDecoder(node.config.limits, sketchScale: LatencySketch.defaultScale)
+        router.post("/v1/metrics") { request, _ in
+            await Self.metrics(request, node: node, config: config, decoder: metrics)
         }
         return router
     }
@@ -38,13 +43,72 @@ public enum OTLPReceiver {
             availableConnectionsDelegate: MaximumAvailableConnections(nodeConfig.connectionsMax))
     }
 
-    // MARK: - Traces
+    // MARK: - Signals
+
+    /// What differs between `/v1/traces` and `/v1/metrics`.
+    enum Signal: String, Sendable {
+        case spans
+        case points
+
+        func response(rejected: Int, message: String, encoding: OTLPEncoding) -> [UInt8] {
+            switch self {
+            case .spans: OTLPCodec.traceResponse(rejected: rejected, message: message, encoding: encoding)
+            case .points: OTLPCodec.metricsResponse(rejected: rejected, message: message, encoding: encoding)
+            }
+        }
+    }
+
+    /// A request's items, or the answer refusing it.
+    struct Decoded {
+        var items: [BatchItem]
+        var fingerprints: [UInt64]
+        /// Items skipped (spans of other kinds, metrics not mapped), for `/metrics`.
+        var skipped: Int
+        /// Warnings for `partial_success.error_message`.
+        var notes: [String]
+    }
+
+    struct Refusal: Error {
+        var status: HTTPResponse.Status
+        var message: String
+    }
 
     static func traces(_ request: Request, node: Node, config: OTLPConfig, decoder: TraceDecoder) async -> Response {
+        await Self.export(request, node: node, config: config, signal: .spans) { body, encoding throws(Refusal) in
+            do {
+                let decoded = try decoder.decode(try OTLPCodec.traceRequest(body, encoding: encoding))
+                return Decoded(items: decoded.items, fingerprints: decoded.fingerprints, skipped: decoded.skipped, notes: [])
+            } catch let error as TraceDecoder.Failure {
+                if case .tooManySpans = error { throw Refusal(status: .contentTooLarge, message: error.description) }
+                throw Refusal(status: .badRequest, message: error.description)
+            } catch {
+                throw Refusal(status: .badRequest, message: "\(error)")
+            }
+        }
+    }
+
+    static func metrics(_ request: Request, node: Node, config: OTLPConfig, decoder: MetricsDecoder) async -> Response {
+        await Self.export(request, node: node, config: config, signal: .points) { body, encoding throws(Refusal) in
+            do {
+                let decoded = try decoder.decode(try OTLPCodec.metricsRequest(body, encoding: encoding))
+                return Decoded(items: decoded.items, fingerprints: [], skipped: decoded.skippedMetrics, notes: decoded.notes)
+            } catch let error as MetricsDecoder.TooManyPoints {
+                throw Refusal(status: .contentTooLarge, message: error.description)
+            } catch {
+                throw Refusal(status: .badRequest, message: "\(error)")
+            }
+        }
+    }
+
+    /// One export request: authenticate, read the body, decode it, ingest its items in batches the
+    /// replica takes, and answer as OTLP asks.
+    static func export(_ request: Request, node: Node, config: OTLPConfig, signal: Signal,
+                       decode: ([UInt8], OTLPEncoding) throws(Refusal) -> Decoded) async -> Response
+    {
         let encoding = OTLPEncoding(contentType: request.headers[.contentType] ?? "") ?? .protobuf
-        func refuse(_ status: HTTPResponse.Status, _ message: String, retryAfter: Int? = nil) async -> Response {
+        func refuse(_ status: HTTPResponse.Status, _ message: String) async -> Response {
             await node.refused(status: Int(status.code))
-            return Self.error(status, message, encoding: encoding, retryAfter: retryAfter)
+            return Self.error(status, message, encoding: encoding)
         }
         guard let client = Self.client(request, node: node, config: config) else {
             return await refuse(.unauthorized, "a valid API key is required: Authorization: Bearer KEY"
@@ -58,17 +122,15 @@ public enum OTLPReceiver {
         case .success(let bytes): body = bytes
         case .failure(let failure): return await refuse(failure.status, failure.message)
         }
-        let decoded: TraceDecoder.Decoded
+        let decoded: Decoded
         do {
-            decoded = try decoder.decode(try OTLPCodec.traceRequest(body, encoding: encoding))
-        } catch let error as TraceDecoder.Failure {
-            if case .tooManySpans = error { return await refuse(.contentTooLarge, error.description) }
-            return await refuse(.badRequest, error.description)
+            decoded = try decode(body, encoding)
         } catch {
-            return await refuse(.badRequest, "\(error)")
+            return await refuse(error.status, error.message)
         }
-        await node.recordSpans("skipped", decoded.skipped)
-        // In batches the replica takes; a retry after a failure halfway counts the first part once.
+        await node.recordOTLP(signal, "skipped", decoded.skipped)
+        // In batches the replica takes; a retry after a failure halfway counts the first part once
+        // (spans by their ids).
         let chunk = max(node.config.limits.batchEventsMax, 1)
         var accepted = 0
         var duplicates = 0
@@ -79,7 +141,8 @@ public enum OTLPReceiver {
             let end = min(start + chunk, decoded.items.count)
             let outcome = await node.ingest(
                 items: Array(decoded.items[start..<end]), client: client, idempotencyKey: nil,
-                fingerprints: Array(decoded.fingerprints[start..<end]))
+                fingerprints: decoded.fingerprints.isEmpty ? [] : Array(decoded.fingerprints[start..<end]))
+            let refusal: Response
             switch outcome {
             case .accepted(let receipt, _):
                 accepted += receipt.accepted
@@ -88,34 +151,35 @@ public enum OTLPReceiver {
                 for rejection in receipt.rejected.prefix(max(0, 3 - rejections.count)) {
                     rejections.append(Self.reason(decoded.items[start + rejection.index], rejection.reason))
                 }
+                start = end
+                continue
             case .refused(let reason):
-                await node.recordSpans("refused", decoded.items.count - start)
-                return Self.error(.contentTooLarge, reason.description, encoding: encoding)
+                refusal = Self.error(.contentTooLarge, reason.description, encoding: encoding)
             case .overloaded(let seconds):
-                await node.recordSpans("refused", decoded.items.count - start)
-                return Self.error(.serviceUnavailable, "the node is overloaded; retry later", encoding: encoding,
-                                  retryAfter: seconds)
+                refusal = Self.error(.serviceUnavailable, "the node is overloaded; retry later", encoding: encoding,
+                                     retryAfter: seconds)
             case .rateLimited(let seconds):
-                await node.recordSpans("refused", decoded.items.count - start)
-                return Self.error(.tooManyRequests, "rate limit for this API key exceeded", encoding: encoding,
-                                  retryAfter: seconds)
+                refusal = Self.error(.tooManyRequests, "rate limit for this API key exceeded", encoding: encoding,
+                                     retryAfter: seconds)
             case .unavailable(let message):
-                await node.recordSpans("refused", decoded.items.count - start)
-                return Self.error(.serviceUnavailable, "storage unavailable: \(message)", encoding: encoding, retryAfter: 5)
+                refusal = Self.error(.serviceUnavailable, "storage unavailable: \(message)", encoding: encoding, retryAfter: 5)
             }
-            start = end
+            await node.recordOTLP(signal, "refused", decoded.items.count - start)
+            await node.recordOTLP(signal, "accepted", accepted)
+            return refusal
         }
-        await node.recordSpans("accepted", accepted)
-        await node.recordSpans("duplicate", duplicates)
-        await node.recordSpans("rejected", rejected)
-        var message = ""
+        await node.recordOTLP(signal, "accepted", accepted)
+        await node.recordOTLP(signal, "duplicate", duplicates)
+        await node.recordOTLP(signal, "rejected", rejected)
+        var message = decoded.notes.joined(separator: "; ")
         if rejected > 0 {
-            message = "\(rejected) of \(decoded.items.count) spans rejected: " + rejections.joined(separator: "; ")
+            if !message.isEmpty { message += "; " }
+            message += "\(rejected) of \(decoded.items.count) \(signal.rawValue) rejected: " + rejections.joined(separator: "; ")
             if rejected > rejections.count { message += "; ..." }
         }
         var headers = HTTPFields()
         headers[.contentType] = encoding.contentType
-        let bytes = OTLPCodec.traceResponse(rejected: rejected, message: message, encoding: encoding)
+        let bytes = signal.response(rejected: rejected, message: message, encoding: encoding)
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 

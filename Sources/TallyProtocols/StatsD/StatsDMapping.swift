@@ -142,10 +142,10 @@ public struct StatsDMapping: Sendable, Equatable {
                 total += number / line.sampleRate
             }
             let requests = total.rounded()
-            guard requests <= Double(Measurement.requestsMax) else {
-                return .failure(Problem(message: "counter value \(total) is over \(Measurement.requestsMax)"))
+            guard requests <= Double(RequestCounts.requestsMax) else {
+                return .failure(Problem(message: "counter value \(total) is over \(RequestCounts.requestsMax)"))
             }
-            return .success([.measurement(Measurement(
+            return .success([.counts(RequestCounts(
                 service: service, operation: operationName, status: status, timestamp: timestamp,
                 requests: UInt64(requests), users: user.map { [UserID($0)] } ?? []))])
         case .set:
@@ -156,9 +156,9 @@ public struct StatsDMapping: Sendable, Equatable {
                 case .number(let number): users.append(UserID(number == number.rounded() && abs(number) < 1e15 ? "\(Int64(number))" : "\(number)"))
                 }
             }
-            return .success([.measurement(Measurement(
+            return .success([.counts(RequestCounts(
                 service: service, operation: operationName, status: status, timestamp: timestamp, requests: 0,
-                users: Array(users.prefix(Measurement.usersMax))))])
+                users: Array(users.prefix(RequestCounts.usersMax))))])
         }
     }
 

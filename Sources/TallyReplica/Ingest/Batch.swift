@@ -12,7 +12,7 @@ public struct BatchID: Hashable, Sendable, CustomStringConvertible {
 public enum BatchItem: Sendable, Equatable {
     case event(Event)
     /// Aggregated counts (StatsD counters and sets).
-    case measurement(Measurement)
+    case counts(RequestCounts)
     case invalid(String)
 }
 
@@ -21,7 +21,7 @@ extension BatchItem {
     public var subject: String? {
         switch self {
         case .event(let event): "\(event.service) \(event.operation)"
-        case .measurement(let measurement): "\(measurement.service) \(measurement.operation)"
+        case .counts(let measurement): "\(measurement.service) \(measurement.operation)"
         case .invalid: nil
         }
     }
@@ -169,7 +169,7 @@ public struct LogEntry: Sendable, Equatable {
     /// The accepted events, in batch order.
     public var events: [Event]
     /// The accepted measurements, in batch order.
-    public var measurements: [Measurement]
+    public var measurements: [RequestCounts]
     /// Per measurement, how many of `events` came before it in the batch: replay applies both in
     /// the order they were accepted, so series are created in the same order.
     public var measurementsAfter: [Int]
@@ -179,7 +179,7 @@ public struct LogEntry: Sendable, Equatable {
     public var fingerprints: [UInt64]
 
     public init(sequence: UInt64, acceptedAt: Timestamp, client: String, idempotencyKey: String?,
-                events: [Event], measurements: [Measurement] = [], measurementsAfter: [Int] = [],
+                events: [Event], measurements: [RequestCounts] = [], measurementsAfter: [Int] = [],
                 receipt: IngestReceipt, fingerprints: [UInt64] = [])
     {
         precondition(measurementsAfter.count == measurements.count, "a position for each measurement")

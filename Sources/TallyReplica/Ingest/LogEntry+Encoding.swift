@@ -140,7 +140,7 @@ extension LogEntry: VersionedEncoding {
         }
         let receipt = try IngestReceipt(from: &reader, version: version)
         var fingerprints: [UInt64] = []
-        var measurements: [Measurement] = []
+        var measurements: [RequestCounts] = []
         var measurementsAfter: [Int] = []
         if version >= 2 {
             let count = try reader.readCount("LogEntry fingerprint count", max: eventCount)
@@ -162,10 +162,10 @@ extension LogEntry: VersionedEncoding {
                 }
                 let timestamp = try reader.readTimestamp("LogEntry measurement timestamp")
                 let requests = try reader.readVarint("LogEntry measurement requests")
-                guard requests <= Measurement.requestsMax else {
+                guard requests <= RequestCounts.requestsMax else {
                     throw .invalidValue(field: "LogEntry measurement requests", value: "\(requests)")
                 }
-                let userCount = try reader.readCount("LogEntry measurement user count", max: Measurement.usersMax)
+                let userCount = try reader.readCount("LogEntry measurement user count", max: RequestCounts.usersMax)
                 var users: [UserID] = []
                 for _ in 0..<userCount {
                     let hash = try reader.readUInt64LE("LogEntry measurement user hash")
@@ -204,7 +204,7 @@ extension LogEntry: VersionedEncoding {
                 case let flag:
                     throw .invalidValue(field: "LogEntry measurement latency flag", value: "\(flag)")
                 }
-                measurements.append(Measurement(service: service, operation: operation, status: UInt16(status),
+                measurements.append(RequestCounts(service: service, operation: operation, status: UInt16(status),
                                                 timestamp: timestamp, requests: requests, users: users, latency: latency))
             }
         }

@@ -44,15 +44,15 @@ public struct Event: Sendable, Equatable {
 /// histogram point (requests with their latencies, already bucketed). Requests counted without
 /// latencies are not seen by latency SLIs and quantiles, which read the sketch; availability and
 /// rates, which read the request counters, see every request.
-public struct Measurement: Sendable, Equatable {
+public struct RequestCounts: Sendable, Equatable {
     public var service: String
     public var operation: String
     /// An HTTP-style status code, 100...599.
     public var status: UInt16
     public var timestamp: Timestamp
-    /// Requests to add, at most `Measurement.requestsMax`.
+    /// Requests to add, at most `RequestCounts.requestsMax`.
     public var requests: UInt64
-    /// Users seen, at most `Measurement.usersMax`.
+    /// Users seen, at most `RequestCounts.usersMax`.
     public var users: [UserID]
     /// The latencies of the requests (at a scale at least the sketch's), or nil.
     public var latency: LatencyBuckets?
