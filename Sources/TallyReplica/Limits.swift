@@ -28,6 +28,11 @@ public struct Limits: Sendable, Equatable {
     /// Most span fingerprints remembered; past it the oldest are forgotten first (about 30 bytes
     /// each: size it to spans per second times the window).
     public var spanFingerprintsMax: Int
+    /// Most cumulative metric streams remembered (OTLP cumulative points are turned into deltas
+    /// against them); a point of a further stream is rejected.
+    public var metricStreamsMax: Int
+    /// A stream without a point for this long is forgotten (its next point counts whole).
+    public var metricStreamWindow: Duration
     /// Most bytes of batches or state chunks sent in answer to one digest (the per-round budget).
     public var gossipBytesMax: Int
     /// Most bytes of sealed batches kept per origin for peers that are behind; a peer behind the
@@ -44,6 +49,7 @@ public struct Limits: Sendable, Equatable {
         futureSkewMax: Duration = .seconds(300), idempotencyWindow: Duration = .seconds(86_400),
         idempotencyKeysMax: Int = 1_000_000, idempotencyKeyBytesMax: Int = 256,
         spanWindow: Duration = .seconds(900), spanFingerprintsMax: Int = 2_000_000,
+        metricStreamsMax: Int = 100_000, metricStreamWindow: Duration = .seconds(86_400),
         gossipBytesMax: Int = 256 << 10, replicationBufferBytesMax: Int = 8 << 20, sealBucketsMax: Int = 1_024,
         query: QueryLimits = QueryLimits()
     ) {
@@ -59,6 +65,8 @@ public struct Limits: Sendable, Equatable {
         self.idempotencyKeyBytesMax = idempotencyKeyBytesMax
         self.spanWindow = spanWindow
         self.spanFingerprintsMax = spanFingerprintsMax
+        self.metricStreamsMax = metricStreamsMax
+        self.metricStreamWindow = metricStreamWindow
         self.gossipBytesMax = gossipBytesMax
         self.replicationBufferBytesMax = replicationBufferBytesMax
         self.sealBucketsMax = sealBucketsMax

@@ -25,6 +25,8 @@ public struct Replica: Sendable {
     var idempotency: IdempotencyCache
     /// Fingerprints of the spans counted within the span window (`EventBatch.fingerprints`).
     var spans: ExpiringMemory<UInt64, Bool>
+    /// Cumulative metric streams and their last totals.
+    var streams = MetricStreams()
     /// The sequence of the last log entry this replica produced or replayed.
     public internal(set) var lastSequence: UInt64 = 0
     /// Bumped by every change to the aggregates; the node derives ETags from it.
@@ -86,6 +88,8 @@ public struct Replica: Sendable {
         accepted.reserveCapacity(batch.items.count)
         var measurements: [RequestCounts] = []
         var measurementsAfter: [Int] = []
+        var streamUpdates: [StreamUpdate] = []
+        var countsAccepted = 0
         var rejected: [EventRejection] = []
         let fingerprinted = !batch.fingerprints.isEmpty
         var fingerprints: [UInt64] = []
@@ -95,6 +99,29 @@ public struct Replica: Sendable {
             switch item {
             case .invalid(let message):
                 rejected.append(EventRejection(index: index, reason: .invalid(message)))
+            case .cumulative(let point):
+                if let reason = self.admit(point.totals, now: now) {
+                    rejected.append(EventRejection(index: index, reason: reason))
+                } else if !self.streams.isLive(point.stream, now: now, window: limits.metricStreamWindow)
+                    && self.streams.count >= limits.metricStreamsMax
+                    && { self.streams.expire(now: now, window: limits.metricStreamWindow, force: true)
+                         return self.streams.count >= limits.metricStreamsMax }()
+                {
+                    rejected.append(EventRejection(index: index, reason: .invalid(
+                        "there are already \(limits.metricStreamsMax) cumulative metric streams, the most allowed")))
+                } else {
+                    // Counted as accepted whether or not it held anything new (a retried point does not).
+                    let (delta, state) = self.streams.delta(point, now: now, window: limits.metricStreamWindow)
+                    let update = StreamUpdate(stream: point.stream, state: state)
+                    self.streams.set(update)
+                    streamUpdates.append(update)
+                    countsAccepted += 1
+                    if let delta {
+                        self.apply(delta, now: now)
+                        measurements.append(delta)
+                        measurementsAfter.append(accepted.count)
+                    }
+                }
             case .counts(let measurement):
                 if let reason = self.admit(measurement, now: now) {
                     rejected.append(EventRejection(index: index, reason: reason))
@@ -102,6 +129,7 @@ public struct Replica: Sendable {
                     self.apply(measurement, now: now)
                     measurements.append(measurement)
                     measurementsAfter.append(accepted.count)
+                    countsAccepted += 1
                 }
             case .event(let event):
                 let fingerprint = fingerprinted ? batch.fingerprints[index] : 0
@@ -124,16 +152,16 @@ public struct Replica: Sendable {
                 }
             }
         }
-        var receipt = IngestReceipt(accepted: accepted.count + measurements.count, rejected: rejected, sequence: 0,
+        var receipt = IngestReceipt(accepted: accepted.count + countsAccepted, rejected: rejected, sequence: 0,
                                     duplicates: duplicates)
-        if !accepted.isEmpty || !measurements.isEmpty || batch.idempotencyKey != nil {
+        if !accepted.isEmpty || !measurements.isEmpty || !streamUpdates.isEmpty || batch.idempotencyKey != nil {
             // Persist also a batch with nothing accepted when it has a key: its answer must survive.
             self.lastSequence += 1
             receipt.sequence = self.lastSequence
             let entry = LogEntry(
                 sequence: self.lastSequence, acceptedAt: now, client: batch.client,
                 idempotencyKey: batch.idempotencyKey, events: accepted, measurements: measurements,
-                measurementsAfter: measurementsAfter, receipt: receipt,
+                measurementsAfter: measurementsAfter, streams: streamUpdates, receipt: receipt,
                 fingerprints: fingerprints)
             self.remember(entry)
             actions.append(.persist(entry))
@@ -157,6 +185,7 @@ public struct Replica: Sendable {
             self.apply(event, key: key, known: self.seriesIndex[key], now: entry.acceptedAt)
         }
         for measurement in entry.measurements[next...] { self.apply(measurement, now: entry.acceptedAt) }
+        for update in entry.streams { self.streams.set(update) }
         self.lastSequence = entry.sequence
         // As `ingest` did before it looked the key up: a key that expired then may be reused.
         if entry.idempotencyKey != nil { self.idempotency.expire(now: entry.acceptedAt) }
@@ -188,6 +217,7 @@ public struct Replica: Sendable {
         }
         self.idempotency.expire(now: now)
         self.spans.expire(now: now)
+        self.streams.expire(now: now, window: self.config.limits.metricStreamWindow)
         if let last = self.replication.lastGossip, now - last < self.config.gossipInterval {
             // Not yet: a tick more often than the gossip interval only expires.
         } else {

@@ -130,13 +130,32 @@ import TallyReplica
         #expect(decoded.notes.first?.contains("widest bucket, (10ms, 25ms], may be off by up to 58%") == true, "\(decoded.notes)")
     }
 
+    /// A cumulative point is its stream's totals: the same stream (attributes in any order) has the
+    /// same id, another attribute value another.
+    @Test func cumulativePointsNameTheirStream() throws {
+        func point(_ attributes: [Opentelemetry_Proto_Common_V1_KeyValue]) throws -> CumulativePoint {
+            var metric = Self.exponential([1, 2, 3], scale: 4, unit: "s", temporality: .cumulative)
+            metric.exponentialHistogram.dataPoints[0].attributes = attributes
+            guard case .cumulative(let point) = try MetricsDecoder().decode(Self.request(metric)).items.first else {
+                throw MetricsTestError(message: "not a cumulative point")
+            }
+            return point
+        }
+        let route = Self.attribute("http.route", .stringValue("/cart"))
+        let status = Self.attribute("http.response.status_code", .intValue(200))
+        let a = try point([route, status])
+        #expect(a.totals.requests == 3 && a.start == Self.time - 60_000_000_000)
+        #expect(try point([status, route]).stream == a.stream)
+        #expect(try point([route, Self.attribute("http.response.status_code", .intValue(500))]).stream != a.stream)
+    }
+
     @Test func pointsThatCannotBeRequestsAreRefusedByName() throws {
         func reason(_ metric: Opentelemetry_Proto_Metrics_V1_Metric) throws -> String {
             let decoded = try MetricsDecoder().decode(Self.request(metric))
             guard case .invalid(let reason) = decoded.items.first else { return "accepted" }
             return reason
         }
-        #expect(try reason(Self.exponential([1, 2], scale: 4, unit: "s", temporality: .cumulative)).contains("cumulative temporality"))
+        #expect(try reason(Self.exponential([1, 2], scale: 4, unit: "s", temporality: .unspecified)).contains("unspecified"))
         #expect(try reason(Self.exponential([1, 2], scale: 4, unit: "By")).contains("unit is not s, ms, us or ns"))
         var negative = Self.exponential([1, 2], scale: 4, unit: "s")
         negative.exponentialHistogram.dataPoints[0].negative.bucketCounts = [3]

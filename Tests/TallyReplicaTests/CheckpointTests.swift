@@ -16,7 +16,8 @@ import TallyAggregates
         ReplicaConfig(
             id: Self.origin, retention: Retention(minute: .seconds(600), hour: .seconds(7_200), day: .seconds(86_400)),
             limits: Limits(operationsPerServiceMax: 6, idempotencyWindow: .seconds(900), idempotencyKeysMax: 40,
-                           spanWindow: .seconds(300), spanFingerprintsMax: 60))
+                           spanWindow: .seconds(300), spanFingerprintsMax: 60, metricStreamsMax: 5,
+                           metricStreamWindow: .seconds(400)))
     }
 
     /// The disk of a shell: checkpoints folded into an image, plus the log after it.
@@ -46,6 +47,19 @@ import TallyAggregates
             default: Int64(random.next() % 120)
             }
             let status: UInt16 = [200, 201, 302, 404, 500, 503][Int(random.next() % 6)]
+            if random.next() % 10 == 0 {
+                // An OTLP cumulative point: streams restart (new start), points are resent, some
+                // go backwards (a reset), and there are more streams than the limit of 5.
+                let stream = random.next() % 7
+                let start = random.next() % 3
+                let requests = random.next() % 40
+                let latency = requests == 0 ? nil : try! LatencyBuckets(
+                    scale: 6, zeroCount: 0, buckets: [.init(index: Int32(600 + stream), count: requests)],
+                    sum: Double(requests) * 1_000, minimum: 900, maximum: 1_100)
+                return .cumulative(CumulativePoint(stream: stream, start: start, totals: RequestCounts(
+                    service: "svc-\(stream % 3)", operation: "op-\(stream)", status: status,
+                    timestamp: now - .seconds(ageSeconds), requests: requests, latency: latency)))
+            }
             if random.next() % 8 == 0 {
                 // A StatsD counter or set: requests without latency, users without requests.
                 return .counts(RequestCounts(
@@ -96,6 +110,12 @@ import TallyAggregates
             let reference = names(referenceRecords)
             problems.append("idempotency keys: only live \(live.filter { !reference.contains($0) }), "
                 + "only reference \(reference.filter { !live.contains($0) })")
+        }
+        let window = live.config.limits.metricStreamWindow
+        let liveStreams = live.streams.states.filter { MetricStreams.isLive($0.value, now: now, window: window) }
+        let referenceStreams = reference.streams.states.filter { MetricStreams.isLive($0.value, now: now, window: window) }
+        if liveStreams != referenceStreams {
+            problems.append("metric streams: live \(liveStreams.keys.sorted()), reference \(referenceStreams.keys.sorted())")
         }
         let liveSpans = live.spans.entries.map { "\($0.key)@\($0.expiresAt)" }
         let referenceSpans = reference.spans.entries.map { "\($0.key)@\($0.expiresAt)" }
@@ -286,5 +306,39 @@ import TallyAggregates
         var replayed = Replica(config: ReplicaConfig(id: Self.origin))
         for case .persist(let entry) in actions { replayed.replay(try! LogEntry(encoded: entry.encoded())) }
         #expect(replayed.buckets.map { $0.aggregate.encoded() } == replica.buckets.map { $0.aggregate.encoded() })
+    }
+}
+
+/// Cumulative points become deltas: each request is counted once whatever is resent, a reset
+/// counts from zero, and a replayed log gives the same streams.
+@Suite struct CumulativeStreamTests {
+    static let origin = ReplicaID(region: "eu-west", node: "n1", incarnation: 7)
+    static let now = Timestamp(millisecondsSinceEpoch: 1_795_946_400_000)
+
+    static func point(_ requests: UInt64, start: UInt64 = 1, stream: UInt64 = 9) -> BatchItem {
+        .cumulative(CumulativePoint(stream: stream, start: start, totals: RequestCounts(
+            service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: requests,
+            latency: try! LatencyBuckets(scale: 6, zeroCount: 0, buckets: [.init(index: 640, count: requests)],
+                                         sum: Double(requests) * 1_000, minimum: 1_000, maximum: 1_000))))
+    }
+
+    @Test func deltasAreCountedOnce() {
+        var replica = Replica(config: ReplicaConfig(id: Self.origin))
+        var log: [LogEntry] = []
+        // 10, then 25 (15 new), 25 again (a retry: nothing), a restart of the sender (start 2) at 4,
+        // then 9 (5 new): 10 + 15 + 4 + 5 = 34.
+        for (id, item) in [Self.point(10), Self.point(25), Self.point(25), Self.point(4, start: 2), Self.point(9, start: 2)].enumerated() {
+            for case .persist(let entry) in replica.ingest(EventBatch(id: BatchID(UInt64(id)), client: "otlp", items: [item]),
+                                                           now: Self.now) { log.append(entry) }
+        }
+        let minute = replica.buckets.filter { $0.key.resolution == .minute }
+        #expect(minute.reduce(0) { $0 + $1.aggregate.requests.value } == 34)
+        #expect(minute.reduce(0) { $0 + $1.aggregate.latency.count } == 34)
+        var replayed = Replica(config: ReplicaConfig(id: Self.origin))
+        for entry in log { replayed.replay(try! LogEntry(encoded: entry.encoded())) }
+        #expect(replayed.streams.states == replica.streams.states)
+        // After the restart (replay), a resent point is still recognised: nothing new.
+        _ = replayed.ingest(EventBatch(id: BatchID(9), client: "otlp", items: [Self.point(9, start: 2)]), now: Self.now)
+        #expect(replayed.buckets.filter { $0.key.resolution == .minute }.reduce(0) { $0 + $1.aggregate.requests.value } == 34)
     }
 }

@@ -120,9 +120,9 @@ import TallyAggregates
                              client: "c", idempotencyKey: "k", events: [event], receipt: receipt)
         let current = entry.encoded()
         #expect(current[1] == 2)
-        // Version 1's body is version 2's without the trailing duplicates (0), fingerprint count (0)
-        // and measurement count (0).
-        var v1 = Array(current.dropLast(3))
+        // Version 1's body is version 2's without the trailing duplicates (0), fingerprint count (0),
+        // measurement count (0) and stream count (0).
+        var v1 = Array(current.dropLast(4))
         v1[1] = 1
         #expect(try LogEntry(encoded: v1) == entry)
         var receiptV1 = Array(receipt.encoded().dropLast(1))

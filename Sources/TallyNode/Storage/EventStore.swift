@@ -99,6 +99,17 @@ public actor EventStore {
                 CREATE INDEX span_fingerprint_by_expiry ON span_fingerprint (expires_at);
                 """)
         }
+        migrator.registerMigration("v6: metric streams") { db in
+            // OTLP cumulative streams' last totals, so a point resent after a restart adds nothing.
+            try db.execute(sql: """
+                CREATE TABLE metric_stream (
+                    stream INTEGER PRIMARY KEY,
+                    last_seen INTEGER NOT NULL,
+                    state BLOB NOT NULL
+                );
+                CREATE INDEX metric_stream_by_last_seen ON metric_stream (last_seen);
+                """)
+        }
         return migrator
     }()
 
@@ -276,6 +287,11 @@ public actor EventStore {
                 expiresAt: try time(row["expires_at"], "idempotency key \(client)/\(key)"))
             image.idempotencyKeys[record.name] = record
         }
+        let streams = try Row.fetchCursor(db, sql: "SELECT stream, state FROM metric_stream")
+        while let row = try streams.next() {
+            let stream = UInt64(bitPattern: row["stream"])
+            image.metricStreams[stream] = try Self.decode(StreamState.self, row["state"], row: "metric stream \(stream)")
+        }
         let spans = try Row.fetchCursor(db, sql: "SELECT fingerprint, expires_at, ordinal FROM span_fingerprint")
         while let row = try spans.next() {
             let fingerprint = UInt64(bitPattern: row["fingerprint"])
@@ -431,6 +447,8 @@ public struct EncodedCheckpoint: Sendable {
     let buckets: [(series: Int64, resolution: Int64, start: Int64, aggregate: Data)]
     let keys: [(client: String, key: String, sequence: Int64, expiresAt: Int64, receipt: Data)]
     let spans: [SpanFingerprint]
+    let streams: [(stream: Int64, lastSeen: Int64, state: Data)]
+    let streamsSeenAfter: Int64
     let expiredBefore: [Int64]
     let origins: [OriginVersion]
     /// Time buckets it writes.
@@ -457,6 +475,10 @@ public struct EncodedCheckpoint: Sendable {
              Data(record.receipt.encoded()))
         }
         self.spans = checkpoint.spanFingerprints
+        self.streams = checkpoint.metricStreams.map { update in
+            (Int64(bitPattern: update.stream), update.state.lastSeen.millisecondsSinceEpoch, Data(update.state.encoded()))
+        }
+        self.streamsSeenAfter = checkpoint.metricStreamsSeenAfter.millisecondsSinceEpoch
         self.expiredBefore = checkpoint.expiredBefore
         self.origins = checkpoint.origins
     }
@@ -495,6 +517,12 @@ public struct EncodedCheckpoint: Sendable {
                 Int64(bitPattern: span.fingerprint), span.expiresAt.millisecondsSinceEpoch,
                 Int64(bitPattern: span.ordinal),
             ])
+        }
+        try db.execute(sql: "DELETE FROM metric_stream WHERE last_seen < ?", arguments: [self.streamsSeenAfter])
+        let upsertStream = try db.cachedStatement(
+            sql: "INSERT OR REPLACE INTO metric_stream (stream, last_seen, state) VALUES (?, ?, ?)")
+        for stream in self.streams {
+            try upsertStream.execute(arguments: [stream.stream, stream.lastSeen, stream.state])
         }
         try db.execute(sql: "DELETE FROM origin")
         for origin in self.origins {

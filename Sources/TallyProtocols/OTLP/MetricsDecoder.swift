@@ -1,4 +1,5 @@
 import Foundation
+import SwiftProtobuf
 import TallyAggregates
 import TallyReplica
 
@@ -86,6 +87,7 @@ public struct MetricsDecoder: Sendable {
         var widest: (ratio: Double, text: String)?
         for resource in request.resourceMetrics {
             let service = Self.first(self.mapping.service, in: resource.resource.attributes)
+            let resourceIdentity = Self.identity(resource.resource.attributes)
             for scope in resource.scopeMetrics {
                 for metric in scope.metrics {
                     guard self.mapping.names.contains(metric.name) else {
@@ -99,7 +101,10 @@ public struct MetricsDecoder: Sendable {
                             try self.count(&decoded)
                             decoded.items.append(self.item(
                                 point.attributes, service: service, metric: metric.name, unit: unit,
-                                temporality: histogram.aggregationTemporality, time: point.timeUnixNano) { () throws(Problem) in
+                                temporality: histogram.aggregationTemporality, time: point.timeUnixNano,
+                                start: point.startTimeUnixNano,
+                                stream: Self.stream(resourceIdentity, scope.scope.name, metric.name, point.attributes)
+                            ) { () throws(Problem) in
                                     try self.latency(point, unit: unit)
                                 } count: { point.count })
                         }
@@ -108,7 +113,10 @@ public struct MetricsDecoder: Sendable {
                             try self.count(&decoded)
                             decoded.items.append(self.item(
                                 point.attributes, service: service, metric: metric.name, unit: unit,
-                                temporality: histogram.aggregationTemporality, time: point.timeUnixNano) { () throws(Problem) in
+                                temporality: histogram.aggregationTemporality, time: point.timeUnixNano,
+                                start: point.startTimeUnixNano,
+                                stream: Self.stream(resourceIdentity, scope.scope.name, metric.name, point.attributes)
+                            ) { () throws(Problem) in
                                     let (latency, ratio, text) = try self.latency(point, unit: unit)
                                     if ratio > (widest?.ratio ?? 0) { widest = (ratio, text) }
                                     return latency
@@ -140,12 +148,12 @@ public struct MetricsDecoder: Sendable {
     /// One point's item: a measurement, or why it cannot be one.
     private func item(_ attributes: [KeyValue], service: Opentelemetry_Proto_Common_V1_AnyValue.OneOf_Value?,
                       metric: String, unit: Double?, temporality: Opentelemetry_Proto_Metrics_V1_AggregationTemporality,
-                      time: UInt64, latency: () throws(Problem) -> LatencyBuckets, count: () -> UInt64) -> BatchItem
+                      time: UInt64, start: UInt64, stream: UInt64, latency: () throws(Problem) -> LatencyBuckets,
+                      count: () -> UInt64) -> BatchItem
     {
         func invalid(_ message: String) -> BatchItem { .invalid("\(metric): \(message)") }
-        guard temporality == .delta else {
-            return invalid("\(temporality == .cumulative ? "cumulative" : "unspecified") temporality is not taken yet; "
-                + "export deltas (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta)")
+        guard temporality == .delta || temporality == .cumulative else {
+            return invalid("aggregation_temporality is unspecified; it must be delta or cumulative")
         }
         guard unit != nil else { return invalid("unit is not s, ms, us or ns") }
         guard let serviceName = Self.text(service), !serviceName.isEmpty, serviceName.utf8.count <= self.limits.nameBytesMax else {
@@ -176,10 +184,39 @@ public struct MetricsDecoder: Sendable {
         guard buckets.count == count() else {
             return invalid("count \(count()) is not the \(buckets.count) values of its buckets")
         }
-        return .counts(RequestCounts(
+        let counts = RequestCounts(
             service: serviceName, operation: operation, status: status,
             timestamp: Timestamp(millisecondsSinceEpoch: Int64(time / 1_000_000)), requests: buckets.count,
-            latency: buckets))
+            latency: buckets)
+        guard temporality == .cumulative else { return .counts(counts) }
+        // The totals since `start`: the replica counts what is new since the stream's last point.
+        return .cumulative(CumulativePoint(stream: stream, start: start, totals: counts))
+    }
+
+    /// A stream's identity: its resource, scope, metric and point attributes (sorted by key).
+    static func stream(_ resource: [UInt8], _ scope: String, _ metric: String, _ attributes: [KeyValue]) -> UInt64 {
+        var bytes = resource
+        for text in [scope, metric] {
+            withUnsafeBytes(of: UInt32(text.utf8.count).littleEndian) { bytes += $0 }
+            bytes += Array(text.utf8)
+        }
+        bytes += Self.identity(attributes)
+        return XXH3.hash(bytes)
+    }
+
+    /// Attributes as bytes that are equal exactly when the attributes are (sorted by key).
+    static func identity(_ attributes: [KeyValue]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for attribute in attributes.sorted(by: { $0.key < $1.key }) {
+            // Length-prefixed, so no two lists of attributes run together into the same bytes.
+            let key = Array(attribute.key.utf8)
+            let value: [UInt8] = (try? attribute.value.serializedBytes()) ?? []
+            withUnsafeBytes(of: UInt32(key.count).littleEndian) { bytes += $0 }
+            bytes += key
+            withUnsafeBytes(of: UInt32(value.count).littleEndian) { bytes += $0 }
+            bytes += value
+        }
+        return bytes
     }
 
     // MARK: - Buckets

@@ -26,6 +26,10 @@ public struct Checkpoint: Sendable {
     public var idempotencyKeys: [IdempotencyRecord]
     /// Span fingerprints remembered since the previous checkpoint, oldest first.
     public var spanFingerprints: [SpanFingerprint]
+    /// Cumulative metric streams changed since the previous checkpoint, and the cutoff: streams
+    /// last seen before it are forgotten (`MetricStreams.isLive`).
+    public var metricStreams: [StreamUpdate]
+    public var metricStreamsSeenAfter: Timestamp
     /// Per resolution (by raw value): buckets starting before this many ms are expired.
     public var expiredBefore: [Int64]
     /// Per origin (sorted), the replication chain's head integrated into these buckets. Stored whole
@@ -36,7 +40,7 @@ public struct Checkpoint: Sendable {
     /// True when storing it would change nothing but the expiry of old rows.
     public var isEmpty: Bool {
         self.newSeries.isEmpty && self.buckets.isEmpty && self.idempotencyKeys.isEmpty
-            && self.spanFingerprints.isEmpty
+            && self.spanFingerprints.isEmpty && self.metricStreams.isEmpty
     }
 }
 
@@ -115,6 +119,8 @@ public struct ReplicaSnapshot: Sendable {
     public var idempotencyKeys: [IdempotencyRecord.Name: IdempotencyRecord] = [:]
     /// Span fingerprints and when each is forgotten; restored in that order.
     public var spanFingerprints: [UInt64: SpanFingerprint] = [:]
+    /// Cumulative metric streams' last totals.
+    public var metricStreams: [UInt64: StreamState] = [:]
     /// Replication chain heads, sorted by origin.
     public var origins: [OriginVersion] = []
 
@@ -152,6 +158,8 @@ public struct ReplicaSnapshot: Sendable {
         for span in checkpoint.spanFingerprints {
             self.spanFingerprints[span.fingerprint] = span
         }
+        self.metricStreams = self.metricStreams.filter { $0.value.lastSeen >= checkpoint.metricStreamsSeenAfter }
+        for update in checkpoint.metricStreams { self.metricStreams[update.stream] = update.state }
         self.sequence = checkpoint.sequence
         self.stateVersion = checkpoint.stateVersion
         self.takenAt = checkpoint.takenAt
@@ -184,6 +192,7 @@ extension Replica {
             spanFingerprints: self.spans.takeUnsaved().map {
                 SpanFingerprint(fingerprint: $0.key, expiresAt: $0.expiresAt, ordinal: $0.ordinal)
             },
+            metricStreams: self.streams.takeChanged(), metricStreamsSeenAfter: now - self.config.limits.metricStreamWindow,
             expiredBefore: expiredBefore, origins: origins)
     }
 
@@ -208,6 +217,10 @@ extension Replica {
             self.spans.insert(span.fingerprint, true, expiresAt: span.expiresAt, ordinal: span.ordinal)
         }
         self.spans.markSaved()
+        for (stream, state) in snapshot.metricStreams.sorted(by: { $0.key < $1.key }) {
+            self.streams.set(StreamUpdate(stream: stream, state: state))
+        }
+        _ = self.streams.takeChanged()
         for stored in snapshot.origins where stored.origin != config.id {
             var state = OriginState()
             state.version = stored.version

@@ -11,8 +11,10 @@ public struct BatchID: Hashable, Sendable, CustomStringConvertible {
 /// (malformed JSON object, wrong type, missing field). Positions are the client's indexes.
 public enum BatchItem: Sendable, Equatable {
     case event(Event)
-    /// Aggregated counts (StatsD counters and sets).
+    /// Aggregated counts (StatsD counters and sets, OTLP delta histogram points).
     case counts(RequestCounts)
+    /// An OTLP cumulative histogram point, turned into a delta against its stream.
+    case cumulative(CumulativePoint)
     case invalid(String)
 }
 
@@ -22,6 +24,7 @@ extension BatchItem {
         switch self {
         case .event(let event): "\(event.service) \(event.operation)"
         case .counts(let measurement): "\(measurement.service) \(measurement.operation)"
+        case .cumulative(let point): "\(point.totals.service) \(point.totals.operation)"
         case .invalid: nil
         }
     }
@@ -173,6 +176,8 @@ public struct LogEntry: Sendable, Equatable {
     /// Per measurement, how many of `events` came before it in the batch: replay applies both in
     /// the order they were accepted, so series are created in the same order.
     public var measurementsAfter: [Int]
+    /// The cumulative streams' states after this entry's points (their deltas are in `measurements`).
+    public var streams: [StreamUpdate]
     public var receipt: IngestReceipt
     /// The fingerprints of the accepted events that had one (any order): replay remembers them, so
     /// a span retried after a restart is still a duplicate.
@@ -180,8 +185,9 @@ public struct LogEntry: Sendable, Equatable {
 
     public init(sequence: UInt64, acceptedAt: Timestamp, client: String, idempotencyKey: String?,
                 events: [Event], measurements: [RequestCounts] = [], measurementsAfter: [Int] = [],
-                receipt: IngestReceipt, fingerprints: [UInt64] = [])
+                streams: [StreamUpdate] = [], receipt: IngestReceipt, fingerprints: [UInt64] = [])
     {
+        self.streams = streams
         precondition(measurementsAfter.count == measurements.count, "a position for each measurement")
         self.measurements = measurements
         self.measurementsAfter = measurementsAfter

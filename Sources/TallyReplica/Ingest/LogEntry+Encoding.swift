@@ -20,6 +20,7 @@ extension LogEntry: VersionedEncoding {
     ///         index, status, timestamp: zigzag, requests, users: count, then each: hash (u64 LE) byteCount,
     ///         latency: 0 | 1 scale: zigzag, zeroCount, buckets: count, then each: index: zigzag,
     ///         count; sum, minimum, maximum (f64)
+    /// streams: count, then per stream: id (u64 LE), state (`StreamState`)
     /// ```
     /// Names repeat within a batch, so each is written once and referred to by index.
     public func encode(to writer: inout ByteWriter) {
@@ -74,21 +75,64 @@ extension LogEntry: VersionedEncoding {
                 writer.writeUInt64LE(user.hash)
                 writer.writeVarint(user.byteCount)
             }
-            if let latency = measurement.latency {
-                writer.writeUInt8(1)
-                writer.writeZigZag(Int64(latency.scale))
-                writer.writeVarint(latency.zeroCount)
-                writer.writeVarint(latency.buckets.count)
-                for bucket in latency.buckets {
-                    writer.writeZigZag(Int64(bucket.index))
-                    writer.writeVarint(bucket.count)
+            Self.write(measurement.latency, to: &writer)
+        }
+        writer.writeVarint(self.streams.count)
+        for update in self.streams {
+            writer.writeUInt64LE(update.stream)
+            update.state.encode(to: &writer)
+        }
+    }
+
+    /// `0`, or `1` then scale: zigzag, zeroCount, buckets: count, then each: index: zigzag, count;
+    /// sum, minimum, maximum (f64).
+    static func write(_ latency: LatencyBuckets?, to writer: inout ByteWriter) {
+        guard let latency else {
+            writer.writeUInt8(0)
+            return
+        }
+        writer.writeUInt8(1)
+        writer.writeZigZag(Int64(latency.scale))
+        writer.writeVarint(latency.zeroCount)
+        writer.writeVarint(latency.buckets.count)
+        for bucket in latency.buckets {
+            writer.writeZigZag(Int64(bucket.index))
+            writer.writeVarint(bucket.count)
+        }
+        writer.writeDouble(latency.sum)
+        writer.writeDouble(latency.count == 0 ? 0 : latency.minimum)
+        writer.writeDouble(latency.count == 0 ? 0 : latency.maximum)
+    }
+
+    static func readLatency(from reader: inout ByteReader) throws(DecodeError) -> LatencyBuckets? {
+        switch try reader.readUInt8("latency flag") {
+        case 0:
+            return nil
+        case 1:
+            let scale = try reader.readZigZag("latency scale")
+            guard (-64...64).contains(scale) else { throw .invalidValue(field: "latency scale", value: "\(scale)") }
+            let zeroCount = try reader.readVarint("latency zero count")
+            let bucketCount = try reader.readCount("latency bucket count", max: 1 << 16)
+            var buckets: [LatencySketch.Bucket] = []
+            buckets.reserveCapacity(min(bucketCount, reader.remaining / 2))
+            for _ in 0..<bucketCount {
+                let index = try reader.readZigZag("latency bucket index")
+                guard let index32 = Int32(exactly: index) else {
+                    throw .invalidValue(field: "latency bucket index", value: "\(index)")
                 }
-                writer.writeDouble(latency.sum)
-                writer.writeDouble(latency.count == 0 ? 0 : latency.minimum)
-                writer.writeDouble(latency.count == 0 ? 0 : latency.maximum)
-            } else {
-                writer.writeUInt8(0)
+                buckets.append(LatencySketch.Bucket(index: index32, count: try reader.readVarint("latency bucket count")))
             }
+            let sum = try reader.readDouble("latency sum")
+            let minimum = try reader.readDouble("latency minimum")
+            let maximum = try reader.readDouble("latency maximum")
+            do {
+                return try LatencyBuckets(scale: Int(scale), zeroCount: zeroCount, buckets: buckets, sum: sum,
+                                          minimum: minimum, maximum: maximum)
+            } catch {
+                throw .invalidValue(field: "latency", value: error.description)
+            }
+        case let flag:
+            throw .invalidValue(field: "latency flag", value: "\(flag)")
         }
     }
 
@@ -171,45 +215,21 @@ extension LogEntry: VersionedEncoding {
                     let hash = try reader.readUInt64LE("LogEntry measurement user hash")
                     users.append(UserID(hash: hash, byteCount: try reader.readCount("LogEntry measurement user length", max: 1 << 20)))
                 }
-                var latency: LatencyBuckets?
-                switch try reader.readUInt8("LogEntry measurement latency flag") {
-                case 0:
-                    break
-                case 1:
-                    let scale = try reader.readZigZag("LogEntry measurement latency scale")
-                    guard (-64...64).contains(scale) else {
-                        throw .invalidValue(field: "LogEntry measurement latency scale", value: "\(scale)")
-                    }
-                    let zeroCount = try reader.readVarint("LogEntry measurement latency zero count")
-                    let bucketCount = try reader.readCount("LogEntry measurement latency bucket count", max: 1 << 16)
-                    var buckets: [LatencySketch.Bucket] = []
-                    buckets.reserveCapacity(min(bucketCount, reader.remaining / 2))
-                    for _ in 0..<bucketCount {
-                        let index = try reader.readZigZag("LogEntry measurement latency bucket index")
-                        guard let index32 = Int32(exactly: index) else {
-                            throw .invalidValue(field: "LogEntry measurement latency bucket index", value: "\(index)")
-                        }
-                        buckets.append(LatencySketch.Bucket(
-                            index: index32, count: try reader.readVarint("LogEntry measurement latency bucket count")))
-                    }
-                    let sum = try reader.readDouble("LogEntry measurement latency sum")
-                    let minimum = try reader.readDouble("LogEntry measurement latency minimum")
-                    let maximum = try reader.readDouble("LogEntry measurement latency maximum")
-                    do {
-                        latency = try LatencyBuckets(scale: Int(scale), zeroCount: zeroCount, buckets: buckets, sum: sum,
-                                                     minimum: minimum, maximum: maximum)
-                    } catch {
-                        throw .invalidValue(field: "LogEntry measurement latency", value: error.description)
-                    }
-                case let flag:
-                    throw .invalidValue(field: "LogEntry measurement latency flag", value: "\(flag)")
-                }
+                let latency = try Self.readLatency(from: &reader)
                 measurements.append(RequestCounts(service: service, operation: operation, status: UInt16(status),
                                                 timestamp: timestamp, requests: requests, users: users, latency: latency))
             }
         }
+        var streams: [StreamUpdate] = []
+        if version >= 2 {
+            let count = try reader.readCount("LogEntry stream count", max: reader.limits.mapEntriesMax)
+            for _ in 0..<count {
+                let stream = try reader.readUInt64LE("LogEntry stream")
+                streams.append(StreamUpdate(stream: stream, state: try StreamState(from: &reader)))
+            }
+        }
         self.init(sequence: sequence, acceptedAt: acceptedAt, client: client, idempotencyKey: idempotencyKey,
-                  events: events, measurements: measurements, measurementsAfter: measurementsAfter,
+                  events: events, measurements: measurements, measurementsAfter: measurementsAfter, streams: streams,
                   receipt: receipt, fingerprints: fingerprints)
     }
 
@@ -310,5 +330,27 @@ extension IngestReceipt: VersionedEncoding {
         case let tag:
             throw .invalidValue(field: "IngestReceipt rejection reason", value: "\(tag)")
         }
+    }
+}
+
+extension StreamState: VersionedEncoding {
+    public static let encodingTag: UInt8 = 0x14
+    public static let encodingVersion: UInt8 = 1
+    public static let encodingName = "StreamState"
+
+    /// Body: start, requests, latency (as in a log entry's measurement), lastSeen: zigzag.
+    public func encode(to writer: inout ByteWriter) {
+        writer.writeVarint(self.start)
+        writer.writeVarint(self.requests)
+        LogEntry.write(self.latency, to: &writer)
+        writer.writeZigZag(self.lastSeen.millisecondsSinceEpoch)
+    }
+
+    public init(from reader: inout ByteReader) throws(DecodeError) {
+        let start = try reader.readVarint("StreamState start")
+        let requests = try reader.readVarint("StreamState requests")
+        let latency = try LogEntry.readLatency(from: &reader)
+        let lastSeen = try reader.readTimestamp("StreamState lastSeen")
+        self.init(start: start, requests: requests, latency: latency, lastSeen: lastSeen)
     }
 }
