@@ -1,5 +1,5 @@
 // libFuzzer target over the inputs a region takes from outside: request bodies through the event
-// parser and into the replica's ingest, and peer bytes through the wire decoders and into the
+// parser (and OTLP trace bodies and StatsD datagrams) and into the replica's ingest, and peer bytes through the wire decoders and into the
 // replica's receive and read paths. Built and run by Tests/fuzz/run.sh (swiftc -sanitize=fuzzer);
 // not part of the package, so `swift build` never sees it.
 import TallyAggregates
@@ -9,13 +9,14 @@ let now = Timestamp(millisecondsSinceEpoch: 1_795_946_400_000)
 nonisolated(unsafe) var replica = Replica(config: ReplicaConfig(
     id: ReplicaID(region: "a", node: "n1", incarnation: 1), peers: ["b", "c"]))
 nonisolated(unsafe) var batches: UInt64 = 0
+let traceDecoder = TraceDecoder(limits: .init(spansMax: 1_000))
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
     let selector = data[0]
     let bytes = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
-    switch selector % 6 {
+    switch selector % 8 {
     case 0, 1:
         // A request body, then the batch the node would build from it.
         guard let items = try? EventParser.parse(bytes, format: selector % 2 == 0 ? .jsonArray : .ndjson,
@@ -42,6 +43,20 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             fresh.replay(entry)
             _ = fresh.tick(now: now)
         }
+    case 6:
+        // An OTLP/HTTP trace export body: decoded in place, then ingested with its span fingerprints.
+        guard let decoded = try? traceDecoder.decode(bytes) else { return 0 }
+        batches &+= 1
+        _ = replica.ingest(EventBatch(id: BatchID(batches), client: "otlp", items: decoded.items,
+                                      fingerprints: decoded.fingerprints), now: now)
+        replica.durable(through: replica.lastSequence)
+    case 7:
+        // A StatsD datagram: lines mapped to events and counts, then ingested.
+        var mapped = StatsDMapping.Mapped()
+        StatsDMapping().map(bytes, now: now, into: &mapped)
+        batches &+= 1
+        _ = replica.ingest(EventBatch(id: BatchID(batches), client: "statsd", items: mapped.items), now: now)
+        replica.durable(through: replica.lastSequence)
     default:
         _ = replica.tick(now: now + .milliseconds(Int64(bytes.count)))
     }
