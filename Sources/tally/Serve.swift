@@ -73,8 +73,12 @@ struct Serve: AsyncParsableCommand {
             try await group.run()
         } catch {
             await node.stop()
-            throw CommandFailure(message: "listen \(nodeConfig.listenHost):\(nodeConfig.listenPort): cannot serve HTTP: "
-                + Node.describe(error))
+            // Every listener the group ran, so a taken port is found among them.
+            var listeners = ["listen \(nodeConfig.listenHost):\(nodeConfig.listenPort)"]
+            if let otlp = nodeConfig.otlp { listeners.append("otlp.listen \(otlp.listenHost):\(otlp.listenPort)") }
+            if let udp = nodeConfig.statsd?.udp { listeners.append("statsd.udp \(udp.host):\(udp.port)") }
+            if let tcp = nodeConfig.statsd?.tcp { listeners.append("statsd.tcp \(tcp.host):\(tcp.port)") }
+            throw CommandFailure(message: "\(listeners.joined(separator: ", ")): cannot serve: " + Node.describe(error))
         }
         await node.stop()  // already stopped by the group; a second stop does nothing
         logger.info("stopped")

@@ -387,9 +387,10 @@ extension NodeConfig {
         let otlp = try raw.otlp.map { (section) throws(ConfigError) in
             try OTLPConfig.parse(section, defaultHost: host, file: file)
         }
-        let statsd = try raw.statsd.map { (section) throws(ConfigError) in
+        var statsd = try raw.statsd.map { (section) throws(ConfigError) in
             try StatsDConfig.parse(section, defaultHost: host, file: file)
         }
+        statsd?.connectionsMax = connectionsMax
         var prometheusBuckets = PrometheusExposition.defaultBuckets
         if let buckets = raw.prometheus?.buckets {
             guard (1...64).contains(buckets.count) else {

@@ -165,11 +165,14 @@ public struct StatsDConfig: Sendable, Equatable {
     public var receiveBufferBytes: Int
     /// Most items waiting for the node; past it, lines are dropped and counted.
     public var pendingItemsMax: Int
+    /// Most TCP connections open at once (the node's `limits.connections_max`).
+    public var connectionsMax = 1_024
 
     public static func == (lhs: StatsDConfig, rhs: StatsDConfig) -> Bool {
         lhs.udp?.host == rhs.udp?.host && lhs.udp?.port == rhs.udp?.port && lhs.tcp?.host == rhs.tcp?.host
             && lhs.tcp?.port == rhs.tcp?.port && lhs.client == rhs.client && lhs.mapping == rhs.mapping
             && lhs.receiveBufferBytes == rhs.receiveBufferBytes && lhs.pendingItemsMax == rhs.pendingItemsMax
+            && lhs.connectionsMax == rhs.connectionsMax
     }
 
     public init(udp: (host: String, port: Int)?, tcp: (host: String, port: Int)? = nil, client: String = "statsd",

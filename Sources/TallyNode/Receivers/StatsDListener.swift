@@ -51,10 +51,12 @@ public final class StatsDListener: Sendable {
                 channels.append(channel)
             }
             if let tcp = config.tcp {
+                let connections = StatsDConnectionLimit(max: config.connectionsMax)
                 let channel = try await ServerBootstrap(group: group)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .childChannelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(StatsDConnectionHandler(limit: connections))
                             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(StatsDLineDecoder()))
                             try channel.pipeline.syncOperations.addHandler(
                                 StatsDLineHandler(mapping: mapping, sink: sink, clock: clock))
@@ -259,5 +261,44 @@ final class StatsDLineHandler: ChannelInboundHandler, Sendable {
             self.sink.add(mapped, datagrams: 0)
         }
         context.close(promise: nil)
+    }
+}
+
+/// At most `max` TCP connections at once: one more is closed as it opens (a client cannot hold
+/// the node's descriptors). Idle ones stay: StatsD clients keep one connection open.
+final class StatsDConnectionLimit: Sendable {
+    let max: Int
+    let open = NIOLockedValueBox(0)
+
+    init(max: Int) {
+        self.max = max
+    }
+}
+
+final class StatsDConnectionHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    let limit: StatsDConnectionLimit
+
+    init(limit: StatsDConnectionLimit) {
+        self.limit = limit
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let admitted = self.limit.open.withLockedValue { open -> Bool in
+            open += 1
+            return open <= self.limit.max
+        }
+        if admitted {
+            context.fireChannelActive()
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.limit.open.withLockedValue { $0 -= 1 }
+        context.fireChannelInactive()
     }
 }
