@@ -98,7 +98,9 @@ final class StatsDSink: Sendable {
         self.pendingItemsMax = pendingItemsMax
     }
 
-    /// Called on an event loop with one datagram's (or one TCP read's) mapped lines.
+    /// Called on an event loop with one datagram's (or one TCP read's) mapped lines. Wakes the
+    /// pump only when it sleeps for want of items: the pump takes what gathered while it worked
+    /// (a wake-up per datagram was most of the cost at 100,000 datagrams a second).
     func add(_ mapped: StatsDMapping.Mapped, datagrams: Int) {
         let waiter = self.state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
             state.counts.datagrams += UInt64(datagrams)
@@ -131,18 +133,39 @@ final class StatsDSink: Sendable {
         let chunk = max(node.config.limits.batchEventsMax, 1)
         while true {
             let (items, finished) = await self.take()
-            var start = 0
-            while start < items.count {
-                let end = min(start + chunk, items.count)
-                let outcome = await node.ingest(items: Array(items[start..<end]), client: client, idempotencyKey: nil)
-                await node.recordStatsD(outcome, items: end - start)
-                start = end
+            if items.count < chunk && !finished {
+                // A few items: let more gather for a moment (bounded: 2 ms of latency), so the node
+                // takes batches, not a datagram at a time.
+                try? await Task.sleep(for: .milliseconds(2))
+                let (more, finishedNow) = await self.takeNow()
+                await self.ingest(items + more, into: node, client: client, chunk: chunk)
+                if finishedNow { return }
+                continue
             }
-            await node.recordStatsDCounts(self.state.withLockedValue { state in
-                defer { state.counts = StatsDCounts() }
-                return state.counts
-            })
+            await self.ingest(items, into: node, client: client, chunk: chunk)
             if finished { return }
+        }
+    }
+
+    private func ingest(_ items: [BatchItem], into node: Node, client: String, chunk: Int) async {
+        var start = 0
+        while start < items.count {
+            let end = min(start + chunk, items.count)
+            let outcome = await node.ingest(items: Array(items[start..<end]), client: client, idempotencyKey: nil)
+            await node.recordStatsD(outcome, items: end - start)
+            start = end
+        }
+        await node.recordStatsDCounts(self.state.withLockedValue { state in
+            defer { state.counts = StatsDCounts() }
+            return state.counts
+        })
+    }
+
+    /// What is pending, without waiting.
+    private func takeNow() -> ([BatchItem], Bool) {
+        self.state.withLockedValue { state in
+            defer { state.items = [] }
+            return (state.items, state.finished)
         }
     }
 

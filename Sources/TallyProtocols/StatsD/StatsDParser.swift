@@ -87,69 +87,97 @@ public enum StatsD {
         var text: String
     }
 
+    /// One line. Works on the line's UTF-8 bytes (`String.UTF8View` slices), not on `Character`s:
+    /// splitting by character breaks graphemes, which was most of the parse's cost.
     static func line(_ bytes: [UInt8], limits: Limits) -> Result<Line, Reason> {
         guard let text = String(validating: bytes, as: UTF8.self) else { return .failure(Reason(text: "is not UTF-8")) }
-        if text.hasPrefix("_e{") { return .failure(Reason(text: "is a DogStatsD event, which Tally does not take")) }
-        if text.hasPrefix("_sc|") { return .failure(Reason(text: "is a DogStatsD service check, which Tally does not take")) }
-        let sections = text.split(separator: "|", omittingEmptySubsequences: false)
-        guard sections.count >= 2, let colon = sections[0].firstIndex(of: ":") else {
+        let utf8 = text.utf8
+        if utf8.starts(with: "_e{".utf8) { return .failure(Reason(text: "is a DogStatsD event, which Tally does not take")) }
+        if utf8.starts(with: "_sc|".utf8) { return .failure(Reason(text: "is a DogStatsD service check, which Tally does not take")) }
+        let sections = utf8.split(separator: UInt8(ascii: "|"), omittingEmptySubsequences: false)
+        guard sections.count >= 2, let colon = sections[0].firstIndex(of: UInt8(ascii: ":")) else {
             return .failure(Reason(text: "must be name:value|type"))
         }
-        let name = String(sections[0][..<colon])
-        guard !name.isEmpty, name.utf8.count <= limits.nameBytesMax else {
+        let nameBytes = sections[0][..<colon]
+        guard !nameBytes.isEmpty, nameBytes.count <= limits.nameBytesMax else {
             return .failure(Reason(text: "the metric name must be 1 to \(limits.nameBytesMax) bytes"))
         }
-        guard let type = MetricType(rawValue: String(sections[1])) else {
-            return .failure(Reason(text: "the type \(Self.quote(sections[1])) is not c, g, ms, h, d or s"))
+        let name = String(Substring(nameBytes))
+        guard let type = Self.type(sections[1]) else {
+            return .failure(Reason(text: "the type \(Self.quote(Substring(sections[1]))) is not c, g, ms, h, d or s"))
         }
-        let rawValues = sections[0][sections[0].index(after: colon)...].split(separator: ":", omittingEmptySubsequences: false)
+        let rawValues = sections[0][sections[0].index(after: colon)...]
+            .split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false)
         guard rawValues.count <= limits.valuesPerLineMax else {
             return .failure(Reason(text: "\(rawValues.count) values; at most \(limits.valuesPerLineMax) per line"))
         }
         var values: [Value] = []
+        values.reserveCapacity(rawValues.count)
         for raw in rawValues {
             if type == .set {
                 guard !raw.isEmpty else { return .failure(Reason(text: "a set member is empty")) }
-                values.append(.member(String(raw)))
+                values.append(.member(String(Substring(raw))))
                 continue
             }
-            // Gauges may say +3 or -3 (relative); the others are plain numbers.
-            guard let value = Double(raw), value.isFinite, !raw.contains(where: { $0 == "n" || $0 == "N" || $0 == "x" }) else {
-                return .failure(Reason(text: "the value \(Self.quote(raw)) is not a finite number"))
+            // Gauges may say +3 or -3 (relative); the others are plain numbers. No nan, inf or hex.
+            let number = Substring(raw)
+            guard !raw.contains(where: { $0 == UInt8(ascii: "n") || $0 == UInt8(ascii: "N") || $0 == UInt8(ascii: "x") }),
+                let value = Double(number), value.isFinite
+            else {
+                return .failure(Reason(text: "the value \(Self.quote(number)) is not a finite number"))
             }
             if type != .gauge && value < 0 {
-                return .failure(Reason(text: "the value \(Self.quote(raw)) is negative"))
+                return .failure(Reason(text: "the value \(Self.quote(number)) is negative"))
             }
             values.append(.number(value))
         }
         var parsed = Line(name: name, values: values, type: type, sampleRate: 1, tags: [], timestamp: nil)
         for section in sections.dropFirst(2) {
-            if section.hasPrefix("@") {
-                guard let rate = Double(section.dropFirst()), rate > 0, rate <= 1 else {
-                    return .failure(Reason(text: "the sample rate \(Self.quote(section)) must be in (0, 1]"))
+            switch section.first {
+            case UInt8(ascii: "@"):
+                guard let rate = Double(Substring(section.dropFirst())), rate > 0, rate <= 1 else {
+                    return .failure(Reason(text: "the sample rate \(Self.quote(Substring(section))) must be in (0, 1]"))
                 }
                 parsed.sampleRate = rate
-            } else if section.hasPrefix("#") {
-                let tags = section.dropFirst().split(separator: ",", omittingEmptySubsequences: true)
+            case UInt8(ascii: "#"):
+                let tags = section.dropFirst().split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true)
                 guard tags.count <= limits.tagsMax else {
                     return .failure(Reason(text: "\(tags.count) tags; at most \(limits.tagsMax)"))
                 }
                 parsed.tags = tags.map { tag in
-                    guard let colon = tag.firstIndex(of: ":") else { return (String(tag), nil) }
-                    return (String(tag[..<colon]), String(tag[tag.index(after: colon)...]))
+                    guard let colon = tag.firstIndex(of: UInt8(ascii: ":")) else { return (String(Substring(tag)), nil) }
+                    return (String(Substring(tag[..<colon])), String(Substring(tag[tag.index(after: colon)...])))
                 }
-            } else if section.hasPrefix("T") {
-                guard let seconds = Int64(section.dropFirst()), seconds >= 0, seconds <= 32_503_680_000 else {
-                    return .failure(Reason(text: "the timestamp \(Self.quote(section)) must be unix seconds"))
+            case UInt8(ascii: "T"):
+                guard let seconds = Int64(Substring(section.dropFirst())), seconds >= 0, seconds <= 32_503_680_000 else {
+                    return .failure(Reason(text: "the timestamp \(Self.quote(Substring(section))) must be unix seconds"))
                 }
                 parsed.timestamp = seconds
-            } else if section.hasPrefix("c:") || section.hasPrefix("e:") || section.hasPrefix("card:") {
-                continue  // container id, external data, cardinality: metadata Tally does not keep
-            } else {
-                return .failure(Reason(text: "the field \(Self.quote(section)) is not @rate, #tags, T<time> or c:<container>"))
+            default:
+                if section.starts(with: "c:".utf8) || section.starts(with: "e:".utf8) || section.starts(with: "card:".utf8) {
+                    continue  // container id, external data, cardinality: metadata Tally does not keep
+                }
+                return .failure(Reason(text: "the field \(Self.quote(Substring(section))) is not @rate, #tags, T<time> or c:<container>"))
             }
         }
         return .success(parsed)
+    }
+
+    /// The type field's bytes as a type: `c`, `g`, `ms`, `h`, `d`, `s`.
+    static func type(_ field: Substring.UTF8View) -> MetricType? {
+        switch field.count {
+        case 1:
+            switch field.first {
+            case UInt8(ascii: "c"): .counter
+            case UInt8(ascii: "g"): .gauge
+            case UInt8(ascii: "h"): .histogram
+            case UInt8(ascii: "d"): .distribution
+            case UInt8(ascii: "s"): .set
+            default: nil
+            }
+        case 2: field.elementsEqual("ms".utf8) ? .timer : nil
+        default: nil
+        }
     }
 
     static func quote(_ text: some StringProtocol) -> String {
