@@ -41,9 +41,12 @@ import TallyReplica
 
     /// Opens a raw connection, writes `bytes`, and returns how long until the server closed it.
     static func secondsUntilClosed(port: Int, sending bytes: String, dripping: Bool) async throws -> Double {
+        // The clock starts before the connection, so it is running whenever the server's deadline
+        // starts (at accept): on a loaded machine this task may resume late after connecting, and a
+        // clock started then read the 1 s deadline as 0.65 s (a CI flake).
+        let started = ContinuousClock.now
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port).get()
-        let started = ContinuousClock.now
         // Without a deadline the server never closes: give up after 8 s (the expectations then fail).
         let giveUp = channel.eventLoop.scheduleTask(in: .seconds(8)) { channel.close(promise: nil) }
         defer { giveUp.cancel() }
