@@ -49,18 +49,55 @@ public struct StatsDMapping: Sendable, Equatable {
     }
 
     /// Parses and maps one datagram's lines; `now` stamps lines without a `T` timestamp.
+    ///
+    /// The common line (`name:number|ms|@rate|#tags`, printable ASCII) is mapped straight from
+    /// the datagram's bytes (`fastItems`); any other line goes through `StatsD.line` and
+    /// `items(_:now:)`, and both give the same items (a seeded test holds them equal).
     public func map(_ bytes: [UInt8], now: Timestamp, limits: StatsD.Limits = StatsD.Limits(), into mapped: inout Mapped) {
-        let (lines, errors) = StatsD.parse(bytes, limits: limits)
-        for error in errors {
-            if error.reason.hasSuffix("which Tally does not take") {
+        let usable = min(bytes.count, limits.datagramBytesMax)
+        var number = 0
+        bytes.withUnsafeBufferPointer { buffer in
+            var start = 0
+            while start <= usable {
+                var newline = start
+                while newline < usable && buffer[newline] != UInt8(ascii: "\n") { newline += 1 }
+                number += 1
+                var end = newline
+                if end > start && buffer[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+                if end > start {
+                    let line = UnsafeBufferPointer(rebasing: buffer[start..<end])
+                    if let items = self.fastItems(line, now: now, limits: limits) {
+                        mapped.lines += 1
+                        mapped.items += items
+                    } else {
+                        self.slowMap(Array(line), number: number, now: now, limits: limits, into: &mapped)
+                    }
+                }
+                if newline >= usable { break }
+                start = newline + 1
+            }
+        }
+        if bytes.count > limits.datagramBytesMax {
+            mapped.invalid += 1
+            if mapped.reasons.count < 5 {
+                mapped.reasons.append("line \(number): the datagram is \(bytes.count) bytes; only the first "
+                    + "\(limits.datagramBytesMax) were read")
+            }
+        }
+    }
+
+    /// One line through the full parser.
+    private func slowMap(_ line: [UInt8], number: Int, now: Timestamp, limits: StatsD.Limits, into mapped: inout Mapped) {
+        switch StatsD.line(line, limits: limits) {
+        case .failure(let reason):
+            if reason.text.hasSuffix("which Tally does not take") {
                 mapped.skipped += 1
             } else {
                 mapped.invalid += 1
-                if mapped.reasons.count < 5 { mapped.reasons.append(error.description) }
+                if mapped.reasons.count < 5 { mapped.reasons.append(StatsD.LineError(line: number, reason: reason.text).description) }
             }
-        }
-        for line in lines {
-            switch self.items(line, now: now) {
+        case .success(let parsed):
+            switch self.items(parsed, now: now) {
             case .success(let items):
                 if items.isEmpty {
                     mapped.skipped += 1
@@ -70,9 +107,143 @@ public struct StatsDMapping: Sendable, Equatable {
                 }
             case .failure(let reason):
                 mapped.invalid += 1
-                if mapped.reasons.count < 5 { mapped.reasons.append("\(line.name): \(reason.message)") }
+                if mapped.reasons.count < 5 { mapped.reasons.append("\(parsed.name): \(reason.message)") }
             }
         }
+    }
+
+    /// The items of a common line, straight from its bytes; nil for anything else (the full
+    /// parser then decides, with its reasons): one value, type `ms`, `h`, `d` or `c`, optional
+    /// `@rate` and `#tags`, printable ASCII only.
+    func fastItems(_ line: UnsafeBufferPointer<UInt8>, now: Timestamp, limits: StatsD.Limits) -> [BatchItem]? {
+        for byte in line where byte < 0x20 || byte > 0x7e { return nil }
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > 0, colon <= limits.nameBytesMax,
+            line[0] != UInt8(ascii: "_")
+        else { return nil }
+        guard let bar = line[colon...].firstIndex(of: UInt8(ascii: "|")) else { return nil }
+        let valueRange = (colon + 1)..<bar
+        guard !line[valueRange].contains(UInt8(ascii: ":")), let value = Self.number(line, valueRange), value >= 0 else {
+            return nil
+        }
+        var position = bar + 1
+        var typeEnd = position
+        while typeEnd < line.count && line[typeEnd] != UInt8(ascii: "|") { typeEnd += 1 }
+        let type: StatsD.MetricType
+        switch typeEnd - position {
+        case 1 where line[position] == UInt8(ascii: "c"): type = .counter
+        case 1 where line[position] == UInt8(ascii: "h"): type = .histogram
+        case 1 where line[position] == UInt8(ascii: "d"): type = .distribution
+        case 2 where line[position] == UInt8(ascii: "m") && line[position + 1] == UInt8(ascii: "s"): type = .timer
+        default: return nil
+        }
+        position = typeEnd
+        var rate = 1.0
+        var tags: [(key: Range<Int>, value: Range<Int>?)] = []
+        var sawRate = false
+        var sawTags = false
+        while position < line.count {
+            // At a '|': the next section runs to the next '|'.
+            let sectionStart = position + 1
+            var sectionEnd = sectionStart
+            while sectionEnd < line.count && line[sectionEnd] != UInt8(ascii: "|") { sectionEnd += 1 }
+            guard sectionEnd > sectionStart else { return nil }
+            switch line[sectionStart] {
+            case UInt8(ascii: "@") where !sawRate:
+                guard let parsed = Self.number(line, (sectionStart + 1)..<sectionEnd), parsed > 0, parsed <= 1 else { return nil }
+                rate = parsed
+                sawRate = true
+            case UInt8(ascii: "#") where !sawTags:
+                var tagStart = sectionStart + 1
+                while tagStart <= sectionEnd {
+                    var tagEnd = tagStart
+                    while tagEnd < sectionEnd && line[tagEnd] != UInt8(ascii: ",") { tagEnd += 1 }
+                    if tagEnd > tagStart {
+                        if let separator = line[tagStart..<tagEnd].firstIndex(of: UInt8(ascii: ":")) {
+                            tags.append((tagStart..<separator, (separator + 1)..<tagEnd))
+                        } else {
+                            tags.append((tagStart..<tagEnd, nil))
+                        }
+                    }
+                    tagStart = tagEnd + 1
+                }
+                guard tags.count <= limits.tagsMax else { return nil }
+                sawTags = true
+            default:
+                return nil
+            }
+            position = sectionEnd
+        }
+        func text(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: line[range]), as: UTF8.self) }
+        func equals(_ range: Range<Int>, _ key: String) -> Bool {
+            key.utf8.count == range.count && key.utf8.elementsEqual(line[range])
+        }
+        // As `items(_:now:)`: each mapped tag's last occurrence wins, and a tag without a value
+        // unsets it.
+        var service: Range<Int>??
+        var operation: Range<Int>??
+        var status: Range<Int>??
+        var user: Range<Int>??
+        for tag in tags {
+            if equals(tag.key, self.serviceTag) { service = .some(tag.value) }
+            else if equals(tag.key, self.operationTag) { operation = .some(tag.value) }
+            else if equals(tag.key, self.statusTag) { status = .some(tag.value) }
+            else if equals(tag.key, self.userTag) { user = .some(tag.value) }
+        }
+        let name = 0..<colon
+        var serviceName: String
+        var operationName: String
+        if let service = service ?? nil {
+            serviceName = text(service)
+            operationName = (operation ?? nil).map(text) ?? text(name)
+        } else if let dot = line[name].firstIndex(of: UInt8(ascii: ".")), dot > 0, dot + 1 < colon {
+            serviceName = text(0..<dot)
+            operationName = (operation ?? nil).map(text) ?? text((dot + 1)..<colon)
+        } else {
+            serviceName = text(name)
+            operationName = (operation ?? nil).map(text) ?? text(name)
+        }
+        guard !serviceName.isEmpty, !operationName.isEmpty else { return nil }
+        guard let code = Self.status((status ?? nil).map(text)) else { return nil }
+        let userName = (user ?? nil).map(text)
+        switch type {
+        case .timer, .histogram, .distribution:
+            let copies = Int(min(Double(self.copiesMax), max(1, (1 / rate).rounded())))
+            let event = Event(service: serviceName, operation: operationName, status: code,
+                              latencyMicros: value * self.timerUnitMicros, user: userName, timestamp: now)
+            return Array(repeating: .event(event), count: copies)
+        case .counter:
+            let requests = (value / rate).rounded()
+            guard requests <= Double(RequestCounts.requestsMax) else { return nil }
+            return [.counts(RequestCounts(service: serviceName, operation: operationName, status: code, timestamp: now,
+                                          requests: UInt64(requests), users: userName.map { [UserID($0)] } ?? []))]
+        default:
+            return nil
+        }
+    }
+
+    /// A plain decimal number (digits, at most one '.'), as `Double(String)` reads it; nil for
+    /// anything else (signs, exponents, hex, inf, nan go to the full parser).
+    static func number(_ line: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Double? {
+        guard !range.isEmpty, range.count <= 24 else { return nil }
+        var dots = 0
+        var integer: UInt64 = 0
+        for index in range {
+            let byte = line[index]
+            if byte == UInt8(ascii: ".") {
+                dots += 1
+            } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                integer = integer &* 10 &+ UInt64(byte - UInt8(ascii: "0"))
+            } else {
+                return nil
+            }
+        }
+        guard dots <= 1, line[range.lowerBound] != UInt8(ascii: "."), line[range.upperBound - 1] != UInt8(ascii: ".") else {
+            return nil
+        }
+        // Integers of up to 15 digits are exact; the rest is read as Double(String) reads it.
+        if dots == 0 && range.count <= 15 { return Double(integer) }
+        let value = Double(String(decoding: UnsafeBufferPointer(rebasing: line[range]), as: UTF8.self))
+        return value.flatMap { $0.isFinite ? $0 : nil }
     }
 
     public struct Problem: Error, Equatable {
