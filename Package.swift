@@ -5,7 +5,7 @@ import PackageDescription
 //   tally (CLI)  ->  TallyNode (HTTP, SQLite, config)  ->  TallyNodeCore  ->  TallyReplica  ->  TallyAggregates
 //   TallyNode  ->  TallyProtocols (OTLP, StatsD, Prometheus exposition)  ->  TallyReplica
 //   TallyNodeCore  ->  TallySLO (objectives, budgets, burn-rate alerts)  ->  TallyReplica
-//   tally-bench  ->  TallyReplica, TallySLO, TallyWorkload (+ benchmark-only dependencies, kept out of the product)
+//   tally-bench  ->  TallyReplica, TallyNode (its store), TallySLO, TallyWorkload (+ benchmark-only dependencies, kept out of the product)
 //   TallyWorkload (the traffic shape of load, benchmarks and simulator)  ->  TallyAggregates
 //   TallySimulation (virtual time, faults, checkers)  ->  TallyNodeCore, TallyWorkload
 // TallyAggregates depends on the standard library only.
@@ -111,6 +111,7 @@ let package = Package(
             dependencies: [
                 "TallyAggregates",
                 "TallyReplica",
+                "TallyNode",
                 "TallySLO",
                 "TallyWorkload",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

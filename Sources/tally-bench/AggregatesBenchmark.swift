@@ -31,7 +31,6 @@ struct AggregatesBenchmark: ParsableCommand {
         // Data: 2^20 log-normal latencies in µs (median 20 ms, σ = 0.7), and 2^16 user ids.
         var random = SeededRandom(seed: 42)
         let latencies = (0..<(1 << 20)).map { _ in 20_000 * exp(0.7 * random.nextGaussian()) }
-        let latencyMask = latencies.count - 1
         let users = (0..<(1 << 16)).map { _ in "user-\(random.next() % 10_000_000)" }
         let userMask = users.count - 1
 
@@ -50,20 +49,8 @@ struct AggregatesBenchmark: ParsableCommand {
         blackHole(counters)
         let counter = counters[0]
 
-        // Sketch record against hdrhistogram-swift's record, same values, alternating runs.
-        var sketch = LatencySketch()
-        for value in latencies { sketch.record(value, at: local) }
-        let integerLatencies = latencies.map { UInt64($0.rounded()) }
-        var hdr = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
-        for value in integerLatencies { _ = hdr.record(value) }
-        let recordPair = harness.compare("sketch record", "hdrhistogram record (3 digits)", operations: operations) {
-            for index in 0..<operations { sketch.record(latencies[index & latencyMask], at: local) }
-        } _: {
-            for index in 0..<operations { _ = hdr.record(integerLatencies[index & latencyMask]) }
-        }
+        let recordPair = Self.compareRecord(harness: harness, latencies: latencies, operations: operations)
         results += [recordPair?.a, recordPair?.b]
-        blackHole(sketch)
-        blackHole(hdr)
 
         // HyperLogLog add of a user id, XXH3 included, into a dense p = 14 sketch. The ids sit in one
         // buffer, as they do in a request body that the ingest parser hashes in place.
@@ -194,6 +181,29 @@ struct AggregatesBenchmark: ParsableCommand {
             ("dense HLL, p = 14", hllBytes.count, nil, "6 bits per register"),
             ("counter, 3 origins", counterBytes.count, nil, ""),
         ])
+    }
+
+    /// The sketch's record against hdrhistogram-swift's, the same values (integer microseconds for
+    /// hdrhistogram), in alternating runs; `latencies.count` MUST be a power of two or is cut to one.
+    static func compareRecord(harness: Harness, latencies: [Double], operations: Int)
+        -> (a: Measurement, b: Measurement, ratio: Double)?
+    {
+        let local = ReplicaID(region: "region-1", node: "node-1", incarnation: 1)
+        let latencies = Array(latencies.prefix(1 << (Int.bitWidth - 1 - latencies.count.leadingZeroBitCount)))
+        let latencyMask = latencies.count - 1
+        var sketch = LatencySketch()
+        for value in latencies { sketch.record(value, at: local) }
+        let integerLatencies = latencies.map { UInt64($0.rounded()) }
+        var hdr = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+        for value in integerLatencies { _ = hdr.record(value) }
+        let pair = harness.compare("sketch record", "hdrhistogram record (3 digits)", operations: operations) {
+            for index in 0..<operations { sketch.record(latencies[index & latencyMask], at: local) }
+        } _: {
+            for index in 0..<operations { _ = hdr.record(integerLatencies[index & latencyMask]) }
+        }
+        blackHole(sketch)
+        blackHole(hdr)
+        return pair
     }
 
     func report(
