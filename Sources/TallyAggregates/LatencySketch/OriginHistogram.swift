@@ -99,7 +99,7 @@ struct OriginHistogram: Sendable, Equatable {
         let first = LatencySketch.Bucket(index: index, count: 1)
         if self.counts.isEmpty {
             self.offset = index
-            self.counts = [1]
+            self.counts = PackedCounts(single: 1)
             return first
         }
         if index > self.top {
@@ -108,9 +108,9 @@ struct OriginHistogram: Sendable, Equatable {
             }
             if self.counts.isEmpty {
                 self.offset = index
-                self.counts = [1]
+                self.counts = PackedCounts(single: 1)
             } else {
-                self.counts.append(contentsOf: repeatElement(0, count: Int(index - self.top)))
+                self.counts.appendZeros(Int(index - self.top))
                 self.counts[self.counts.count - 1] = 1
             }
             return first
@@ -121,13 +121,13 @@ struct OriginHistogram: Sendable, Equatable {
             let floor = top - Int32(bucketsMax) + 1
             self.collapse(toFloor: floor)
             if floor < self.offset {
-                self.counts.insert(contentsOf: repeatElement(0, count: Int(self.offset - floor)), at: 0)
+                self.counts.prependZeros(Int(self.offset - floor))
                 self.offset = floor
             }
             self.counts[Int(floor - self.offset)] += 1
             return LatencySketch.Bucket(index: floor, count: self.counts[Int(floor - self.offset)])
         }
-        self.counts.insert(contentsOf: repeatElement(0, count: Int(self.offset - index)), at: 0)
+        self.counts.prependZeros(Int(self.offset - index))
         self.offset = index
         self.counts[0] = 1
         return first
@@ -149,7 +149,7 @@ struct OriginHistogram: Sendable, Equatable {
         let cut = Int(floor - self.offset)
         var folded: UInt64 = 0
         for position in 0...cut { folded += self.counts[position] }
-        self.counts.removeFirst(cut)
+        self.counts.removeFirstCounts(cut)
         self.counts[0] = folded
         self.offset = floor
     }

@@ -129,6 +129,35 @@ struct PackedCounts: Sendable {
         }
     }
 
+    /// One count: a histogram's first value.
+    @usableFromInline
+    init(single value: UInt64) {
+        self.shift = Self.shift(for: value)
+        self.storage = [UInt8](repeating: 0, count: 1 << self.shift)
+        let shift = self.shift
+        self.storage.withUnsafeMutableBytes { Self.store(value, $0, 0, shift: shift) }
+    }
+
+    /// Appends `count` zero counts in place: how a histogram's range grows upwards on the record
+    /// path. The generic `append(contentsOf:)` went through `replaceSubrange`, a dynamic cast and
+    /// three new arrays each time, and was most of the cost of ingesting into fresh time buckets.
+    @inlinable
+    mutating func appendZeros(_ count: Int) {
+        self.storage.append(contentsOf: repeatElement(0, count: count &<< self.shift))
+    }
+
+    /// Inserts `count` zero counts before the first, in place: the range growing downwards.
+    @inlinable
+    mutating func prependZeros(_ count: Int) {
+        self.storage.insert(contentsOf: repeatElement(0, count: count &<< self.shift), at: 0)
+    }
+
+    /// Drops the first `count` counts, in place: a collapse into the floor.
+    @inlinable
+    mutating func removeFirstCounts(_ count: Int) {
+        self.storage.removeFirst(count &<< self.shift)
+    }
+
     /// Drops spare capacity: for buckets that will not grow again.
     mutating func shrinkToFit() { self.storage.shrinkToFit() }
 
