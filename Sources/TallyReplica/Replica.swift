@@ -18,7 +18,7 @@ public struct Replica: Sendable {
 
     /// Series in order of first appearance; `SeriesID` indexes this array.
     var series: [SeriesState] = []
-    var seriesIndex: [SeriesKey: SeriesID] = [:]
+    var seriesIndex = SeriesTable()
     /// Operations seen per service (any status class), for the cardinality limit.
     private var operations: [String: Set<String>] = [:]
     /// Remembered answers by idempotency key, and their expiry order.
@@ -139,11 +139,14 @@ public struct Replica: Sendable {
                 }
                 // The series key needs a valid status; an invalid one is rejected by admit.
                 let statusValid = (100...599).contains(event.status)
-                let known = statusValid ? self.seriesIndex[event.seriesKey] : nil
+                let known = statusValid
+                    ? self.seriesIndex.id(service: event.service, operation: event.operation,
+                                          statusClass: event.statusClass)
+                    : nil
                 if let reason = self.admit(event, known: known != nil, now: now) {
                     rejected.append(EventRejection(index: index, reason: reason))
                 } else {
-                    self.apply(event, key: event.seriesKey, known: known, now: now)
+                    self.apply(event, known: known, now: now)
                     accepted.append(event)
                     if fingerprint != 0 {
                         self.spans.insert(fingerprint, true, expiresAt: now + limits.spanWindow)
@@ -181,8 +184,9 @@ public struct Replica: Sendable {
                 self.apply(entry.measurements[next], now: entry.acceptedAt)
                 next += 1
             }
-            let key = event.seriesKey
-            self.apply(event, key: key, known: self.seriesIndex[key], now: entry.acceptedAt)
+            let known = self.seriesIndex.id(service: event.service, operation: event.operation,
+                                            statusClass: event.statusClass)
+            self.apply(event, known: known, now: entry.acceptedAt)
         }
         for measurement in entry.measurements[next...] { self.apply(measurement, now: entry.acceptedAt) }
         for update in entry.streams { self.streams.set(update) }
@@ -290,10 +294,10 @@ public struct Replica: Sendable {
     }
 
     /// Counts an admitted event into every resolution that still keeps its time bucket.
-    mutating func apply(_ event: Event, key: SeriesKey, known: SeriesID?, now: Timestamp) {
+    mutating func apply(_ event: Event, known: SeriesID?, now: Timestamp) {
         self.expiry.noteChange(now: now)
-        let id = known ?? self.addSeries(key)
-        let isError = self.plan.errorMask & (1 << key.statusClass.rawValue) != 0
+        let id = known ?? self.addSeries(event.seriesKey)
+        let isError = self.plan.errorMask & (1 << event.statusClass.rawValue) != 0
         let (wasClean, wasSealed) = self.series[Int(id.rawValue)].record(
             event, isError: isError, now: now, plan: self.plan)
         if wasClean { self.dirtySeries.append(id) }
@@ -338,8 +342,7 @@ public struct Replica: Sendable {
     }
 
     mutating func addSeries(_ key: SeriesKey) -> SeriesID {
-        let id = SeriesID(rawValue: Int32(self.series.count))
-        self.seriesIndex[key] = id
+        let id = self.seriesIndex.insert(key)
         self.series.append(SeriesState(key: key))
         self.operations[key.service, default: []].insert(key.operation)
         return id

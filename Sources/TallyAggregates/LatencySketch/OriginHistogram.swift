@@ -180,7 +180,7 @@ struct OriginHistogram: Sendable, Equatable {
         if let first = self.counts.firstIndex(where: { $0 != 0 }) {
             let last = self.counts.lastIndex(where: { $0 != 0 })!  // exists: first does
             if first > 0 || last < self.counts.count - 1 {
-                self.counts = PackedCounts(self.counts[first...last])
+                self.counts.keep(first...last)
                 self.offset += Int32(first)
             }
         } else {

@@ -24,10 +24,29 @@ struct PackedCounts: Sendable {
         self.replaceSubrange(0..<0, with: values)
     }
 
+    /// Counts from an array, written once into storage of the right size (decoding and merges
+    /// build histograms this way; through `replace` it took a second array and a copy).
     @usableFromInline
     init(_ values: [UInt64]) {
-        self.init()
-        self.replace(0..<0, with: values)
+        var largest: UInt64 = 0
+        for value in values where value > largest { largest = value }
+        let shift = Self.shift(for: largest)
+        self.shift = shift
+        self.storage = [UInt8](unsafeUninitializedCapacity: values.count << shift) { buffer, initialized in
+            let bytes = UnsafeMutableRawBufferPointer(buffer)
+            values.withUnsafeBufferPointer { values in
+                for position in 0..<values.count { Self.store(values[position], bytes, position, shift: shift) }
+            }
+            initialized = values.count << shift
+        }
+    }
+
+    /// Keeps only the counts at `positions`, in place (a histogram trimming zero counts at its ends).
+    @inlinable
+    mutating func keep(_ positions: ClosedRange<Int>) {
+        precondition(positions.lowerBound >= 0 && positions.upperBound < self.count, "kept counts out of range")
+        self.storage.removeSubrange(((positions.upperBound + 1) &<< self.shift)...)
+        self.storage.removeFirst(positions.lowerBound &<< self.shift)
     }
 
     /// The smallest shift whose width holds `value`.
