@@ -88,6 +88,27 @@ import Testing
         #expect(fine.merging(coarse) == coarse)
     }
 
+    /// The sparse form against a model of its registers: entries stay sorted by index, one per
+    /// register, holding the largest rank seen, whatever order the values arrive in (inserts at the
+    /// front, the back and between, repeats with lower and higher ranks).
+    @Test(arguments: 1...4 as ClosedRange<UInt64>)
+    func sparseEntriesAreTheRegistersInOrder(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        var hll = HyperLogLog(precision: 12)
+        var model: [Int: UInt8] = [:]
+        while true {
+            let hash = random.next()
+            let delta = hll.add(hash: hash)
+            guard hll.isSparse else { break }
+            model[delta.index] = max(model[delta.index] ?? 0, delta.rank)
+            if model.count % 37 == 0 {
+                let expected = model.keys.sorted().map { UInt32($0) << 6 | UInt32(model[$0]!) }
+                #expect(hll.sparse == expected)
+            }
+        }
+        #expect(model.count == hll.sparseEntriesMax, "turned dense one entry past the bound")
+    }
+
     @Test func sparseTurnsDenseAtAnEighthOfTheRegisters() {
         var hll = HyperLogLog(precision: 10)
         var value = 0
