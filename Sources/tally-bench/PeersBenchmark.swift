@@ -27,24 +27,10 @@ struct PeersBenchmark: AsyncParsableCommand {
     var seconds = 600
 
     func run() async throws {
-        let start = Timestamp(millisecondsSinceEpoch: 1_795_953_600_000)
-        let now = start + .seconds(Int64(self.seconds))
-        var random = SeededRandom(seed: 11)
-        let workload = Workload(services: 5, operations: 10, users: 10_000)
-        let requests = (0..<self.events).map { _ in workload.request(using: &random) }
-        let times = (0..<self.events).map {
-            start + .milliseconds(Int64($0) * Int64(self.seconds) * 1_000 / Int64(self.events))
-        }
-
+        let workload = BenchmarkWorkload(events: self.events, seconds: self.seconds)
+        let (requests, times, now) = (workload.requests, workload.times, workload.now)
         // Tally: decoded events, as the HTTP layer hands them to the replica.
-        let userNames = (0..<workload.users.count).map { "user-\($0)" }
-        let tallyBatches = stride(from: 0, to: self.events, by: self.batch).map { offset in
-            EventBatch(id: BatchID(UInt64(offset)), client: "bench", events: (offset..<min(offset + self.batch, self.events)).map {
-                let request = requests[$0]
-                return Event(service: "svc-\(request.service)", operation: "op-\(request.operation)", status: request.status,
-                             latencyMicros: Double(request.latencyMicros), user: userNames[request.user], timestamp: times[$0])
-            })
-        }
+        let tallyBatches = workload.batches(of: self.batch, users: 10_000)
         let config = ReplicaConfig(id: ReplicaID(region: "bench", node: "a", incarnation: 1))
         var inMemory: [Double] = []
         var durable: [Double] = []
@@ -65,7 +51,7 @@ struct PeersBenchmark: AsyncParsableCommand {
                     try await store.waitDurable(through: entry.sequence)
                 }
             }
-            durable.append(Double(self.events) / Self.seconds(ContinuousClock.now - began))
+            durable.append(Double(self.events) / inSeconds(ContinuousClock.now - began))
         }
 
         // Redis: the same events as pipelines of RESP commands, encoded before the clock starts.
@@ -86,7 +72,7 @@ struct PeersBenchmark: AsyncParsableCommand {
                 let connection = try RedisConnection(port: server.port)
                 let began = ContinuousClock.now
                 for pipeline in pipelines { try connection.exchange(pipeline.bytes, replies: pipeline.commands) }
-                let rate = Double(self.events) / Self.seconds(ContinuousClock.now - began)
+                let rate = Double(self.events) / inSeconds(ContinuousClock.now - began)
                 if fsyncAlways { redisDurable.append(rate) } else { redis.append(rate) }
             }
         }
@@ -150,11 +136,7 @@ struct PeersBenchmark: AsyncParsableCommand {
     static func rate(_ events: Int, _ body: () -> Void) -> Double {
         let began = ContinuousClock.now
         body()
-        return Double(events) / self.seconds(ContinuousClock.now - began)
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        return Double(events) / inSeconds(ContinuousClock.now - began)
     }
 }
 

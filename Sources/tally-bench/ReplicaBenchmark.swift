@@ -25,23 +25,10 @@ struct ReplicaBenchmark: ParsableCommand {
     var seconds = 600
 
     func run() throws {
-        let start = Timestamp(millisecondsSinceEpoch: 1_795_953_600_000)
-        let now = start + .seconds(Int64(self.seconds))
-        // Events like `tally load` sends (the same `Workload`), spread evenly over the window.
-        var random = SeededRandom(seed: 11)
-        let workload = Workload(services: self.services, operations: self.operations, users: self.users)
-        let userNames = (0..<self.users).map { "user-\($0)" }
-        let events: [Event] = (0..<self.events).map { index in
-            let request = workload.request(using: &random)
-            return Event(
-                service: "svc-\(request.service)", operation: "op-\(request.operation)", status: request.status,
-                latencyMicros: Double(request.latencyMicros), user: userNames[request.user],
-                timestamp: start + .milliseconds(Int64(index) * Int64(self.seconds) * 1_000 / Int64(self.events)))
-        }
-        let batches = stride(from: 0, to: events.count, by: self.batch).map { offset in
-            EventBatch(id: BatchID(UInt64(offset)), client: "bench",
-                       events: Array(events[offset..<min(offset + self.batch, events.count)]))
-        }
+        let workload = BenchmarkWorkload(events: self.events, seconds: self.seconds, services: self.services,
+                                         operations: self.operations, users: self.users)
+        let now = workload.now
+        let batches = workload.batches(of: self.batch, users: self.users)
         let config = ReplicaConfig(id: ReplicaID(region: "bench", node: "a", incarnation: 1))
         var samples: [Double] = []
         var replica = Replica(config: config)
@@ -49,9 +36,7 @@ struct ReplicaBenchmark: ParsableCommand {
             replica = Replica(config: config)
             let began = ContinuousClock.now
             for batch in batches { blackHole(replica.ingest(batch, now: now)) }
-            let elapsed = ContinuousClock.now - began
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            samples.append(Double(self.events) / seconds)
+            samples.append(Double(self.events) / inSeconds(ContinuousClock.now - began))
         }
         samples.sort()
         let unsettled = replica.bucketBytes

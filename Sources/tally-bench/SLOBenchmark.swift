@@ -53,7 +53,7 @@ struct SLOBenchmark: ParsableCommand {
         _ = replica.tick(now: now)
         let loaded = ContinuousClock.now - began
         print("replica: \(replica.seriesCount) series, \(replica.bucketCount) time buckets, \(events) events over "
-            + "\(self.days) days (loaded in \(format(Self.seconds(loaded))) s)")
+            + "\(self.days) days (loaded in \(format(inSeconds(loaded))) s)")
 
         let specs = try (0..<self.services).map { try Self.spec($0, operations: self.operations) }
         let kinds = Dictionary(grouping: specs, by: Self.kind).mapValues(\.count)
@@ -63,13 +63,13 @@ struct SLOBenchmark: ParsableCommand {
         for _ in 0..<self.runs {
             let started = ContinuousClock.now
             for spec in specs { blackHole(try spec.evaluate(on: replica, now: now)) }
-            evaluation.append(Self.seconds(ContinuousClock.now - started) * 1_000 / Double(specs.count))
+            evaluation.append(inSeconds(ContinuousClock.now - started) * 1_000 / Double(specs.count))
             let reported = ContinuousClock.now
             for spec in specs {
                 blackHole(try spec.evaluate(on: replica, now: now))
                 blackHole(try spec.breakdown(on: replica, at: now, now: now))
             }
-            report.append(Self.seconds(ContinuousClock.now - reported) * 1_000 / Double(specs.count))
+            report.append(inSeconds(ContinuousClock.now - reported) * 1_000 / Double(specs.count))
         }
         evaluation.sort()
         report.sort()
@@ -79,10 +79,6 @@ struct SLOBenchmark: ParsableCommand {
             ["report (evaluation + steps, operations, regions, 12 months)", format(report[report.count / 2], digits: 2),
              format(report[0], digits: 2)],
         ]))
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// A mix of what SLO files hold: availability and latency over rolling 30 days, a calendar
