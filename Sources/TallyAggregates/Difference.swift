@@ -120,24 +120,19 @@ extension OriginHistogram {
             let olderPosition = position + shift
             return olderPosition >= 0 && olderPosition < older.counts.count ? older.counts[olderPosition] : 0
         }
-        var first = -1
-        var last = -1
-        for (position, count) in self.counts.enumerated() where count > olderCount(position) {
-            if first < 0 { first = position }
-            last = position
-        }
+        let grown = self.counts.grownRange(over: older.counts, shift: shift)
         let zeroCountGrew = self.zeroCount > older.zeroCount
-        guard first >= 0 || zeroCountGrew || self.floorIndex != older.floorIndex else { return nil }
+        guard grown != nil || zeroCountGrew || self.floorIndex != older.floorIndex else { return nil }
         var part = self
         part.zeroCount = zeroCountGrew ? self.zeroCount : 0
-        if first >= 0 {
-            var counts = [UInt64](repeating: 0, count: last - first + 1)
-            for position in first...last {
+        if let grown {
+            var counts = [UInt64](repeating: 0, count: grown.count)
+            for position in grown {
                 let count = self.counts[position]
-                if count > olderCount(position) { counts[position - first] = count }
+                if count > olderCount(position) { counts[position - grown.lowerBound] = count }
             }
             part.counts = PackedCounts(counts)
-            part.offset = self.offset + Int32(first)
+            part.offset = self.offset + Int32(grown.lowerBound)
         } else {
             part.counts = []
             part.offset = 0

@@ -109,6 +109,43 @@ import Testing
         #expect(model.count == hll.sparseEntriesMax, "turned dense one entry past the bound")
     }
 
+    /// A merge of two sparse sketches (a replicated delta into a bucket, or two buckets of many
+    /// users each) holds, per register, the larger rank of the two, sorted, and turns dense exactly
+    /// when the union passes the bound; either side may be the larger.
+    static func registers(_ hll: HyperLogLog) -> [UInt8] {
+        if !hll.isSparse { return hll.dense }
+        var registers = [UInt8](repeating: 0, count: 1 << hll.precision)
+        for entry in hll.sparseEntries { registers[Int(entry >> 6)] = UInt8(entry & 0x3F) }
+        return registers
+    }
+
+    @Test(arguments: 1...30 as ClosedRange<UInt64>)
+    func sparseMergeIsTheUnionOfTheRegisters(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        for round in 0..<20 {
+            var left = HyperLogLog(precision: 10)
+            var right = HyperLogLog(precision: 10)
+            var model = [UInt8](repeating: 0, count: 1 << 10)
+            // Shared hashes make equal indices with equal ranks; distinct ones, equal indices too.
+            for _ in 0..<Int(random.next() % 140) {
+                let hash = random.next()
+                if random.next() % 3 != 0 { left.add(hash: hash) } else { right.add(hash: hash) }
+                if random.next() % 5 == 0 { left.add(hash: hash); right.add(hash: hash) }
+            }
+            for side in [left, right] {
+                for (index, rank) in Self.registers(side).enumerated() { model[index] = max(model[index], rank) }
+            }
+            var merged = left
+            merged.merge(right)
+            #expect(Self.registers(merged) == model, "seed \(seed) round \(round)")
+            let nonZero = model.filter { $0 > 0 }.count
+            #expect(merged.isSparse == (nonZero <= merged.sparseEntriesMax), "seed \(seed) round \(round)")
+            if merged.isSparse {
+                #expect(merged.sparse == merged.sparse.sorted() && Set(merged.sparse.map { $0 >> 6 }).count == merged.sparse.count)
+            }
+        }
+    }
+
     @Test func sparseTurnsDenseAtAnEighthOfTheRegisters() {
         var hll = HyperLogLog(precision: 10)
         var value = 0

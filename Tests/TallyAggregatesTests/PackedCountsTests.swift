@@ -55,6 +55,58 @@ import Testing
         #expect(packed == PackedCounts(model))
     }
 
+    /// Two versions of one histogram's counts, as a seal and a merge see them: the newer grows some
+    /// counts of the older (sometimes by enough to widen them), and its range may start or end
+    /// elsewhere. Also, sometimes, counts that shrank: the laws below hold for any values.
+    static func versions(_ random: inout SeededRandom) -> (newer: [UInt64], older: [UInt64], shift: Int) {
+        let olderCount = Int(random.next() % 120)
+        let older = (0..<olderCount).map { _ in random.next() % 4 == 0 ? 0 : random.next() % 250 }
+        let shift = Int(random.next() % 21) - 10  // older position = newer position + shift
+        let newerCount = Int(random.next() % 120)
+        let newer = (0..<newerCount).map { position -> UInt64 in
+            let olderPosition = position + shift
+            let base = olderPosition >= 0 && olderPosition < older.count ? older[olderPosition] : 0
+            switch random.next() % 16 {
+            case 0: return base + 1
+            case 1: return base + 70_000
+            case 2: return base > 0 ? base - 1 : 0
+            case 3: return base + (random.next() % 5)
+            default: return base
+            }
+        }
+        return (newer, older, shift)
+    }
+
+    @Test(arguments: 1...40 as ClosedRange<UInt64>)
+    func grownRangeIsTheFirstAndLastGrownCount(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        for round in 0..<50 {
+            let (newer, older, shift) = Self.versions(&random)
+            let grown = newer.indices.filter { position in
+                let olderPosition = position + shift
+                return newer[position] > (olderPosition >= 0 && olderPosition < older.count ? older[olderPosition] : 0)
+            }
+            let expected = grown.first.map { $0...grown.last! }
+            #expect(PackedCounts(newer).grownRange(over: PackedCounts(older), shift: shift) == expected,
+                    "seed \(seed) round \(round)")
+        }
+    }
+
+    @Test(arguments: 1...40 as ClosedRange<UInt64>)
+    func formMaxRaisesEachCountToTheOthers(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        for round in 0..<50 {
+            let (newer, older, _) = Self.versions(&random)
+            guard newer.count <= older.count else { continue }
+            let position = Int(random.next() % UInt64(older.count - newer.count + 1))
+            var expected = older
+            for (index, count) in newer.enumerated() { expected[position + index] = max(expected[position + index], count) }
+            var packed = PackedCounts(older)
+            packed.formMax(PackedCounts(newer), at: position)
+            #expect(Array(packed) == expected, "seed \(seed) round \(round)")
+        }
+    }
+
     @Test func widthsGrowWithTheLargestCount() {
         var counts: PackedCounts = [1, 2, 3]
         #expect(counts.shift == 0 && counts.storage.count == 3)

@@ -219,49 +219,84 @@ public struct HyperLogLog: Lattice {
             self.dense = registers
             self.sparse = []
         case (true, true):
-            if other.sparse.count * 16 <= self.sparse.count {
-                // A few users into many (a replicated delta into a day's bucket): insert them in
-                // place rather than rebuild the whole list. Same entries, same densify point.
-                for entry in other.sparse {
-                    let index = Int(entry >> 6)
-                    let rank = UInt8(entry & 0x3F)
-                    if self.dense.isEmpty {
-                        self.insertSparse(index: index, rank: rank)
-                    } else if self.dense[index] < rank {
-                        self.dense[index] = rank
-                    }
-                }
-            } else {
-                self.sparse = Self.mergeSparse(self.sparse, other.sparse)
-                if self.sparse.count > self.sparseEntriesMax { self.densify() }
-            }
+            self.mergeSparseInPlace(other.sparse)
+            if self.sparse.count > self.sparseEntriesMax { self.densify() }
         }
     }
 
-    /// Union of two sorted entry lists, keeping the larger rank per index.
-    static func mergeSparse(_ left: [UInt32], _ right: [UInt32]) -> [UInt32] {
-        var merged: [UInt32] = []
-        merged.reserveCapacity(left.count + right.count)
-        var l = 0
-        var r = 0
-        while l < left.count && r < right.count {
-            let leftKey = left[l] >> 6
-            let rightKey = right[r] >> 6
-            if leftKey == rightKey {
-                merged.append(max(left[l], right[r]))
-                l += 1
-                r += 1
-            } else if leftKey < rightKey {
-                merged.append(left[l])
-                l += 1
+    /// Unites `other`'s sorted entries into this sketch's, in place: each of other's indices is
+    /// found by bisection, then one pass from the back moves each stretch of this sketch's entries
+    /// once (memmove) to make room. A replicated delta of a few users into a day's thousands cost a
+    /// tail move per user inserted one by one, and a new merged list an allocation per merge.
+    mutating func mergeSparseInPlace(_ other: [UInt32]) {
+        guard !other.isEmpty else { return }
+        let mineCount = self.sparse.count
+        // The first position in entries[low..<high] whose index is at least `index`, galloping from
+        // `low` (forwards) or from `high` (backwards) before bisecting: O(log gap) per entry, so
+        // neither a few entries into many nor two lists of a size pays more than a linear merge.
+        func lowerBound(_ entries: UnsafeBufferPointer<UInt32>, _ index: UInt32, _ low: Int, _ high: Int,
+                        fromEnd: Bool) -> Int
+        {
+            let key = index << 6
+            var low = low
+            var high = high
+            var step = 1
+            if fromEnd {
+                while high &- step >= low && entries[high &- step] >= key {
+                    high &-= step
+                    step &<<= 1
+                }
+                low = Swift.max(low, high &- step)
             } else {
-                merged.append(right[r])
-                r += 1
+                while low &+ step <= high && entries[low &+ step &- 1] < key {
+                    low &+= step
+                    step &<<= 1
+                }
+                high = Swift.min(high, low &+ step)
+            }
+            while low < high {
+                let mid = (low &+ high) >> 1
+                if entries[mid] < key { low = mid &+ 1 } else { high = mid }
+            }
+            return low
+        }
+        // How many of other's indices this sketch lacks, and whether any rank grows.
+        var added = 0
+        var grows = false
+        self.sparse.withUnsafeBufferPointer { mine in
+            var m = 0
+            for entry in other {
+                m = lowerBound(mine, entry >> 6, m, mine.count, fromEnd: false)
+                if m < mine.count && mine[m] >> 6 == entry >> 6 {
+                    if entry > mine[m] { grows = true }
+                } else {
+                    added &+= 1
+                }
             }
         }
-        merged.append(contentsOf: left[l...])
-        merged.append(contentsOf: right[r...])
-        return merged
+        guard added > 0 || grows else { return }
+        self.sparse.append(contentsOf: repeatElement(0, count: added))
+        self.sparse.withUnsafeMutableBufferPointer { entries in
+            let base = entries.baseAddress!  // not empty: other is not
+            var write = mineCount &+ added  // entries at and after it are final
+            var end = mineCount  // mine's entries not yet placed are [0, end)
+            for entry in other.reversed() {
+                let position = lowerBound(UnsafeBufferPointer(entries), entry >> 6, 0, end, fromEnd: true)
+                let same = position < end && entries[position] >> 6 == entry >> 6
+                // Mine's entries above this index move up to just below `write`.
+                let above = position &+ (same ? 1 : 0)
+                let moved = end &- above
+                if moved > 0 && write &- moved != above {
+                    UnsafeMutableRawPointer(base + (write &- moved)).copyMemory(
+                        from: base + above, byteCount: moved &* MemoryLayout<UInt32>.stride)
+                }
+                write &-= moved
+                write &-= 1
+                entries[write] = same ? Swift.max(entries[position], entry) : entry
+                end = position
+            }
+            // What is left of mine, [0, end), is already where it belongs (write == end).
+        }
     }
 
     /// Re-expresses the registers at a lower precision, as if every value had been added there.

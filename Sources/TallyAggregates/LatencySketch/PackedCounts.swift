@@ -129,7 +129,8 @@ struct PackedCounts: Sendable {
     }
 
     /// Raises each count to the matching one of `other`, whose first count is at `position`:
-    /// the in-place case of merging two versions of one origin's histogram.
+    /// the in-place case of merging two versions of one origin's histogram. Counts of one width
+    /// (the usual case) go through a loop of that width's integers, not a switch per count.
     @usableFromInline
     mutating func formMax(_ other: PackedCounts, at position: Int) {
         precondition(position >= 0 && position + other.count <= self.count, "formMax range out of bounds")
@@ -138,14 +139,134 @@ struct PackedCounts: Sendable {
         let otherShift = other.shift
         other.storage.withUnsafeBytes { theirs in
             self.storage.withUnsafeMutableBytes { mine in
-                for index in 0..<(theirs.count >> otherShift) {
-                    let count = Self.load(theirs, index, shift: otherShift)
-                    if count > Self.load(UnsafeRawBufferPointer(mine), position + index, shift: shift) {
-                        Self.store(count, mine, position + index, shift: shift)
+                guard shift == otherShift else {
+                    for index in 0..<(theirs.count >> otherShift) {
+                        let count = Self.load(theirs, index, shift: otherShift)
+                        if count > Self.load(UnsafeRawBufferPointer(mine), position + index, shift: shift) {
+                            Self.store(count, mine, position + index, shift: shift)
+                        }
                     }
+                    return
+                }
+                switch shift {
+                case 0: Self.formMax(mine, theirs, at: position, as: UInt8.self)
+                case 1: Self.formMax(mine, theirs, at: position, as: UInt16.self)
+                case 2: Self.formMax(mine, theirs, at: position, as: UInt32.self)
+                default: Self.formMax(mine, theirs, at: position, as: UInt64.self)
                 }
             }
         }
+    }
+
+    @inline(__always)
+    private static func formMax<Count: FixedWidthInteger & UnsignedInteger>(
+        _ mine: UnsafeMutableRawBufferPointer, _ theirs: UnsafeRawBufferPointer, at position: Int, as _: Count.Type
+    ) {
+        let size = MemoryLayout<Count>.size
+        for index in 0..<(theirs.count / size) {
+            let offset = (position &+ index) &* size
+            let count = theirs.loadUnaligned(fromByteOffset: index &* size, as: Count.self)
+            if count > mine.loadUnaligned(fromByteOffset: offset, as: Count.self) {
+                mine.storeBytes(of: count, toByteOffset: offset, as: Count.self)
+            }
+        }
+    }
+
+    /// The first and last positions whose count is above `older`'s at `position + shift` (a count
+    /// outside `older`'s range is above it when it is not zero); nil when none is. What a seal
+    /// ships of a histogram: a day's histogram spans hundreds of counts and a gossip round changes
+    /// a few, so equal stretches of the same width are compared eight bytes at a time.
+    func grownRange(over older: PackedCounts, shift: Int) -> ClosedRange<Int>? {
+        let count = self.count
+        guard count > 0 else { return nil }
+        // Positions of self that older covers: [low, high).
+        let low = Swift.min(Swift.max(0, -shift), count)
+        let high = Swift.max(low, Swift.min(count, older.count - shift))
+        return self.storage.withUnsafeBytes { mine in
+            older.storage.withUnsafeBytes { theirs in
+                let width = self.shift
+                let sameWidth = width == older.shift
+                func olderCount(_ position: Int) -> UInt64 {
+                    position >= low && position < high ? Self.load(theirs, position &+ shift, shift: older.shift) : 0
+                }
+                func grown(_ position: Int) -> Bool {
+                    Self.load(mine, position, shift: width) > olderCount(position)
+                }
+                // From the front: skip equal stretches of the overlap by bytes, then check exactly.
+                var first = 0
+                while first < count {
+                    if sameWidth && first >= low && first < high {
+                        first = Self.firstMismatch(mine, from: first, theirs, from: first &+ shift,
+                                                   upTo: high, width: width)
+                        if first >= high { continue }
+                    }
+                    if grown(first) { break }
+                    first &+= 1
+                }
+                guard first < count else { return nil }
+                var last = count &- 1
+                while last > first {
+                    if sameWidth && last >= low && last < high {
+                        last = Self.lastMismatch(mine, through: last, theirs, shift: shift, downTo: low,
+                                                 width: width)
+                        if last < low { continue }
+                    }
+                    if grown(last) { break }
+                    last &-= 1
+                }
+                return first...Swift.max(first, last)
+            }
+        }
+    }
+
+    /// The first position in `position..<end` where the two buffers' counts (of one width, the
+    /// other's at `otherPosition + (p - position)`) differ, or `end`.
+    private static func firstMismatch(_ mine: UnsafeRawBufferPointer, from position: Int,
+                                      _ theirs: UnsafeRawBufferPointer, from otherPosition: Int,
+                                      upTo end: Int, width: Int) -> Int
+    {
+        var byte = position &<< width
+        var otherByte = otherPosition &<< width
+        let endByte = end &<< width
+        while byte &+ 8 <= endByte {
+            if mine.loadUnaligned(fromByteOffset: byte, as: UInt64.self)
+                != theirs.loadUnaligned(fromByteOffset: otherByte, as: UInt64.self)
+            {
+                break
+            }
+            byte &+= 8
+            otherByte &+= 8
+        }
+        while byte < endByte && mine[byte] == theirs[otherByte] {
+            byte &+= 1
+            otherByte &+= 1
+        }
+        return byte &>> width
+    }
+
+    /// The last position in `start...position` where the counts differ (the other's at `p +
+    /// shift`), or `start - 1`.
+    private static func lastMismatch(_ mine: UnsafeRawBufferPointer, through position: Int,
+                                     _ theirs: UnsafeRawBufferPointer, shift: Int, downTo start: Int,
+                                     width: Int) -> Int
+    {
+        // Bytes [startByte, endByte) of mine are compared, from the end.
+        var endByte = (position &+ 1) &<< width
+        let startByte = start &<< width
+        let delta = shift &<< width
+        while endByte &- 8 >= startByte {
+            if mine.loadUnaligned(fromByteOffset: endByte &- 8, as: UInt64.self)
+                != theirs.loadUnaligned(fromByteOffset: endByte &- 8 &+ delta, as: UInt64.self)
+            {
+                break
+            }
+            endByte &-= 8
+        }
+        while endByte > startByte && mine[endByte &- 1] == theirs[endByte &- 1 &+ delta] {
+            endByte &-= 1
+        }
+        // endByte - 1 is the last differing byte (or startByte - 1: none).
+        return endByte > startByte ? (endByte &- 1) &>> width : start &- 1
     }
 
     /// One count: a histogram's first value.
