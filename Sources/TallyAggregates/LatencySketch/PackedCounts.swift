@@ -35,9 +35,25 @@ struct PackedCounts: Sendable {
         self.storage = [UInt8](unsafeUninitializedCapacity: values.count << shift) { buffer, initialized in
             let bytes = UnsafeMutableRawBufferPointer(buffer)
             values.withUnsafeBufferPointer { values in
-                for position in 0..<values.count { Self.store(values[position], bytes, position, shift: shift) }
+                switch shift {
+                case 0: Self.store(values, into: bytes, as: UInt8.self)
+                case 1: Self.store(values, into: bytes, as: UInt16.self)
+                case 2: Self.store(values, into: bytes, as: UInt32.self)
+                default: Self.store(values, into: bytes, as: UInt64.self)
+                }
             }
             initialized = values.count << shift
+        }
+    }
+
+    /// Narrows each value (which fits) to `Count`: one loop per width, not a switch per value.
+    @inline(__always)
+    private static func store<Count: FixedWidthInteger & UnsignedInteger>(
+        _ values: UnsafeBufferPointer<UInt64>, into bytes: UnsafeMutableRawBufferPointer, as _: Count.Type
+    ) {
+        let size = MemoryLayout<Count>.size
+        for position in 0..<values.count {
+            bytes.storeBytes(of: Count(truncatingIfNeeded: values[position]), toByteOffset: position &* size, as: Count.self)
         }
     }
 
