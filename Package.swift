@@ -5,7 +5,7 @@ import PackageDescription
 //   tally (CLI)  ->  TallyNode (HTTP, SQLite, config)  ->  TallyNodeCore  ->  TallyReplica  ->  TallyAggregates
 //   TallyNode  ->  TallyProtocols (OTLP, StatsD, Prometheus exposition)  ->  TallyReplica
 //   TallyNodeCore  ->  TallySLO (objectives, budgets, burn-rate alerts)  ->  TallyReplica
-//   tally-bench  ->  TallyReplica, TallyNode (its store), TallySLO, TallyWorkload (+ benchmark-only dependencies, kept out of the product)
+//   tally-bench  ->  TallyReplica, TallyNode (its store), TallySLO, TallyWorkload, TallySimulation (+ benchmark-only dependencies, kept out of the product)
 //   TallyWorkload (the traffic shape of load, benchmarks and simulator)  ->  TallyAggregates
 //   TallySimulation (virtual time, faults, checkers)  ->  TallyNodeCore, TallyWorkload
 // TallyAggregates depends on the standard library only.
@@ -114,6 +114,7 @@ let package = Package(
                 "TallyNode",
                 "TallySLO",
                 "TallyWorkload",
+                "TallySimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),

@@ -22,6 +22,36 @@ import Testing
         #expect(universe.states.contains { !$0.spilled.isEmpty } && universe.states.contains { $0.inlineCount == 4 })
     }
 
+    /// A merge holds, per origin, the larger of the two values, in origin order, whatever the two
+    /// layouts (inline, spilled, or a merge that crosses from one to the other).
+    @Test(arguments: seeds)
+    func gCounterMergeIsTheSlotWiseMax(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        for round in 0..<300 {
+            var left = GCounter()
+            var right = GCounter()
+            var model: [UInt64: UInt64] = [:]
+            for _ in 0..<Int(random.next() % 7) {
+                let origin = random.next() % 8
+                let value = 1 + random.next() % 100
+                left.increment(by: value, at: ReplicaID(origin))
+            }
+            for _ in 0..<Int(random.next() % 7) {
+                let origin = random.next() % 8
+                right.increment(by: 1 + random.next() % 100, at: ReplicaID(origin))
+            }
+            for counter in [left, right] {
+                counter.forEachOrigin { model[$0.rawValue] = max(model[$0.rawValue] ?? 0, $1) }
+            }
+            var merged = left
+            merged.merge(right)
+            let expected = model.keys.sorted().map { (ReplicaID($0), model[$0]!) }
+            #expect(merged.originValues.map(\.origin) == expected.map(\.0), "seed \(seed) round \(round)")
+            #expect(merged.originValues.map(\.value) == expected.map(\.1), "seed \(seed) round \(round)")
+            #expect(merged.spilled.isEmpty == (expected.count <= 4), "seed \(seed) round \(round)")
+                    }
+    }
+
     /// Sketches with a small bucket bound and mixed scales, so collapses and downscaling happen.
     @Test(arguments: seeds)
     func latencySketch(seed: UInt64) {

@@ -151,32 +151,45 @@ public struct GCounter: Lattice {
         self.merge(GCounter(delta: delta))
     }
 
+    /// Slot-wise max, in place: each of `other`'s slots raises this counter's slot of its origin,
+    /// or is inserted in origin order. Building the two slot arrays and a merged third cost three
+    /// allocations per merge, and a replica merges three counters per replicated bucket.
     public mutating func merge(_ other: GCounter) {
-        let mine = self.slots
-        let theirs = other.slots
-        if theirs.isEmpty { return }
-        var merged: [Slot] = []
-        merged.reserveCapacity(mine.count + theirs.count)
-        var left = 0
-        var right = 0
-        while left < mine.count && right < theirs.count {
-            let a = mine[left]
-            let b = theirs[right]
-            if a.origin == b.origin {
-                merged.append(Slot(origin: a.origin, value: max(a.value, b.value)))
-                left += 1
-                right += 1
-            } else if a.origin < b.origin {
-                merged.append(a)
-                left += 1
-            } else {
-                merged.append(b)
-                right += 1
+        other.forEachSlot { self.raise($0) }
+    }
+
+    /// Raises the slot of `slot.origin` to at least `slot.value`, inserting it (in origin order) if
+    /// absent; a fifth origin moves the slots from inline storage to the spilled array.
+    @usableFromInline
+    mutating func raise(_ slot: Slot) {
+        if self.spilled.isEmpty {
+            var position = 0
+            while position < self.inlineCount && self.inline[position].origin < slot.origin { position += 1 }
+            if position < self.inlineCount && self.inline[position].origin == slot.origin {
+                if slot.value > self.inline[position].value { self.inline[position].value = slot.value }
+                return
             }
+            if self.inlineCount < Self.inlineCapacity {
+                var moving = self.inlineCount
+                while moving > position {
+                    self.inline[moving] = self.inline[moving - 1]
+                    moving -= 1
+                }
+                self.inline[position] = slot
+                self.inlineCount += 1
+                return
+            }
+            var slots = self.slots
+            slots.insert(slot, at: position)
+            self.slots = slots
+            return
         }
-        merged.append(contentsOf: mine[left...])
-        merged.append(contentsOf: theirs[right...])
-        self.slots = merged
+        let position = self.spilled.firstIndex { $0.origin >= slot.origin } ?? self.spilled.count
+        if position < self.spilled.count && self.spilled[position].origin == slot.origin {
+            if slot.value > self.spilled[position].value { self.spilled[position].value = slot.value }
+        } else {
+            self.spilled.insert(slot, at: position)
+        }
     }
 
     /// The part of this counter written by `origin`, as a delta.
