@@ -50,6 +50,25 @@ import Testing
     /// Round trip; equal states have equal bytes and unequal states unequal bytes; every strict
     /// prefix fails to decode; random corruptions decode to an error or to a value that re-encodes
     /// to exactly the corrupted bytes. None may trap.
+    /// Counts below 128 are decoded as their bytes, others varint by varint: both refuse a zero
+    /// count at the end of a histogram's range with the same error, and both round-trip.
+    @Test func sketchCountsOfEitherCodecPathAreChecked() throws {
+        for repeats in [1, 200] {  // 200 values in a bucket: a count that takes two varint bytes
+            var sketch = LatencySketch()
+            for value in [1_000.0, 2_000.0, 5_000.0] {
+                for _ in 0..<repeats { sketch.record(value, at: ReplicaID(7)) }
+            }
+            var bytes = sketch.encoded()
+            #expect(try LatencySketch(encoded: bytes) == sketch)
+            // The last count is the encoding's last varint (two bytes for 200): make it a zero.
+            if repeats > 127 { bytes.removeLast() }
+            bytes[bytes.count - 1] = 0
+            #expect(throws: DecodeError.nonCanonical(field: "LatencySketch buckets (zero at an end)")) {
+                try LatencySketch(encoded: bytes)
+            }
+        }
+    }
+
     static func checkCodec<T: Lattice & VersionedEncoding>(_ states: [T], seed: UInt64) {
         var random = SeededRandom(seed: seed)
         let encodings = states.map { $0.encoded() }

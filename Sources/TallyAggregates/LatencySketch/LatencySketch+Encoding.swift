@@ -30,7 +30,11 @@ extension LatencySketch: VersionedEncoding {
             writer.writeDouble(histogram.maximum)
             writer.writeZigZag(Int64(histogram.offset))
             writer.writeVarint(histogram.counts.count)
-            for count in histogram.counts { writer.writeVarint(count) }
+            if let bytes = histogram.counts.asSingleByteVarints {
+                writer.writeBytes(bytes)  // every count below 128: the same bytes as varint by varint
+            } else {
+                for count in histogram.counts { writer.writeVarint(count) }
+            }
         }
     }
 
@@ -91,6 +95,31 @@ extension LatencySketch: VersionedEncoding {
                     throw .nonCanonical(field: "LatencySketch buckets (below the floor)")
                 }
                 histogram.offset = Int32(offset)
+                if reader.remaining >= bucketCount,
+                    PackedCounts.allBelow128(reader.bytes[reader.offset..<(reader.offset + bucketCount)])
+                {
+                    // Every count below 128 (most buckets of a gossip round's part): the varints are
+                    // the counts, one byte each, taken as they are.
+                    let bytes = try reader.readBytes("LatencySketch bucket", count: bucketCount)
+                    var total = histogram.zeroCount
+                    for byte in bytes {
+                        let (sum, overflow) = total.addingReportingOverflow(UInt64(byte))
+                        guard !overflow else { throw .invalidValue(field: "LatencySketch count", value: "overflow") }
+                        total = sum
+                    }
+                    guard bytes.first != 0, bytes.last != 0 else {
+                        throw .nonCanonical(field: "LatencySketch buckets (zero at an end)")
+                    }
+                    guard total <= DecodeLimits.countMax else {
+                        throw .invalidValue(field: "LatencySketch count", value: "\(total) is over 2^48")
+                    }
+                    histogram.counts = PackedCounts(bytes: Array(bytes))
+                    guard !histogram.isEmpty else {
+                        throw .nonCanonical(field: "LatencySketch origin with no values")
+                    }
+                    histograms.append(histogram)
+                    continue
+                }
                 var counts: [UInt64] = []
                 counts.reserveCapacity(min(bucketCount, reader.remaining))
                 var total = histogram.zeroCount

@@ -57,6 +57,37 @@ struct PackedCounts: Sendable {
         }
     }
 
+    /// Counts of one byte each, given as those bytes (the sketch codec's fast path: counts below 128
+    /// are their own varints).
+    init(bytes: [UInt8]) {
+        self.storage = bytes
+        self.shift = 0
+    }
+
+    /// The counts' varint encoding when every count is below 128 (each count is then its own
+    /// one-byte varint, and the encoding is the storage as it is), else nil.
+    var asSingleByteVarints: [UInt8]? {
+        guard self.shift == 0 else { return nil }
+        return Self.allBelow128(self.storage[...]) ? self.storage : nil
+    }
+
+    /// True when no byte has its top bit set: eight at a time.
+    static func allBelow128(_ bytes: ArraySlice<UInt8>) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            var position = 0
+            var seen: UInt64 = 0
+            while position &+ 8 <= raw.count {
+                seen |= raw.loadUnaligned(fromByteOffset: position, as: UInt64.self)
+                position &+= 8
+            }
+            while position < raw.count {
+                seen |= UInt64(raw[position])
+                position &+= 1
+            }
+            return seen & 0x8080_8080_8080_8080 == 0
+        }
+    }
+
     /// Keeps only the counts at `positions`, in place (a histogram trimming zero counts at its ends).
     @inlinable
     mutating func keep(_ positions: ClosedRange<Int>) {
