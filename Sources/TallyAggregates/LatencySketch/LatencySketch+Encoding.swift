@@ -95,40 +95,31 @@ extension LatencySketch: VersionedEncoding {
                     throw .nonCanonical(field: "LatencySketch buckets (below the floor)")
                 }
                 histogram.offset = Int32(offset)
+                // Both paths sum the counts with an overflow check; the checks after are shared.
+                var total = histogram.zeroCount
+                func add(_ count: UInt64) throws(DecodeError) {
+                    let (sum, overflow) = total.addingReportingOverflow(count)
+                    guard !overflow else { throw .invalidValue(field: "LatencySketch count", value: "overflow") }
+                    total = sum
+                }
+                let counts: PackedCounts
                 if reader.remaining >= bucketCount,
                     PackedCounts.allBelow128(reader.bytes[reader.offset..<(reader.offset + bucketCount)])
                 {
                     // Every count below 128 (most buckets of a gossip round's part): the varints are
                     // the counts, one byte each, taken as they are.
                     let bytes = try reader.readBytes("LatencySketch bucket", count: bucketCount)
-                    var total = histogram.zeroCount
-                    for byte in bytes {
-                        let (sum, overflow) = total.addingReportingOverflow(UInt64(byte))
-                        guard !overflow else { throw .invalidValue(field: "LatencySketch count", value: "overflow") }
-                        total = sum
+                    for byte in bytes { try add(UInt64(byte)) }
+                    counts = PackedCounts(bytes: Array(bytes))
+                } else {
+                    var values: [UInt64] = []
+                    values.reserveCapacity(min(bucketCount, reader.remaining))
+                    for _ in 0..<bucketCount {
+                        let count = try reader.readVarint("LatencySketch bucket")
+                        try add(count)
+                        values.append(count)
                     }
-                    guard bytes.first != 0, bytes.last != 0 else {
-                        throw .nonCanonical(field: "LatencySketch buckets (zero at an end)")
-                    }
-                    guard total <= DecodeLimits.countMax else {
-                        throw .invalidValue(field: "LatencySketch count", value: "\(total) is over 2^48")
-                    }
-                    histogram.counts = PackedCounts(bytes: Array(bytes))
-                    guard !histogram.isEmpty else {
-                        throw .nonCanonical(field: "LatencySketch origin with no values")
-                    }
-                    histograms.append(histogram)
-                    continue
-                }
-                var counts: [UInt64] = []
-                counts.reserveCapacity(min(bucketCount, reader.remaining))
-                var total = histogram.zeroCount
-                for _ in 0..<bucketCount {
-                    let count = try reader.readVarint("LatencySketch bucket")
-                    let (sum, overflow) = total.addingReportingOverflow(count)
-                    guard !overflow else { throw .invalidValue(field: "LatencySketch count", value: "overflow") }
-                    total = sum
-                    counts.append(count)
+                    counts = PackedCounts(values)
                 }
                 guard counts.first != 0, counts.last != 0 else {
                     throw .nonCanonical(field: "LatencySketch buckets (zero at an end)")
@@ -136,7 +127,7 @@ extension LatencySketch: VersionedEncoding {
                 guard total <= DecodeLimits.countMax else {
                     throw .invalidValue(field: "LatencySketch count", value: "\(total) is over 2^48")
                 }
-                histogram.counts = PackedCounts(counts)
+                histogram.counts = counts
             } else {
                 guard histogram.zeroCount <= DecodeLimits.countMax else {
                     throw .invalidValue(field: "LatencySketch zero count", value: "\(histogram.zeroCount) is over 2^48")
