@@ -155,6 +155,9 @@ public struct Simulation {
         var messages = 0
         /// Replication messages sent, by wire version.
         var messagesByWire: [UInt8: Int] = [:]
+        /// Replication bytes sent by message kind (the frame's kind byte: 0 digest, 1 deltas,
+        /// 2 state chunk).
+        var bytesByKind: [UInt8: Int] = [:]
         var names: Names
         /// One-way base latency (ms) per region pair, from the scenario or the defaults.
         var latency: [[Int64]] = []
@@ -592,6 +595,7 @@ public struct Simulation {
             state.regions[index].readBytesSent += bytes.count
         } else {
             state.regions[index].bytesSent += bytes.count
+            if bytes.count > 2 { state.bytesByKind[bytes[2], default: 0] += bytes.count }
             state.regions[index].messagesSent += 1
             state.messages += 1
         }

@@ -26,6 +26,8 @@ public struct SimulationResult: Sendable {
     public var messagesSent: Int
     /// Replication messages sent, by wire version (both, in a rolling upgrade).
     public var messagesByWire: [UInt8: Int]
+    /// Replication bytes sent by kind of message: digests, batches (deltas) and state chunks.
+    public var bytesByKind: (digests: Int, deltas: Int, stateChunks: Int)
     public var eventsAcknowledged: UInt64
     public var batchesRefused: Int
     public var staleness: (p50: Int64, p99: Int64, max: Int64)?
@@ -146,7 +148,9 @@ extension Simulation {
             convergenceRounds: rounds, roundsBound: bound, bytesSent: state.regions.map(\.bytesSent),
             readBytesSent: state.regions.reduce(0) { $0 + $1.readBytesSent },
             deltaBytes: state.regions.reduce(0) { $0 + $1.publishedBytes },
-            messagesSent: state.messages, messagesByWire: state.messagesByWire, eventsAcknowledged: acknowledged, batchesRefused: state.refusedBatches,
+            messagesSent: state.messages, messagesByWire: state.messagesByWire,
+            bytesByKind: (state.bytesByKind[0, default: 0], state.bytesByKind[1, default: 0], state.bytesByKind[2, default: 0]),
+            eventsAcknowledged: acknowledged, batchesRefused: state.refusedBatches,
             staleness: staleness, simulatedMillis: state.now, traceHash: state.trace.value)
     }
 

@@ -129,7 +129,8 @@ struct Sim: ParsableCommand {
             + "global reads: \(result.readBytesSent / 1_024) KiB more")
         if let ratio = result.bytesPerDelta {
             lines.append("bytes sent per update: \(String(format: "%.2f", ratio)) x its encoded delta x (N - 1) "
-                + "(\(result.deltaBytes / 1_024) KiB of deltas)")
+                + "(\(result.deltaBytes / 1_024) KiB of deltas); sent as digests \(result.bytesByKind.digests / 1_024) KiB, "
+                + "batches \(result.bytesByKind.deltas / 1_024) KiB, state chunks \(result.bytesByKind.stateChunks / 1_024) KiB")
         }
         if let staleness = result.staleness {
             lines.append("staleness per origin: p50 \(staleness.p50) ms, p99 \(staleness.p99) ms, max \(staleness.max) ms")
@@ -160,6 +161,8 @@ struct Sim: ParsableCommand {
             "\"read_bytes_sent\":\(result.readBytesSent)",
             "\"delta_bytes\":\(result.deltaBytes)",
             "\"bytes_per_delta\":\(result.bytesPerDelta.map { String(format: "%.3f", $0) } ?? "null")",
+            "\"bytes_by_kind\":{\"digests\":\(result.bytesByKind.digests),\"deltas\":\(result.bytesByKind.deltas),"
+                + "\"state_chunks\":\(result.bytesByKind.stateChunks)}",
             "\"trace_hash\":\(quoted(String(result.traceHash, radix: 16)))",
             "\"replay\":\(quoted(result.replayCommand(file: file)))",
         ]
