@@ -425,14 +425,16 @@ public struct NodeCore: Sendable {
     /// The peer protocol versions this build speaks (the handshake picks the highest both do).
     /// 1: replication messages at wire version 1. 2: also `read` frames (global reads).
     /// 3: replication messages at wire version 2 (bucket starts as bucket numbers).
-    public static let protocols: ClosedRange<UInt16> = 1...3
+    /// 4: at wire version 3 (a restarted origin's batches are offered to peers ahead of its
+    /// checkpoint: architecture decision 30).
+    public static let protocols: ClosedRange<UInt16> = 1...4
 
     /// The peer protocol that carries read frames.
     public static let globalReadProtocol: UInt16 = 2
 
     /// The replication wire version a connection at `protocolVersion` carries.
     public static func wireVersion(forProtocol protocolVersion: UInt16) -> UInt8 {
-        protocolVersion >= 3 ? 2 : 1
+        protocolVersion >= 4 ? 3 : protocolVersion >= 3 ? 2 : 1
     }
 
     /// A replication message the replica encoded for `peer`, tagged with that peer's protocol; one

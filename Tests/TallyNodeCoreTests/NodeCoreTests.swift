@@ -149,11 +149,12 @@ import TallyAggregates
     /// that protocol carries; a peer whose protocol is not known yet gets none; a peer that comes
     /// back on another release gets the other version from then on.
     @Test func everyMessageGoesAtTheWireVersionItsPeersProtocolCarries() throws {
-        var core = Self.core(peers: ["b", "c", "d"])
+        var core = Self.core(peers: ["b", "c", "d", "e"])
         _ = core.ingest(Self.batch(1), now: Self.now)
         _ = core.persisted(1...1, now: Self.now)
         _ = core.peerConnected("b", protocolVersion: 2, now: Self.now)
         _ = core.peerConnected("c", protocolVersion: 3, now: Self.now)
+        _ = core.peerConnected("e", protocolVersion: 4, now: Self.now)
         func sends(_ actions: [NodeCore.Action]) -> [(peer: String, protocol: UInt16, wire: UInt8)] {
             actions.compactMap { if case .send(let bytes, let peer, let version) = $0 { (peer, version, bytes[1]) } else { nil } }
         }
@@ -165,6 +166,7 @@ import TallyAggregates
         }
         #expect(seen["b"].map { $0 == (2, 1) } == true, "\(seen)")
         #expect(seen["c"].map { $0 == (3, 2) } == true, "\(seen)")
+        #expect(seen["e"].map { $0 == (4, 3) } == true, "\(seen)")
         #expect(seen["d"] == nil, "d never connected: \(seen)")
         // c restarts on the older release; a digest from it is answered at its version.
         _ = core.peerDisconnected("c", reason: "restarting", now: now)

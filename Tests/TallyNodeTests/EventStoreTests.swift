@@ -146,4 +146,54 @@ import TallyAggregates
             #expect(error.description.contains("bucket (series 0, resolution 1"))
         }
     }
+
+    /// The own replication chain (`OwnChain`) the store keeps across checkpoints is the one the
+    /// reference image folds: the recent own batches, in chain order, ending at the last sealed;
+    /// one left by a checkpoint it does not belong to is not used, and a batch whose bytes do not
+    /// decode is named.
+    @Test func ownChainIsStoredAsTheImageFoldsIt() async throws {
+        let directory = NSTemporaryDirectory() + "tally-store-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // A small buffer, so checkpoints also drop batches the buffer let go.
+        let config = ReplicaConfig(id: Self.origin, limits: Limits(replicationBufferBytesMax: 3_000), peers: ["b"])
+        var replica = Replica(config: config)
+        var reference = ReplicaSnapshot()
+        let store = try EventStore(directory: directory)
+        var now = Self.now
+        for id in 1...40 as ClosedRange<UInt64> {
+            for case .persist(let entry) in replica.ingest(Self.batch(id), now: now) { try await store.append(entry) }
+            now = now + .seconds(1)
+            _ = replica.tick(now: now)  // seals (a gossip round); publishes what is durable
+            if id % 3 == 0 { replica.durable(through: replica.lastSequence) }
+            if id % 7 == 0 {
+                let checkpoint = replica.checkpoint(now: now)
+                reference.apply(checkpoint)
+                try await store.store(await EncodedCheckpoint.encode(checkpoint))
+            }
+        }
+        try await store.waitDurable(through: replica.lastSequence)
+        try await Self.waitUntil { await store.checkpointsWritten == 5 }
+        let expected = try #require(reference.ownChain)
+        #expect(expected.batches.count > 1 && expected.batches.last?.version == expected.sealed)
+        #expect(zip(expected.batches, expected.batches.dropFirst()).allSatisfy { $0.version == $1.previous })
+        let (image, _) = try await EventStore(directory: directory).recover()
+        #expect(image.ownChain?.sealed == expected.sealed && image.ownChain?.sequence == image.sequence)
+        #expect(image.ownChain?.batches == expected.batches)
+
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        let pool = try DatabasePool(path: store.path, configuration: configuration)
+        try await pool.write { db in try db.execute(sql: "UPDATE own_chain SET sequence = sequence + 1") }
+        #expect(try await EventStore(directory: directory).recover().0.ownChain == nil)
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE own_chain SET sequence = sequence - 1")
+            try db.execute(sql: "UPDATE own_batch SET bytes = x'0102' WHERE version = (SELECT MAX(version) FROM own_batch)")
+        }
+        do {
+            _ = try await EventStore(directory: directory).recover()
+            Issue.record("recovery accepted an own batch that does not decode")
+        } catch let error as EventStore.StoreError {
+            #expect(error.description.contains("own batch \(expected.sealed)"), "\(error)")
+        }
+    }
 }

@@ -36,9 +36,16 @@ import TallyAggregates
         for message in messages {
             let v1 = message.encoded(protocolVersion: 1)
             let v2 = message.encoded(protocolVersion: 2)
-            #expect(v1[1] == 1 && v2[1] == 2)
+            let v3 = message.encoded(protocolVersion: 3)
+            #expect(v1[1] == 1 && v2[1] == 2 && v3[1] == 3)
             #expect(try ReplicationMessage(encoded: v1) == message)
             #expect(try ReplicationMessage(encoded: v2) == message)
+            #expect(try ReplicationMessage(encoded: v3) == message)
+            // Version 3 changes what a receiver takes, not the encoding.
+            #expect(v3.dropFirst(2) == v2.dropFirst(2))
+            #expect(throws: DecodeError.unsupportedVersion(type: "ReplicationMessage", version: 3)) {
+                try ReplicationMessage(encoded: v3, versions: 1...2)
+            }
             // Bucket numbers are never longer than milliseconds.
             #expect(v2.count <= v1.count)
             // An older release takes version 1 and refuses 2, naming it.
@@ -53,7 +60,7 @@ import TallyAggregates
         let messages = Self.messages(seed: 3)
         for case .deltas(let batches) in messages {
             for batch in batches {
-                for (from, to) in [(UInt8(1), UInt8(2)), (2, 1), (1, 1), (2, 2)] {
+                for (from, to) in [(UInt8(1), UInt8(2)), (2, 1), (1, 1), (2, 2), (3, 1), (1, 3), (2, 3), (3, 3)] {
                     let buffered = BufferedBatch(version: batch.version, previous: batch.previous,
                                                  bytes: batch.encoded(wireVersion: from), wire: from)
                     let bytes = try #require(buffered.bytes(at: to))

@@ -113,6 +113,25 @@ public actor EventStore {
                 CREATE INDEX metric_stream_by_last_seen ON metric_stream (last_seen);
                 """)
         }
+        migrator.registerMigration("v7: own chain") { db in
+            // Where the node's own replication chain stood at the checkpoint, so a restart
+            // continues it (`OwnChain`); replaced whole by each checkpoint. `sequence` is the
+            // checkpoint's: a row left by a checkpoint of an older build (a downgrade and back)
+            // no longer matches and is ignored.
+            try db.execute(sql: """
+                CREATE TABLE own_chain (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    sequence INTEGER NOT NULL,
+                    sealed INTEGER NOT NULL
+                );
+                CREATE TABLE own_batch (
+                    version INTEGER PRIMARY KEY,
+                    previous INTEGER NOT NULL,
+                    wire INTEGER NOT NULL,
+                    bytes BLOB NOT NULL
+                );
+                """)
+        }
         return migrator
     }()
 
@@ -280,6 +299,30 @@ public actor EventStore {
                 currentAsOf: try time(row["current_as_of"], "origin")))
         }
         image.origins.sort { $0.origin < $1.origin }
+        if let row = try Row.fetchOne(db, sql: "SELECT sequence, sealed FROM own_chain WHERE id = 1"),
+            UInt64(bitPattern: row["sequence"]) == image.sequence
+        {
+            var chain = OwnChain(sequence: image.sequence, sealed: UInt64(bitPattern: row["sealed"]), batches: [], keepFrom: 0)
+            let batches = try Row.fetchCursor(db, sql: "SELECT version, previous, wire, bytes FROM own_batch ORDER BY version")
+            while let row = try batches.next() {
+                let version = UInt64(bitPattern: row["version"])
+                let name = "own batch \(version)"
+                let rawWire: Int64 = row["wire"]
+                let bytes = [UInt8](row["bytes"] as Data)
+                guard let wire = UInt8(exactly: rawWire),
+                    ReplicationMessage.protocolVersions.contains(wire)
+                else { throw StoreError.corrupt(row: name, reason: "wire version \(rawWire) is not one this build reads") }
+                let batch: DeltaBatch
+                do { batch = try DeltaBatch(encoded: bytes[...], wireVersion: wire) } catch {
+                    throw StoreError.corrupt(row: name, reason: "\(error)")
+                }
+                guard batch.version == version, batch.previous == UInt64(bitPattern: row["previous"]) else {
+                    throw StoreError.corrupt(row: name, reason: "its bytes are batch \(batch.version) after \(batch.previous)")
+                }
+                chain.batches.append(StoredBatch(version: version, previous: batch.previous, wire: wire, bytes: bytes))
+            }
+            image.ownChain = chain
+        }
         let keys = try Row.fetchCursor(db, sql: "SELECT client, key, expires_at, receipt FROM idempotency_key")
         while let row = try keys.next() {
             let client: String = row["client"]
@@ -469,6 +512,7 @@ public struct EncodedCheckpoint: Sendable {
     let streamsSeenAfter: Int64
     let expiredBefore: [Int64]
     let origins: [OriginVersion]
+    let ownChain: OwnChain?
     /// Time buckets it writes.
     public var bucketCount: Int { self.buckets.count }
 
@@ -511,6 +555,7 @@ public struct EncodedCheckpoint: Sendable {
         self.streamsSeenAfter = checkpoint.metricStreamsSeenAfter.millisecondsSinceEpoch
         self.expiredBefore = checkpoint.expiredBefore
         self.origins = checkpoint.origins
+        self.ownChain = checkpoint.ownChain
     }
 
     /// Stores it as `ReplicaSnapshot.apply` would. The log entries it covers are left for the
@@ -556,6 +601,25 @@ public struct EncodedCheckpoint: Sendable {
                 Int64(bitPattern: origin.origin.rawValue), Int64(bitPattern: origin.version),
                 origin.currentAsOf.millisecondsSinceEpoch,
             ])
+        }
+        // As `OwnChain.apply`: the batches the buffer dropped go, the new ones are added. Versions
+        // are stored by bit pattern; their order holds while epochs stay below 2^31 (one a restart).
+        if let chain = self.ownChain {
+            try db.execute(sql: "INSERT OR REPLACE INTO own_chain (id, sequence, sealed) VALUES (1, ?, ?)",
+                           arguments: [Int64(bitPattern: chain.sequence), Int64(bitPattern: chain.sealed)])
+            try db.execute(sql: "DELETE FROM own_batch WHERE version < ?", arguments: [Int64(bitPattern: chain.keepFrom)])
+            if let first = chain.batches.first {
+                try db.execute(sql: "DELETE FROM own_batch WHERE version >= ?", arguments: [Int64(bitPattern: first.version)])
+            }
+            let insert = try db.cachedStatement(
+                sql: "INSERT INTO own_batch (version, previous, wire, bytes) VALUES (?, ?, ?, ?)")
+            for batch in chain.batches {
+                try insert.execute(arguments: [Int64(bitPattern: batch.version), Int64(bitPattern: batch.previous),
+                                               Int64(batch.wire), Data(batch.bytes)])
+            }
+        } else {
+            try db.execute(sql: "DELETE FROM own_chain")
+            try db.execute(sql: "DELETE FROM own_batch")
         }
         try db.execute(sql: """
             INSERT OR REPLACE INTO checkpoint (id, sequence, state_version, taken_at) VALUES (1, ?, ?, ?)

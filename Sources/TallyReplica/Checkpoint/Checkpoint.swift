@@ -36,11 +36,66 @@ public struct Checkpoint: Sendable {
     /// each time (one row per region). After a restart the replica continues from these versions;
     /// peers resend, or transfer, what it integrated after them and lost.
     public var origins: [OriginVersion]
+    /// This replica's own chain as of the checkpoint, so a restart continues it (nil: a replica
+    /// without peers, which seals nothing). Stored whole each time, replacing the last.
+    public var ownChain: OwnChain?
 
     /// True when storing it would change nothing but the expiry of old rows.
     public var isEmpty: Bool {
         self.newSeries.isEmpty && self.buckets.isEmpty && self.idempotencyKeys.isEmpty
             && self.spanFingerprints.isEmpty && self.metricStreams.isEmpty
+    }
+}
+
+/// Where a replica's own replication chain stood when a checkpoint was taken, and its recent own
+/// batches. The replica seals its changes as it takes the checkpoint, so the image's own part is
+/// exactly its state as of `sealed`. The image keeps the own batches of about one replication
+/// buffer (published, or sealed and unpublished then: the checkpoint is stored only once the log
+/// they cover is durable), so a restarted replica continues its chain from `sealed`, and serves
+/// peers that were behind it, instead of starting a chain they cannot follow (docs/architecture.md,
+/// decision 30).
+public struct OwnChain: Sendable, Equatable {
+    /// The checkpoint's `sequence`: a chain stored with another checkpoint (a store written in
+    /// between by a build that does not keep one) does not describe the image and is not used.
+    public var sequence: UInt64
+    /// The last own version sealed.
+    public var sealed: UInt64
+    /// Own batches in chain order, ending at `sealed`: in a checkpoint, those sealed since the
+    /// previous checkpoint; in an image, all it keeps.
+    public var batches: [StoredBatch]
+    /// The image drops its own batches below this version (the replica's buffer dropped them).
+    public var keepFrom: UInt64
+
+    public init(sequence: UInt64, sealed: UInt64, batches: [StoredBatch], keepFrom: UInt64) {
+        self.sequence = sequence
+        self.sealed = sealed
+        self.batches = batches
+        self.keepFrom = keepFrom
+    }
+
+    /// The image's chain after storing `newer`, the chain of the next checkpoint.
+    public mutating func apply(_ newer: OwnChain) {
+        self.batches.removeAll { $0.version < newer.keepFrom || $0.version >= (newer.batches.first?.version ?? .max) }
+        self.batches += newer.batches
+        self.sequence = newer.sequence
+        self.sealed = newer.sealed
+        self.keepFrom = newer.keepFrom
+    }
+}
+
+/// An encoded own batch, as a checkpoint keeps it.
+public struct StoredBatch: Sendable, Equatable {
+    public var version: UInt64
+    public var previous: UInt64
+    /// The replication wire version `bytes` are encoded at.
+    public var wire: UInt8
+    public var bytes: [UInt8]
+
+    public init(version: UInt64, previous: UInt64, wire: UInt8, bytes: [UInt8]) {
+        self.version = version
+        self.previous = previous
+        self.wire = wire
+        self.bytes = bytes
     }
 }
 
@@ -123,6 +178,8 @@ public struct ReplicaSnapshot: Sendable {
     public var metricStreams: [UInt64: StreamState] = [:]
     /// Replication chain heads, sorted by origin.
     public var origins: [OriginVersion] = []
+    /// The replica's own chain as of the last checkpoint that kept one.
+    public var ownChain: OwnChain?
 
     public init() {}
 
@@ -164,12 +221,21 @@ public struct ReplicaSnapshot: Sendable {
         self.stateVersion = checkpoint.stateVersion
         self.takenAt = checkpoint.takenAt
         self.origins = checkpoint.origins
+        if let newer = checkpoint.ownChain, self.ownChain != nil {
+            self.ownChain!.apply(newer)
+        } else {
+            self.ownChain = checkpoint.ownChain
+        }
     }
 }
 
 extension Replica {
     /// Takes what changed since the last checkpoint (see `Checkpoint`), and marks it saved.
     public mutating func checkpoint(now: Timestamp) -> Checkpoint {
+        // Own changes are sealed first, so the image's own part is the chain's state as of its
+        // last version (`OwnChain`).
+        let replicating = !self.config.peers.isEmpty
+        if replicating { self.seal(now: now) }
         let first = self.savedSeriesCount
         let newSeries = self.series[first...].map(\.key)
         self.savedSeriesCount = self.series.count
@@ -193,7 +259,27 @@ extension Replica {
                 SpanFingerprint(fingerprint: $0.key, expiresAt: $0.expiresAt, ordinal: $0.ordinal)
             },
             metricStreams: self.streams.takeChanged(), metricStreamsSeenAfter: now - self.config.limits.metricStreamWindow,
-            expiredBefore: expiredBefore, origins: origins)
+            expiredBefore: expiredBefore, origins: origins,
+            ownChain: replicating ? self.takeOwnChain() : nil)
+    }
+
+    /// The own chain as a checkpoint taken now keeps it: the batches sealed since the last one,
+    /// and where the image's start (the oldest batch the buffer keeps, or the next sealed).
+    private mutating func takeOwnChain() -> OwnChain {
+        let wire = self.config.wireVersions.upperBound
+        let after = self.replication.checkpointedSealed
+        let buffer = self.replication.origins[self.config.id]?.buffer ?? []
+        var batches = buffer.filter { $0.version > after }.map {
+            StoredBatch(version: $0.version, previous: $0.previous, wire: $0.wire, bytes: $0.bytes)
+        }
+        for pending in self.replication.unpublished where pending.batch.version > after {
+            batches.append(StoredBatch(version: pending.batch.version, previous: pending.batch.previous, wire: wire,
+                                       bytes: pending.batch.encoded(wireVersion: wire)))
+        }
+        let sealed = self.replication.sealedVersion
+        self.replication.checkpointedSealed = sealed
+        let keepFrom = buffer.first?.version ?? self.replication.unpublished.first?.batch.version ?? sealed &+ 1
+        return OwnChain(sequence: self.lastSequence, sealed: sealed, batches: batches, keepFrom: keepFrom)
     }
 
     /// A replica rebuilt from its durable image; replay the log entries after `snapshot.sequence`
@@ -227,8 +313,46 @@ extension Replica {
             state.currentAsOf = stored.currentAsOf
             self.replication.origins[stored.origin] = state
         }
+        self.continueOwnChain(snapshot)
         self.savedSeriesCount = self.series.count
         self.lastSequence = snapshot.sequence
         self.stateVersion = snapshot.stateVersion
+    }
+}
+
+extension Replica {
+    /// A restarted replica continues its own chain from the version its image is exact as of: its
+    /// first batch follows it, and its replayed events are differences from the restored buckets.
+    /// The image's own batches are its buffer again (those unpublished at the checkpoint are
+    /// published now: the log they cover is durable). Without a usable chain (a store from an
+    /// older build, or one that does not hang together) the replica starts a new chain as before
+    /// and its peers take a state transfer: slower, never wrong.
+    private mutating func continueOwnChain(_ snapshot: ReplicaSnapshot) {
+        let own = self.config.id
+        guard !self.config.peers.isEmpty, let chain = snapshot.ownChain, chain.sequence == snapshot.sequence,
+            chain.sealed < self.replication.sealedVersion  // the new epoch is above every old version
+        else { return }
+        let head = snapshot.origins.first { $0.origin == own }
+        var state = OriginState()
+        state.currentAsOf = head?.currentAsOf ?? state.currentAsOf
+        if let first = chain.batches.first {
+            state.version = first.previous
+            for batch in chain.batches {
+                guard batch.previous == state.version, batch.version > batch.previous,
+                    self.config.wireVersions.contains(batch.wire)
+                else { return }
+                state.append(BufferedBatch(version: batch.version, previous: batch.previous, bytes: batch.bytes,
+                                           wire: batch.wire),
+                             limit: self.config.limits.replicationBufferBytesMax)
+            }
+        } else {
+            // Nothing sealed since the oldest batch the buffer kept: the head is the sealed version.
+            guard head?.version == chain.sealed else { return }
+            state.version = chain.sealed
+        }
+        guard state.version == chain.sealed else { return }
+        self.replication.origins[own] = state
+        self.replication.sealedVersion = chain.sealed
+        self.replication.checkpointedSealed = chain.sealed
     }
 }

@@ -19,18 +19,23 @@ struct OriginState: Sendable {
     var transfer: (asOf: UInt64, asOfTime: Timestamp, next: BucketKey)?
 
     /// The buffered batches after `version` in chain order, or nil when the buffer does not reach
-    /// back to it (the peer needs a state transfer).
-    func chain(after version: UInt64) -> ArraySlice<BufferedBatch>? {
+    /// back to it (the peer needs a state transfer). `strictly`: for a peer of a release that takes
+    /// only a batch that follows its version exactly (wire version below 3).
+    func chain(after version: UInt64, strictly: Bool = false) -> ArraySlice<BufferedBatch>? {
         let buffer = self.buffer
         if version == self.version { return buffer[buffer.endIndex...] }
-        // A chain's versions increase (a restart's epoch is in the high bits): bisect.
+        // A chain's versions increase (a restart's epoch is in the high bits): bisect for the
+        // first batch above `version`. A peer can take it when it follows `version` or anything
+        // before it (`BufferedBatch.continues`).
         var low = buffer.startIndex
         var high = buffer.endIndex
         while low < high {
             let middle = (low + high) / 2
-            if buffer[middle].previous < version { low = middle + 1 } else { high = middle }
+            if buffer[middle].version <= version { low = middle + 1 } else { high = middle }
         }
-        guard low < buffer.endIndex, buffer[low].previous == version else { return nil }
+        guard low < buffer.endIndex,
+            strictly ? buffer[low].previous == version : buffer[low].continues(from: version)
+        else { return nil }
         return buffer[low...]
     }
 
@@ -75,6 +80,22 @@ struct BufferedBatch: Sendable {
     var bytes: [UInt8]
     var wire: UInt8
 
+    /// True when a replica holding the origin's `version` can integrate the batch: it follows
+    /// that version or one before it. A batch holds the absolute values of every part its origin
+    /// changed since `previous`, and each version after `previous` is the state of fewer events
+    /// than the batch's (the origin published them only once durable, so it still counted them
+    /// when it sealed the batch): joining the batch gives the batch's state either way. Within
+    /// one run of an origin no version lies between a batch and its previous; one does after a
+    /// restart, which continues from the last version its checkpoint sealed while its peers may
+    /// hold versions published after that checkpoint (decision 30).
+    static func continues(previous: UInt64, version: UInt64, from held: UInt64) -> Bool {
+        previous <= held && held < version
+    }
+
+    func continues(from held: UInt64) -> Bool {
+        Self.continues(previous: self.previous, version: self.version, from: held)
+    }
+
     /// The batch's bytes at wire version `wire`: its own when they are at it, else decoded and
     /// encoded again (a peer on another version, during a rolling upgrade); nil if they do not
     /// decode, which bytes this replica accepted always do.
@@ -90,8 +111,17 @@ struct ReplicationState: Sendable {
     var origins: [ReplicaID: OriginState] = [:]
     /// Series with own changes since the last seal, each once.
     var unsealedSeries: [SeriesID] = []
-    /// The last own version sealed (published or not).
+    /// The last own version sealed (published or not): the next batch follows it.
     var sealedVersion: UInt64
+    /// This process's version epoch in the high 32 bits: its batches are numbered above it, so
+    /// a restart never reuses a version published before with other content.
+    let epochBase: UInt64
+    /// The last own version the checkpoints hold (`OwnChain`).
+    var checkpointedSealed: UInt64 = 0
+    /// Per configured peer and origin, the last batch sent to it and when: a digest the peer
+    /// sent before that batch arrived (a pause delivers a stack of them at once, and push-pull
+    /// has both ends answer each other) is answered from there, not with the same batches again.
+    var sentRecently: [String: [ReplicaID: (version: UInt64, at: Timestamp)]] = [:]
     /// Sealed own batches waiting for the log sequence they cover to be durable.
     var unpublished: [(batch: DeltaBatch, through: UInt64)] = []
     /// The highest log sequence the shell reported durable.
@@ -107,7 +137,8 @@ struct ReplicationState: Sendable {
     var peerWire: [String: UInt8] = [:]
 
     init(_ config: ReplicaConfig) {
-        self.sealedVersion = UInt64(config.versionEpoch) << 32
+        self.epochBase = UInt64(config.versionEpoch) << 32
+        self.sealedVersion = self.epochBase
         self.random = SeededRandom(seed: config.seed ^ config.id.rawValue)
     }
 }
@@ -144,7 +175,7 @@ extension Replica {
         let size = self.config.limits.sealBucketsMax
         for chunk in stride(from: 0, to: parts.count, by: size) {
             let previous = self.replication.sealedVersion
-            self.replication.sealedVersion += 1
+            self.replication.sealedVersion = max(previous, self.replication.epochBase) + 1
             let batch = DeltaBatch(
                 origin: own, version: self.replication.sealedVersion, previous: previous, sealedAt: now,
                 buckets: Array(parts[chunk..<min(chunk + size, parts.count)]))
@@ -280,7 +311,12 @@ extension Replica {
     /// have restarted and chain too by now) left a replica waiting for good.
     func follows(_ header: DeltaBatch.Header) -> Bool {
         guard header.origin != self.config.id else { return false }
-        return header.previous == (self.replication.origins[header.origin]?.version ?? 0)
+        if self.config.wireVersions.upperBound < ReplicationMessage.continuingWire {
+            // As a release before wire version 3 decides (the simulator's older releases).
+            return header.previous == (self.replication.origins[header.origin]?.version ?? 0)
+        }
+        return BufferedBatch.continues(previous: header.previous, version: header.version,
+                                       from: self.replication.origins[header.origin]?.version ?? 0)
     }
 
     /// Answers a digest with what the peer lacks (within the byte budget) and, when the peer has
@@ -304,17 +340,29 @@ extension Replica {
         let wire = self.wireVersion(for: peer)
         var batches: [[UInt8]] = []
         var actions: [Action] = []
+        // Batches sent to this peer within half a gossip interval are taken as arriving: a lost
+        // one is sent again when a digest comes after that.
+        let tracked = self.config.peers.contains(peer)
+        var sent = tracked ? self.replication.sentRecently[peer, default: [:]] : [:]
+        let inFlight = self.config.gossipInterval / 2
+        let strictly = wire < ReplicationMessage.continuingWire
         for origin in self.replication.origins.keys.sorted() where budget > 0 {
             let state = self.replication.origins[origin]!  // key from the same dictionary
-            let known = theirs[origin]?.version ?? 0
+            var known = theirs[origin]?.version ?? 0
+            if let recent = sent[origin], now - recent.at < inFlight, recent.version > known,
+                recent.version <= state.version, state.chain(after: recent.version, strictly: strictly) != nil
+            {
+                known = recent.version
+            }
             guard state.version > known else { continue }
-            if let chain = state.chain(after: known) {
+            if let chain = state.chain(after: known, strictly: strictly) {
                 for batch in chain {
                     guard let bytes = batch.bytes(at: wire) else { break }
                     // The first batch goes even over budget, or a large one would never pass.
                     if bytes.count > budget && !batches.isEmpty { break }
                     batches.append(bytes)
                     budget -= bytes.count
+                    sent[origin] = (batch.version, now)
                 }
             } else {
                 let resume = transfers[origin].flatMap { $0.asOf <= state.version ? $0.cursor : nil }
@@ -325,6 +373,7 @@ extension Replica {
         }
         if !batches.isEmpty {
             actions.insert(.send(ReplicationMessage.deltas(batches, protocolVersion: wire), to: peer), at: 0)
+            if tracked { self.replication.sentRecently[peer] = sent }
         }
         if digest.reply && lacking {
             let message = ReplicationMessage.digest(self.digest(now: now, reply: false))

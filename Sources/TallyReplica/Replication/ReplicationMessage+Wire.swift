@@ -28,8 +28,13 @@ extension ReplicationMessage {
     public static let encodingTag: UInt8 = 0x20
     /// The wire versions this build reads and writes. Which one goes to a peer follows from the
     /// protocol its connection agreed (`NodeCore.wireVersion(forProtocol:)`), so the format can
-    /// change one node at a time.
-    public static let protocolVersions: ClosedRange<UInt8> = 1...2
+    /// change one node at a time. 1: bucket starts in milliseconds. 2: bucket starts as bucket
+    /// numbers. 3: version 2's encoding, from a release whose receivers take a batch that follows
+    /// any version up to the one they hold (`BufferedBatch.continues`), so a restarted origin's
+    /// batches are offered to it; a peer at 1 or 2 is offered only batches that follow its version.
+    public static let protocolVersions: ClosedRange<UInt8> = 1...3
+    /// The first wire version whose receivers take a batch that follows an earlier version.
+    public static let continuingWire: UInt8 = 3
     /// Most batches, buckets, digest entries or strings in one message.
     public static let countMax = 1 << 16
 
