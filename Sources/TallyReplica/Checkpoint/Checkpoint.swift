@@ -37,7 +37,8 @@ public struct Checkpoint: Sendable {
     /// peers resend, or transfer, what it integrated after them and lost.
     public var origins: [OriginVersion]
     /// This replica's own chain as of the checkpoint, so a restart continues it (nil: a replica
-    /// without peers, which seals nothing). Stored whole each time, replacing the last.
+    /// without peers, which seals nothing): the batches sealed since the previous checkpoint, which
+    /// the image adds to those it keeps (`OwnChain.apply`).
     public var ownChain: OwnChain?
 
     /// True when storing it would change nothing but the expiry of old rows.
