@@ -136,6 +136,17 @@ enum SLOReportText {
 
     static let windows = ["5m", "30m", "1h", "6h", "1d", "3d"]
 
+    /// True when the window held nothing to count: the node's JSON still gives an SLI of 1 (no
+    /// budget spent), which a reader would take for "every request was good".
+    static func hasNoEvents(_ sli: [String: Any]) -> Bool {
+        (sli["total"] as? Int).map { $0 == 0 } ?? false
+    }
+
+    /// The SLI for a table cell: its percentage, or "no events".
+    static func sliCell(_ sli: [String: Any]) -> String {
+        Self.hasNoEvents(sli) ? "no events" : Self.percent(sli["value"])
+    }
+
     static func text(_ slos: [[String: Any]], region: String) -> String {
         var lines: [String] = []
         for slo in slos {
@@ -144,8 +155,12 @@ enum SLOReportText {
             let rates = slo["burn_rates"] as? [String: [String: Any]] ?? [:]
             lines.append("\(slo["name"] ?? "?"): \(slo["objective"] ?? "?") \(slo["indicator"] ?? "") of \(slo["service"] ?? "?"), "
                 + "\(slo["window"] ?? "") (region \(region), at \(slo["evaluated_at"] ?? "?"))")
-            lines.append("  SLI \(Self.percent(sli["value"])): \(sli["good"] ?? 0) good of \(sli["total"] ?? 0), "
-                + "\(sli["bad"] ?? 0) bad, from \(slo["window_from"] ?? "?")")
+            if Self.hasNoEvents(sli) {
+                lines.append("  SLI: no events in the window, from \(slo["window_from"] ?? "?") (nothing spent)")
+            } else {
+                lines.append("  SLI \(Self.percent(sli["value"])): \(sli["good"] ?? 0) good of \(sli["total"] ?? 0), "
+                    + "\(sli["bad"] ?? 0) bad, from \(slo["window_from"] ?? "?")")
+            }
             if let bounds = sli["good_bounds"] as? [String: Any] {
                 lines.append("    good between \(bounds["certain"] ?? 0) and \(bounds["possible"] ?? 0) (the sketch bucket of the "
                     + "threshold); the verdict uses \(bounds["certain"] ?? 0)")
@@ -181,7 +196,7 @@ enum SLOReportText {
             let rates = slo["burn_rates"] as? [String: [String: Any]] ?? [:]
             let firing = (slo["alerts"] as? [[String: Any]] ?? []).filter { ($0["firing"] as? Bool) == true }
                 .map { "\($0["severity"] ?? "?") (\($0["long_window"] ?? "?"))" }
-            lines.append("| \(slo["name"] ?? "?") | \(slo["objective"] ?? "?") | \(Self.percent(sli["value"])) | "
+            lines.append("| \(slo["name"] ?? "?") | \(slo["objective"] ?? "?") | \(Self.sliCell(sli)) | "
                 + "\(Self.percent(budget["remaining"], digits: 1)) | \(Self.rate(rates["1h"]?["rate"])) | "
                 + "\(firing.isEmpty ? "none" : firing.joined(separator: ", ")) |")
         }

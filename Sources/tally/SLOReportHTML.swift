@@ -52,7 +52,7 @@ enum SLOReportHTML {
             let rates = slo["burn_rates"] as? [String: [String: Any]] ?? [:]
             rows.append("<tr><td><a href=\"#\(Self.text(slo["name"]))\">\(Self.text(slo["name"]))</a></td>"
                 + "<td>\(Self.text(slo["objective"]))</td>"
-                + "<td>\(SLOReportText.percent((slo["sli"] as? [String: Any])?["value"]))</td>"
+                + "<td>\(SLOReportText.sliCell(slo["sli"] as? [String: Any] ?? [:]))</td>"
                 + "<td>\(SLOReportText.percent(budget["remaining"], digits: 1))</td>"
                 + "<td>\(SLOReportText.rate(rates["1h"]?["rate"]))</td>"
                 + "<td class=\(firing.isEmpty ? "ok" : "firing")>\(firing.isEmpty ? "none" : Self.escape(firing.joined(separator: ", ")))</td></tr>")
@@ -70,8 +70,9 @@ enum SLOReportHTML {
                         + ", \(Self.text(slo["window"])), budgeting by \(Self.text(slo["budgeting"])); evaluated at "
                         + "\(Self.text(slo["evaluated_at"])) over \(Self.text(slo["window_from"])) to \(Self.text(slo["window_to"]))</p>"]
         let exhaustion = (slo["time_to_exhaustion_seconds"] as? Double).map { SLOReportText.duration(seconds: $0) } ?? "not burning"
-        parts.append("<div class=kpi><div>SLI<b>\(SLOReportText.percent(sli["value"]))</b>\(Self.text(sli["good"])) good of "
-            + "\(Self.text(sli["total"]))</div><div>budget left<b>\(SLOReportText.percent(budget["remaining"], digits: 1))</b>"
+        parts.append("<div class=kpi><div>SLI<b>\(SLOReportText.sliCell(sli))</b>"
+            + (SLOReportText.hasNoEvents(sli) ? "nothing to count" : "\(Self.text(sli["good"])) good of \(Self.text(sli["total"]))")
+            + "</div><div>budget left<b>\(SLOReportText.percent(budget["remaining"], digits: 1))</b>"
             + "\(String(format: "%.1f", budget["remaining_minutes"] as? Double ?? 0)) of "
             + "\(String(format: "%.1f", budget["total_minutes"] as? Double ?? 0)) min</div>"
             + "<div>time to exhaustion<b>\(Self.escape(exhaustion))</b>at the 1h burn rate</div></div>")
