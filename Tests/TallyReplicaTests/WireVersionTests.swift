@@ -61,8 +61,8 @@ import TallyAggregates
         for case .deltas(let batches) in messages {
             for batch in batches {
                 for (from, to) in [(UInt8(1), UInt8(2)), (2, 1), (1, 1), (2, 2), (3, 1), (1, 3), (2, 3), (3, 3)] {
-                    let buffered = BufferedBatch(version: batch.version, previous: batch.previous,
-                                                 bytes: batch.encoded(wireVersion: from), wire: from)
+                    let buffered = StoredBatch(version: batch.version, previous: batch.previous, wire: from,
+                                               bytes: batch.encoded(wireVersion: from))
                     let bytes = try #require(buffered.bytes(at: to))
                     #expect(bytes == batch.encoded(wireVersion: to))
                     #expect(try DeltaBatch(encoded: bytes[...], wireVersion: to) == batch)

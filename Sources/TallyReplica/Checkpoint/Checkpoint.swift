@@ -84,22 +84,6 @@ public struct OwnChain: Sendable, Equatable {
     }
 }
 
-/// An encoded own batch, as a checkpoint keeps it.
-public struct StoredBatch: Sendable, Equatable {
-    public var version: UInt64
-    public var previous: UInt64
-    /// The replication wire version `bytes` are encoded at.
-    public var wire: UInt8
-    public var bytes: [UInt8]
-
-    public init(version: UInt64, previous: UInt64, wire: UInt8, bytes: [UInt8]) {
-        self.version = version
-        self.previous = previous
-        self.wire = wire
-        self.bytes = bytes
-    }
-}
-
 /// A counted span's fingerprint, as a checkpoint stores it, and when it is forgotten.
 public struct SpanFingerprint: Sendable, Equatable {
     public var fingerprint: UInt64
@@ -270,9 +254,7 @@ extension Replica {
         let wire = self.config.wireVersions.upperBound
         let after = self.replication.checkpointedSealed
         let buffer = self.replication.origins[self.config.id]?.buffer ?? []
-        var batches = buffer.filter { $0.version > after }.map {
-            StoredBatch(version: $0.version, previous: $0.previous, wire: $0.wire, bytes: $0.bytes)
-        }
+        var batches = Array(buffer[buffer.firstIndex(above: after)...])
         for pending in self.replication.unpublished where pending.batch.version > after {
             batches.append(StoredBatch(version: pending.batch.version, previous: pending.batch.previous, wire: wire,
                                        bytes: pending.batch.encoded(wireVersion: wire)))
@@ -342,9 +324,7 @@ extension Replica {
                 guard batch.previous == state.version, batch.version > batch.previous,
                     self.config.wireVersions.contains(batch.wire)
                 else { return }
-                state.append(BufferedBatch(version: batch.version, previous: batch.previous, bytes: batch.bytes,
-                                           wire: batch.wire),
-                             limit: self.config.limits.replicationBufferBytesMax)
+                state.append(batch, limit: self.config.limits.replicationBufferBytesMax)
             }
         } else {
             // Nothing sealed since the oldest batch the buffer kept: the head is the sealed version.

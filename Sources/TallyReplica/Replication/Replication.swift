@@ -9,11 +9,11 @@ struct OriginState: Sendable {
     var currentAsOf = Timestamp(millisecondsSinceEpoch: Timestamp.validMillis.lowerBound)
     /// Recent batches in chain order, ending at `version`, for peers that are behind: as encoded
     /// by their origin, relayed as they are.
-    var buffer: ArraySlice<BufferedBatch> { self.storage[self.head...] }
+    var buffer: ArraySlice<StoredBatch> { self.storage[self.head...] }
     private(set) var bufferBytes = 0
     /// The buffer's storage: batches before `head` were dropped (their bytes released). A full
     /// buffer drops one batch per batch it takes; shifting the array each time cost O(buffer).
-    private var storage: [BufferedBatch] = []
+    private var storage: [StoredBatch] = []
     private var head = 0
     /// A state transfer being received: complete through `next` (exclusive), as of `asOf`.
     var transfer: (asOf: UInt64, asOfTime: Timestamp, next: BucketKey)?
@@ -21,18 +21,13 @@ struct OriginState: Sendable {
     /// The buffered batches after `version` in chain order, or nil when the buffer does not reach
     /// back to it (the peer needs a state transfer). `strictly`: for a peer of a release that takes
     /// only a batch that follows its version exactly (wire version below 3).
-    func chain(after version: UInt64, strictly: Bool = false) -> ArraySlice<BufferedBatch>? {
+    func chain(after version: UInt64, strictly: Bool = false) -> ArraySlice<StoredBatch>? {
         let buffer = self.buffer
         if version == self.version { return buffer[buffer.endIndex...] }
         // A chain's versions increase (a restart's epoch is in the high bits): bisect for the
         // first batch above `version`. A peer can take it when it follows `version` or anything
-        // before it (`BufferedBatch.continues`).
-        var low = buffer.startIndex
-        var high = buffer.endIndex
-        while low < high {
-            let middle = (low + high) / 2
-            if buffer[middle].version <= version { low = middle + 1 } else { high = middle }
-        }
+        // before it (`StoredBatch.continues`).
+        let low = buffer.firstIndex(above: version)
         guard low < buffer.endIndex,
             strictly ? buffer[low].previous == version : buffer[low].continues(from: version)
         else { return nil }
@@ -42,7 +37,7 @@ struct OriginState: Sendable {
     /// A batch of the origin, sealed at `sealedAt`, was integrated. It continued the chain, so a
     /// state transfer under way is no longer needed: what its chunks brought is the origin's own
     /// state (a join never takes it back), and the chain now goes on by batches.
-    mutating func integrated(_ batch: BufferedBatch, sealedAt: Timestamp, limit: Int) {
+    mutating func integrated(_ batch: StoredBatch, sealedAt: Timestamp, limit: Int) {
         self.currentAsOf = max(self.currentAsOf, sealedAt)
         self.transfer = nil
         self.append(batch, limit: limit)
@@ -50,7 +45,7 @@ struct OriginState: Sendable {
 
     /// Appends the batch that is the new head, dropping the oldest while over `limit` bytes (the
     /// newest always stays).
-    mutating func append(_ batch: BufferedBatch, limit: Int) {
+    mutating func append(_ batch: StoredBatch, limit: Int) {
         self.storage.append(batch)
         self.bufferBytes += batch.bytes.count
         while self.bufferBytes > limit && self.head < self.storage.count - 1 {
@@ -73,12 +68,22 @@ struct OriginState: Sendable {
     }
 }
 
-/// A batch in a buffer: its place in the chain and its encoding, at wire version `wire`.
-struct BufferedBatch: Sendable {
-    var version: UInt64
-    var previous: UInt64
-    var bytes: [UInt8]
-    var wire: UInt8
+/// An encoded batch of an origin's chain: its place in the chain and its bytes, at wire version
+/// `wire`. A replica's buffers hold them to relay to peers that are behind; a checkpoint keeps its
+/// own (`OwnChain`).
+public struct StoredBatch: Sendable, Equatable {
+    public var version: UInt64
+    public var previous: UInt64
+    /// The replication wire version `bytes` are encoded at.
+    public var wire: UInt8
+    public var bytes: [UInt8]
+
+    public init(version: UInt64, previous: UInt64, wire: UInt8, bytes: [UInt8]) {
+        self.version = version
+        self.previous = previous
+        self.wire = wire
+        self.bytes = bytes
+    }
 
     /// True when a replica holding the origin's `version` can integrate the batch: it follows
     /// that version or one before it. A batch holds the absolute values of every part its origin
@@ -195,8 +200,8 @@ extension Replica {
         while let first = self.replication.unpublished.first, first.through <= self.replication.durableThrough {
             self.replication.unpublished.removeFirst()
             let wire = self.config.wireVersions.upperBound
-            let batch = BufferedBatch(version: first.batch.version, previous: first.batch.previous,
-                                      bytes: first.batch.encoded(wireVersion: wire), wire: wire)
+            let batch = StoredBatch(version: first.batch.version, previous: first.batch.previous, wire: wire,
+                                    bytes: first.batch.encoded(wireVersion: wire))
             self.replication.publishedBytes += UInt64(batch.bytes.count)
             self.replication.origins[first.batch.origin, default: OriginState()].append(
                 batch, limit: self.config.limits.replicationBufferBytesMax)
@@ -315,7 +320,7 @@ extension Replica {
             // As a release before wire version 3 decides (the simulator's older releases).
             return header.previous == (self.replication.origins[header.origin]?.version ?? 0)
         }
-        return BufferedBatch.continues(previous: header.previous, version: header.version,
+        return StoredBatch.continues(previous: header.previous, version: header.version,
                                        from: self.replication.origins[header.origin]?.version ?? 0)
     }
 
@@ -423,7 +428,7 @@ extension Replica {
         // In place: a copy of the state taken out of the dictionary would share the buffer, and
         // the append would then copy all of it (8 MB at the limit) for every batch.
         self.replication.origins[batch.origin, default: OriginState()].integrated(
-            BufferedBatch(version: batch.version, previous: batch.previous, bytes: bytes, wire: wire),
+            StoredBatch(version: batch.version, previous: batch.previous, wire: wire, bytes: bytes),
             sealedAt: batch.sealedAt,
             limit: self.config.limits.replicationBufferBytesMax)
     }
@@ -517,5 +522,19 @@ extension Replica {
     /// Per origin (sorted), the last version integrated: equal digests mean converged.
     public var versions: [(origin: ReplicaID, version: UInt64)] {
         self.replication.origins.keys.sorted().map { ($0, self.replication.origins[$0]!.version) }
+    }
+}
+
+extension ArraySlice<StoredBatch> {
+    /// The index of the first batch whose version is above `version` (`endIndex` if none): a
+    /// chain's versions increase (a restart's epoch is in the high bits), so this bisects.
+    func firstIndex(above version: UInt64) -> Index {
+        var low = self.startIndex
+        var high = self.endIndex
+        while low < high {
+            let middle = (low + high) / 2
+            if self[middle].version <= version { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 }

@@ -30,7 +30,7 @@ extension ReplicationMessage {
     /// protocol its connection agreed (`NodeCore.wireVersion(forProtocol:)`), so the format can
     /// change one node at a time. 1: bucket starts in milliseconds. 2: bucket starts as bucket
     /// numbers. 3: version 2's encoding, from a release whose receivers take a batch that follows
-    /// any version up to the one they hold (`BufferedBatch.continues`), so a restarted origin's
+    /// any version up to the one they hold (`StoredBatch.continues`), so a restarted origin's
     /// batches are offered to it; a peer at 1 or 2 is offered only batches that follow its version.
     public static let protocolVersions: ClosedRange<UInt8> = 1...3
     /// The first wire version whose receivers take a batch that follows an earlier version.
