@@ -114,6 +114,12 @@ public struct Scenario: Sendable {
         /// Crash and lose the store (the SQLite file) but keep the identity file beside it: the
         /// node must notice that they no longer belong together.
         case storeLoss(String)
+        /// `tally backup` of the region's store: what its disk holds durably now (the image and
+        /// the log after it), kept for a later `restore`.
+        case backup(String)
+        /// `tally restore` of the region's last backup: the process dies, its data directory is
+        /// replaced by the backup as `Restore` says, and it starts as a new incarnation.
+        case restore(String)
         /// The process is killed and starts again at once, from its disk, on this build (the
         /// newest release); `downgrade` goes back to the release the scenario started on.
         case upgrade(String)
@@ -301,6 +307,8 @@ extension Scenario {
             case "restart": action = .restart(try names("\(key).restart", value, regions: regions)[0])
             case "disk_loss": action = .diskLoss(try names("\(key).disk_loss", value, regions: regions)[0])
             case "store_loss": action = .storeLoss(try names("\(key).store_loss", value, regions: regions)[0])
+            case "backup": action = .backup(try names("\(key).backup", value, regions: regions)[0])
+            case "restore": action = .restore(try names("\(key).restore", value, regions: regions)[0])
             case "upgrade": action = .upgrade(try names("\(key).upgrade", value, regions: regions)[0])
             case "downgrade": action = .downgrade(try names("\(key).downgrade", value, regions: regions)[0])
             case "pause":
@@ -329,7 +337,7 @@ extension Scenario {
             case "start_traffic": action = .startTraffic(try names("\(key).start_traffic", value, regions: regions)[0])
             default:
                 throw fail("\(key).\(name)", "is not a known fault (partition, isolate, one_way, hold, release, flap, "
-                    + "heal, loss, duplication, crash, restart, disk_loss, store_loss, upgrade, downgrade, pause, "
+                    + "heal, loss, duplication, crash, restart, disk_loss, store_loss, backup, restore, upgrade, downgrade, pause, "
                     + "clock_offset, clock_jump, "
                     + "clock_drift, spike, errors, stop_traffic, start_traffic)")
             }
@@ -338,6 +346,14 @@ extension Scenario {
         let scenarioDuration = try duration("duration", root["duration"], nil)
         for (index, fault) in faults.enumerated() where fault.at > scenarioDuration {
             throw fail("faults[\(index)].at", "is after the scenario's duration")
+        }
+        for (index, fault) in faults.enumerated() {
+            guard case .restore(let region) = fault.action else { continue }
+            let backedUp = faults.contains {
+                if case .backup(region) = $0.action { return $0.at < fault.at }
+                return false
+            }
+            if !backedUp { throw fail("faults[\(index)].restore", "\(region) has no backup before it") }
         }
         var slos: [SLOSpec] = []
         if let list = root["slos"] {

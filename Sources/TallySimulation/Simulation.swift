@@ -15,6 +15,9 @@ public struct Simulation {
     /// Test only: a starting process is told that every peer agreed its own newest protocol, as a
     /// shell that ignored the handshake would; the checkers must notice in a rolling upgrade.
     package var brokenHandshake = false
+    /// Test only: a restore that copies the backup back as it was (its log, its own chain, its
+    /// incarnation), as copying the file by hand would; the checkers must notice.
+    package var brokenRestore = false
 
     public init(scenario: Scenario, seed: UInt64) {
         self.scenario = scenario
@@ -86,6 +89,8 @@ public struct Simulation {
         var readBytesSent = 0
         /// Own batch bytes published by the region's earlier processes (the replica counts its own).
         var publishedBefore: UInt64 = 0
+        /// The last `backup` of its store: the durable image and log.
+        var backup: Disk?
 
         var replica: Replica? { self.node?.replica }
 
@@ -774,6 +779,40 @@ public struct Simulation {
             state.regions[region].disk = Disk()  // the identity file beside it stays
             state.regions[region].disk.epoch = lost.epoch
             self.start(region, &state)
+        case .backup(let name):
+            let region = index(name)
+            let disk = state.regions[region].disk
+            var copy = Disk()
+            copy.image = disk.image
+            copy.log = disk.log.filter { disk.isDurable($0.sequence) }
+            copy.incarnation = disk.incarnation
+            state.regions[region].backup = copy
+        case .restore(let name):
+            let region = index(name)
+            guard let backup = state.regions[region].backup else {
+                preconditionFailure("the scenario parser refuses a restore without a backup before it")
+            }
+            self.crash(region, losingStore: true, &state)
+            let epoch = state.regions[region].disk.epoch
+            var restored = Disk()
+            restored.image = Restore.image(
+                ofBackup: backup.image,
+                origin: self.config(region, incarnation: backup.incarnation ?? 0, state).id)
+            restored.epoch = epoch
+            var incarnation = Restore.incarnation(replacing: backup.incarnation,
+                                                  fresh: state.regions[region].incarnationsUsed + 1)
+            if self.brokenRestore {
+                restored = backup
+                restored.epoch = epoch
+                restored.durablePrefix = backup.log.last?.sequence ?? backup.image.sequence
+                incarnation = backup.incarnation ?? incarnation
+            }
+            restored.incarnation = incarnation
+            state.regions[region].disk = restored
+            state.regions[region].identityFile = incarnation
+            state.timeline.append("\(Self.format(fault.at)): \(name) restored as incarnation \(incarnation), "
+                + "\(self.brokenRestore ? 0 : backup.log.count) log entries after the backup's checkpoint dropped")
+            self.start(region, &state)
         case .upgrade(let name), .downgrade(let name):
             let region = index(name)
             if case .upgrade = fault.action {
@@ -936,6 +975,8 @@ public struct Simulation {
         case .restart(let name): return "restart \(name)"
         case .diskLoss(let name): return "disk loss \(name) (new incarnation)"
         case .storeLoss(let name): return "store loss \(name) (identity file kept)"
+        case .backup(let name): return "backup \(name)"
+        case .restore(let name): return "restore \(name) from its backup (new incarnation)"
         case .upgrade(let name): return "upgrade \(name) to this build (protocols \(NodeCore.protocols))"
         case .downgrade(let name): return "downgrade \(name) to the release it started on"
         case .pause(let name, let duration): return "pause \(name) for \(format(duration))"

@@ -21,15 +21,18 @@ struct Serve: AsyncParsableCommand {
     var config: String
 
     func run() async throws {
-        let nodeConfig: NodeConfig
-        do {
-            nodeConfig = try NodeConfig.load(path: self.config)
-        } catch {
-            throw CommandFailure(message: "invalid config: \(error)")
-        }
+        let nodeConfig = try CommandFailure.loadConfig(self.config)
         var logger = Logger(label: "tally")
         logger.logLevel = .info
         let failureLogger = logger
+        // Held until the process exits: one node per data directory, and no restore under it.
+        let lock: DataDirectoryLock
+        do {
+            lock = try DataDirectoryLock(directory: nodeConfig.dataDirectory)
+        } catch {
+            throw CommandFailure(message: "\(self.config): the node cannot start: \(error)")
+        }
+        defer { withExtendedLifetime(lock) {} }
         let node: Node
         do {
             node = try await Node.start(config: nodeConfig, logger: logger) { error in
@@ -112,6 +115,15 @@ extension Serve {
 struct CommandFailure: Error, CustomStringConvertible {
     var message: String
     var description: String { self.message }
+
+    /// A node's config file for a command that acts on the node (serve, backup, restore).
+    static func loadConfig(_ path: String) throws(CommandFailure) -> NodeConfig {
+        do {
+            return try NodeConfig.load(path: path)
+        } catch {
+            throw CommandFailure(message: "invalid config: \(error)")
+        }
+    }
 }
 
 /// The StatsD listeners as a service of the group: bound at start, closed first at shutdown (the

@@ -13,7 +13,7 @@ import Testing
         ("inspect", Inspect.self), ("certs", Certs.self), ("certs-ca", Certs.CA.self), ("certs-node", Certs.Node.self),
         ("config", ConfigCommand.self), ("config-check", ConfigCommand.Check.self),
         ("config-hash-key", ConfigCommand.HashKey.self), ("slo", SLOCommand.self), ("slo-check", SLOCommand.Check.self),
-        ("slo-report", SLOReportCommand.self),
+        ("slo-report", SLOReportCommand.self), ("backup", BackupCommand.self), ("restore", RestoreCommand.self),
     ]
 
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Snapshots")

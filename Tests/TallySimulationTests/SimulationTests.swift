@@ -64,6 +64,40 @@ import TallyReplica
         #expect(caughtAt != nil, "a merge that sums passed 100 seeds")
     }
 
+    /// A region backed up under traffic and restored later (simulations/restore-from-backup.yaml,
+    /// short): every acknowledged event counted once. A restore that puts the file back as it was
+    /// (its log replayed, its old origin continued from smaller slots) must be caught.
+    static let restore = """
+        name: restore
+        regions: [us-east, eu-west, ap-south]
+        duration: 40s
+        quiet: 30s
+        checkpoint_interval: 3s
+        traffic: {events_per_second: 300, batch: 30}
+        faults:
+          - {at: 8s, backup: eu-west}
+          - {at: 20s, stop_traffic: eu-west}
+          - {at: 30s, restore: eu-west}
+          - {at: 32s, start_traffic: eu-west}
+        """
+
+    @Test func aRestoredRegionCountsEveryEventOnceAndABrokenRestoreIsCaught() throws {
+        let scenario = try Scenario.parse(yaml: Self.restore, file: "restore")
+        var caughtAt: UInt64?
+        for seed in 1...5 as ClosedRange<UInt64> {
+            let result = Simulation(scenario: scenario, seed: seed).run()
+            #expect(result.passed, "seed \(seed): \(result.checks.filter { !$0.passed }.map(\.detail))")
+            var broken = Simulation(scenario: scenario, seed: seed)
+            broken.brokenRestore = true
+            if caughtAt == nil && !broken.run().passed { caughtAt = seed }
+        }
+        #expect(caughtAt != nil, "a restore of the file as it was passed 5 seeds")
+        #expect(throws: (any Error).self) {
+            try Scenario.parse(yaml: Self.restore.replacingOccurrences(of: "backup: eu-west", with: "backup: us-east"),
+                               file: "restore")
+        }
+    }
+
     /// Every region starts on the release before wire version 2 and is upgraded, one cut off,
     /// one rolled back: short, for debug builds (simulations/rolling-upgrade.yaml is the long one).
     static let upgrade = """

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import TallyAggregates
 import TallyReplica
+import TallyNodeCore
 
 /// The node's durable state in SQLite (WAL mode, synchronous FULL): the replica's checkpointed
 /// image (series, time buckets and idempotency keys, as canonical encodings) and the log of every
@@ -624,5 +625,173 @@ public struct EncodedCheckpoint: Sendable {
         try db.execute(sql: """
             INSERT OR REPLACE INTO checkpoint (id, sequence, state_version, taken_at) VALUES (1, ?, ?, ?)
             """, arguments: [Int64(self.sequence), Int64(self.stateVersion), self.takenAt])
+    }
+}
+
+// MARK: - Backup and restore
+
+extension EventStore {
+    /// What a backup holds, for the operator: the checkpoint it carries and the log after it.
+    public struct BackupSummary: Sendable, Equatable, CustomStringConvertible {
+        public var checkpointSequence: UInt64
+        public var checkpointTakenAt: Timestamp?
+        public var logEntriesAfterCheckpoint: Int
+        public var series: Int
+        public var buckets: Int
+        public var incarnation: UInt64?
+        public var bytes: Int64
+
+        public var description: String {
+            "checkpoint \(self.checkpointSequence)"
+                + (self.checkpointTakenAt.map { " taken at \(RFC3339.format($0))" } ?? " (none yet)")
+                + ", \(self.logEntriesAfterCheckpoint) log entries after it, \(self.series) series, "
+                + "\(self.buckets) time buckets, incarnation \(self.incarnation.map(String.init) ?? "none"), \(self.bytes) bytes"
+        }
+    }
+
+    /// The name of the store's file in a data directory.
+    public static func storePath(directory: String) -> String {
+        (directory as NSString).appendingPathComponent("tally.sqlite")
+    }
+
+    /// Copies the store in `directory` to the new file `destination`, consistent while a node
+    /// writes to it: SQLite's online backup, in one read transaction of the source, so the copy is
+    /// the store as of one commit (a checkpoint and the log after it, never half of a transaction).
+    public static func backup(directory: String, to destination: String) throws -> BackupSummary {
+        let source = Self.storePath(directory: directory)
+        guard FileManager.default.fileExists(atPath: source) else {
+            throw StoreError.failed("no store at \(source): is data_dir right?")
+        }
+        guard !FileManager.default.fileExists(atPath: destination) else {
+            throw StoreError.failed("\(destination) exists: a backup is written to a new file")
+        }
+        do {
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(5)
+            let from = try DatabaseQueue(path: source, configuration: configuration)
+            try Self.checkIsStore(from, path: source)
+            let to = try DatabaseQueue(path: destination)
+            try from.backup(to: to)
+            try to.close()
+            try from.close()
+        } catch let error as StoreError {
+            try? FileManager.default.removeItem(atPath: destination)
+            throw error
+        } catch {
+            try? FileManager.default.removeItem(atPath: destination)
+            throw StoreError.failed("backup of \(source) to \(destination) failed: \(error)")
+        }
+        return try Self.summary(ofStoreAt: destination)
+    }
+
+    /// Restores the backup file `backup` into `directory` as a new incarnation (`Restore` says
+    /// why): the copy keeps the image, and drops the own chain, the recorded incarnation and, for a
+    /// node with peers (`clustered`), the log after the checkpoint; the store and the identity file
+    /// then record the new incarnation.
+    /// Refuses a directory that holds a store unless `replacing`, and a backup that is not a
+    /// store this build reads. Returns the backup's summary (before the restore dropped anything).
+    public static func restore(from backup: String, into directory: String, region: String, node: String,
+                               clustered: Bool, replacing: Bool, fresh: UInt64)
+        throws -> (backup: BackupSummary, incarnation: UInt64, logKept: Bool)
+    {
+        let destination = Self.storePath(directory: directory)
+        let summary = try Self.summary(ofStoreAt: backup)
+        let manager = FileManager.default
+        if manager.fileExists(atPath: destination) {
+            guard replacing else {
+                throw StoreError.failed("\(destination) exists: move it away, or restore with --replace to delete it")
+            }
+        }
+        do {
+            try manager.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            for suffix in ["", "-wal", "-shm"] where manager.fileExists(atPath: destination + suffix) {
+                try manager.removeItem(atPath: destination + suffix)
+            }
+            let incarnation = Restore.incarnation(replacing: summary.incarnation, fresh: fresh)
+            // The backup's origin, from the store's incarnation (a store from before stores recorded
+            // one names none: no origin matches, and every current_as_of stays as it was).
+            let old = ReplicaID(region: region, node: node, incarnation: summary.incarnation ?? 0)
+            var readOnly = Configuration()
+            readOnly.readonly = true
+            let from = try DatabaseQueue(path: backup, configuration: readOnly)
+            let to = try DatabaseQueue(path: destination)
+            try from.backup(to: to)
+            try from.close()
+            try Self.migrations.migrate(to)  // a backup from an older build gets this build's tables
+            let keepLog = Restore.keepsLog(clustered: clustered)
+            try to.write { db in
+                if !keepLog { try db.execute(sql: "DELETE FROM log") }
+                try db.execute(sql: """
+                    DELETE FROM own_chain;
+                    DELETE FROM own_batch;
+                    INSERT OR REPLACE INTO identity (id, incarnation) VALUES (1, ?);
+                    UPDATE origin SET current_as_of = max(current_as_of, (SELECT taken_at FROM checkpoint WHERE id = 1))
+                        WHERE origin = ? AND EXISTS (SELECT 1 FROM checkpoint WHERE id = 1);
+                    """, arguments: [Int64(bitPattern: incarnation), Int64(bitPattern: old.rawValue)])
+            }
+            try to.close()
+            let identityFile = (directory as NSString).appendingPathComponent("incarnation")
+            try "\(incarnation)\n".write(toFile: identityFile, atomically: true, encoding: .utf8)
+            return (summary, incarnation, keepLog)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError.failed("restore of \(backup) into \(directory) failed: \(error)")
+        }
+    }
+
+    /// The summary of the store file at `path`, after checking that it is a store this build
+    /// reads and that SQLite finds it intact.
+    public static func summary(ofStoreAt path: String) throws -> BackupSummary {
+        guard FileManager.default.fileExists(atPath: path) else { throw StoreError.failed("no file at \(path)") }
+        do {
+            var configuration = Configuration()
+            configuration.readonly = true
+            let queue = try DatabaseQueue(path: path, configuration: configuration)
+            defer { try? queue.close() }
+            try Self.checkIsStore(queue, path: path)
+            return try queue.read { db in
+                let check = try String.fetchAll(db, sql: "PRAGMA quick_check")
+                guard check == ["ok"] else {
+                    throw StoreError.corrupt(row: "\(path)", reason: "SQLite's quick_check: \(check.prefix(5).joined(separator: "; "))")
+                }
+                let checkpoint = try Row.fetchOne(db, sql: "SELECT sequence, taken_at FROM checkpoint WHERE id = 1")
+                let sequence = checkpoint.map { UInt64(bitPattern: $0["sequence"]) } ?? 0
+                let takenAt = checkpoint.map { Timestamp(millisecondsSinceEpoch: $0["taken_at"] as Int64) }
+                return BackupSummary(
+                    checkpointSequence: sequence, checkpointTakenAt: takenAt,
+                    logEntriesAfterCheckpoint: try Int.fetchOne(db, sql: "SELECT count(*) FROM log WHERE sequence > ?",
+                                                                arguments: [Int64(bitPattern: sequence)]) ?? 0,
+                    series: try Int.fetchOne(db, sql: "SELECT count(*) FROM series") ?? 0,
+                    buckets: try Int.fetchOne(db, sql: "SELECT count(*) FROM bucket") ?? 0,
+                    incarnation: try Int64.fetchOne(db, sql: "SELECT incarnation FROM identity WHERE id = 1")
+                        .map { UInt64(bitPattern: $0) },
+                    bytes: (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? 0)
+            }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError.failed("\(path) is not a readable store: \(error)")
+        }
+    }
+
+    /// A Tally store whose every migration this build knows (a store from a newer build may hold
+    /// tables this one would not restore; one from an older build is migrated as it is restored).
+    private static func checkIsStore(_ queue: DatabaseQueue, path: String) throws {
+        let applied: [String]
+        do {
+            applied = try queue.read { db in
+                guard try db.tableExists("grdb_migrations") else { return [] }
+                return try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")
+            }
+        } catch {
+            throw StoreError.failed("\(path) is not an SQLite database: \(error)")
+        }
+        let known = Set(Self.migrations.migrations)
+        guard !applied.isEmpty else { throw StoreError.failed("\(path) is not a Tally store (no migrations)") }
+        let unknown = applied.filter { !known.contains($0) }
+        guard unknown.isEmpty else {
+            throw StoreError.failed("\(path) was written by a newer build (migrations \(unknown)); restore it with that build")
+        }
     }
 }
