@@ -5,7 +5,7 @@ struct TallyBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tally-bench",
         abstract: "Benchmarks of Tally's hot paths. Build in release: swift run -c release tally-bench <suite>.",
-        subcommands: [AggregatesBenchmark.self, ReplicaBenchmark.self, SLOBenchmark.self, PeersBenchmark.self,
+        subcommands: [AggregatesBenchmark.self, ReplicaBenchmark.self, SLOBenchmark.self, PeersBenchmark.self, CapacityBenchmark.self,
                       SimulatorBenchmark.self])
 
     static func main() async {
