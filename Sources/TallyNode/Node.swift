@@ -34,7 +34,8 @@ public actor Node {
     public private(set) var slos: [SLOSpec] = []
     /// Differs on every start: ETags carry it, since the state version restarts from the image.
     public nonisolated let bootID = UInt64.random(in: 1...UInt64.max)
-    public private(set) var metrics = NodeMetrics()
+    /// The node's own metrics (`/metrics`); `tally serve` bootstraps swift-metrics with its registry.
+    public nonisolated let metrics: NodeMetrics
     /// The connections to the other regions (nil: a single region).
     public private(set) var transport: PeerTransport?
     /// Frames from each peer, in arrival order, bounded (`PeerInbox`).
@@ -78,7 +79,10 @@ public actor Node {
         } catch {
             throw NodeStartError(reason: "slo_files: \(error)")
         }
-        let store = try EventStore(directory: config.dataDirectory, onFailure: onStorageFailure)
+        let metrics = NodeMetrics()
+        let store = try EventStore(directory: config.dataDirectory, onFailure: onStorageFailure) { commit, checkpoint in
+            metrics.stored(commit: commit, checkpoint: checkpoint)
+        }
         let started = ContinuousClock.now
         let (image, entries) = try await store.recover()
         let identity = try await Self.identity(
@@ -106,7 +110,7 @@ public actor Node {
             "log_entries": "\(entries.count)", "sequence": "\(replica.lastSequence)",
             "duration": "\(ContinuousClock.now - started)",
         ])
-        let node = Node(config: config, core: core, store: store, clock: clock, logger: logger)
+        let node = Node(config: config, core: core, store: store, metrics: metrics, clock: clock, logger: logger)
         await node.setSLOs(slos)
         if let cluster = config.cluster {
             try await node.startTransport(cluster, incarnation: identity.rawValue)
@@ -428,7 +432,7 @@ public actor Node {
         case .read(let bytes):
             let (actions, refused) = self.core.receivedRead(bytes, from: region, now: now)
             if let refused {
-                self.metrics.refusedReads += 1
+                self.metrics.refusedRead()
                 self.logger.warning("peer read frame refused", metadata: ["region": "\(region)", "reason": "\(refused)"])
             }
             self.carryOut(actions)
@@ -447,13 +451,13 @@ public actor Node {
             case .refuse(let batch, let refusal):
                 switch refusal {
                 case .rateLimited:
-                    self.metrics.batches["rate_limited", default: 0] += 1
+                    self.metrics.batch("rate_limited")
                     self.outcomes[batch] = .rateLimited(retryAfterSeconds: refusal.retryAfterSeconds ?? 1)
                 case .overloaded:
-                    self.metrics.batches["overloaded", default: 0] += 1
+                    self.metrics.batch("overloaded")
                     self.outcomes[batch] = .overloaded(retryAfterSeconds: refusal.retryAfterSeconds ?? 1)
                 case .batch(let rejection):
-                    self.metrics.batches["refused", default: 0] += 1
+                    self.metrics.batch("refused")
                     self.outcomes[batch] = .refused(rejection)
                 }
             case .send(let bytes, let region, let version):
@@ -511,10 +515,11 @@ public actor Node {
         self.carryOut(self.core.checkpointStored(sequence, now: self.clock()))
     }
 
-    private init(config: NodeConfig, core: NodeCore, store: EventStore, clock: @escaping @Sendable () -> Timestamp,
-                 logger: Logger)
+    private init(config: NodeConfig, core: NodeCore, store: EventStore, metrics: NodeMetrics,
+                 clock: @escaping @Sendable () -> Timestamp, logger: Logger)
     {
         self.config = config
+        self.metrics = metrics
         self.replicaID = core.replica.config.id
         self.core = core
         self.store = store
@@ -691,6 +696,7 @@ public actor Node {
     public func ingest(items: [BatchItem], client: String, idempotencyKey: String?, fingerprints: [UInt64] = [])
         async -> IngestOutcome
     {
+        let arrived = ContinuousClock.now
         self.nextBatch += 1
         let id = BatchID(self.nextBatch)
         let actions = self.core.ingest(
@@ -712,13 +718,14 @@ public actor Node {
         do {
             try await self.store.waitDurable(through: waitsFor)
         } catch {
-            self.metrics.batches["failed", default: 0] += 1
+            self.metrics.batch("failed")
             return .unavailable("\(error)")
         }
         self.carryOut(self.core.persisted(0...waitsFor, now: self.clock()))
         guard let outcome = self.outcomes.removeValue(forKey: id) else {
             preconditionFailure("the core did not answer \(id) once the log was durable through \(waitsFor)")
         }
+        if case .accepted = outcome { self.metrics.acknowledged(after: ContinuousClock.now - arrived) }
         return outcome
     }
 
@@ -730,27 +737,24 @@ public actor Node {
     func recordStatsD(_ outcome: IngestOutcome, items: Int) {
         switch outcome {
         case .accepted(let receipt, _):
-            self.metrics.statsdItems["accepted", default: 0] += UInt64(receipt.accepted)
-            self.metrics.statsdItems["rejected", default: 0] += UInt64(receipt.rejected.count)
+            self.metrics.statsd(items: ["accepted": UInt64(receipt.accepted), "rejected": UInt64(receipt.rejected.count)])
         default:
-            self.metrics.statsdItems["refused", default: 0] += UInt64(items)
+            self.metrics.statsd(items: ["refused": UInt64(items)])
         }
     }
 
     func recordStatsDCounts(_ counts: StatsDCounts) {
-        self.metrics.statsdDatagrams += counts.datagrams
-        self.metrics.statsdLines["mapped", default: 0] += counts.mapped
-        self.metrics.statsdLines["invalid", default: 0] += counts.invalid
-        self.metrics.statsdLines["skipped", default: 0] += counts.skipped
-        self.metrics.statsdLines["dropped", default: 0] += counts.dropped
+        self.metrics.statsd(datagrams: counts.datagrams, lines: [
+            "mapped": counts.mapped, "invalid": counts.invalid, "skipped": counts.skipped, "dropped": counts.dropped,
+        ])
     }
 
     /// Counts OTLP spans or metric points by outcome (`tally_otlp_spans_total`, `tally_otlp_points_total`).
     func recordOTLP(_ signal: OTLPReceiver.Signal, _ outcome: String, _ count: Int) {
         guard count > 0 else { return }
         switch signal {
-        case .spans: self.metrics.otlpSpans[outcome, default: 0] += UInt64(count)
-        case .points: self.metrics.otlpPoints[outcome, default: 0] += UInt64(count)
+        case .spans: self.metrics.otlp(spans: outcome, count)
+        case .points: self.metrics.otlp(points: outcome, count)
         }
     }
 
@@ -769,7 +773,7 @@ public actor Node {
 
     /// A query stopped because its client went away (`/metrics`).
     func queryStopped() {
-        self.metrics.queriesStopped += 1
+        self.metrics.queryStopped()
     }
 
     /// The replica as it is now, and the time.
@@ -854,21 +858,15 @@ public actor Node {
 
     /// The Prometheus text exposition of the node's metrics.
     public func metricsText() async -> String {
-        let commits = await self.store.commits
         let entries = await self.store.committedEntries
-        let commitDuration = await self.store.commitDuration
-        let checkpoints = await self.store.checkpointsWritten
-        let checkpointDuration = await self.store.checkpointDuration
         let logEntries = await self.store.durableSequence - self.store.checkpointSequence
-        return self.metrics.exposition(
-            queueDepth: self.core.pendingCount, commits: commits, committedEntries: entries, commitDuration: commitDuration,
-            checkpoints: checkpoints, checkpointDuration: checkpointDuration, logEntriesAfterCheckpoint: logEntries,
+        return self.metrics.exposition(NodeMetrics.State(
+            queueDepth: self.core.pendingCount, committedEntries: entries, logEntriesAfterCheckpoint: logEntries,
             staleness: self.core.replica.staleness(now: self.clock()), refusedMessages: self.core.replica.refusedMessages,
             storageBytes: self.store.sizeBytes(), series: self.core.replica.seriesCount,
-            timeBuckets: self.core.replica.bucketCount, peerFramesDropped: self.inbox?.dropped ?? [:])
-            + NodeMetrics.alertingExposition(
-                evaluations: self.sloEvaluations, failures: self.sloEvaluationFailures, slos: self.slos.count,
-                firing: self.core.firingAlerts, sent: self.alertmanager?.outcomes ?? [:])
+            timeBuckets: self.core.replica.bucketCount, peerFramesDropped: self.inbox?.dropped ?? [:],
+            sloEvaluations: self.sloEvaluations, sloEvaluationFailures: self.sloEvaluationFailures, slos: self.slos.count,
+            firing: self.core.firingAlerts, alertsSent: self.alertmanager?.outcomes ?? [:]))
     }
 }
 

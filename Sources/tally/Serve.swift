@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import TallyNode
 
@@ -9,6 +11,7 @@ import TallyNode
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a region node.",
+        usage: "tally serve --config <file> [--log-format <format>] [--log-level <level>]",
         discussion: """
             Opens (or creates) the data directory, replays the durable log, and serves the HTTP API. \
             SIGTERM or SIGINT stops accepting new requests, lets in-flight batches become durable \
@@ -19,11 +22,26 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "The node's YAML config file.")
     var config: String
+    @Option(help: "Log lines as text, or as one JSON object each.")
+    var logFormat: LogFormat = .text
+    @Option(help: "The least severe level logged: trace, debug (a line per request), info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+        case text, json
+    }
+
+    func validate() throws {
+        guard Logger.Level(rawValue: self.logLevel) != nil else {
+            throw ValidationError("--log-level '\(self.logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
 
     func run() async throws {
         let nodeConfig = try CommandFailure.loadConfig(self.config)
+        if self.logFormat == .json { LoggingSystem.bootstrap { JSONLogHandler(label: $0) } }
         var logger = Logger(label: "tally")
-        logger.logLevel = .info
+        logger.logLevel = Logger.Level(rawValue: self.logLevel) ?? .info  // validate() checked it
         let failureLogger = logger
         // Held until the process exits: one node per data directory, and no restore under it.
         let lock: DataDirectoryLock
@@ -43,6 +61,10 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw CommandFailure(message: "\(self.config): the node cannot start: \(error)")
         }
+        // swift-metrics into the node's registry: Hummingbird's metrics middleware reports there.
+        var factory = PrometheusMetricsFactory(registry: node.metrics.registry)
+        factory.nameAndLabelSanitizer = NodeMetrics.sanitize
+        MetricsSystem.bootstrap(factory)
         let reloads = Self.reloadOnHangup(node: node, path: self.config, logger: logger)
         defer { reloads.cancel() }
         let app = Application(

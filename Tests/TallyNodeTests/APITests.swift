@@ -325,9 +325,13 @@ import TallyReplica
                 let text = String(buffer: response.body)
                 #expect(text.contains("tally_ingest_events_accepted_total 3"))
                 #expect(text.contains("tally_series 1"))
-                #expect(text.contains("# TYPE tally_group_commit_seconds summary"))
-                #expect(text.contains("# TYPE tally_replication_staleness_seconds gauge"))
+                #expect(text.contains("# TYPE tally_group_commit_seconds histogram"))
+                #expect(text.contains("tally_group_commit_seconds_bucket{le=\"+Inf\"}"))
+                // One batch answered, after its commit: one acknowledgement observed.
+                #expect(text.contains("tally_ingest_acknowledgement_seconds_count 1\n"), "\(text)")
                 #expect(text.contains("tally_replication_messages_refused_total 0"))
+                #expect(!text.contains("tally_replication_staleness_seconds"), "a single region has no other origin")
+                #expect(response.headers[.requestID]?.count ?? 0 > 0, "every answer carries its request id")
             }
         }
     }

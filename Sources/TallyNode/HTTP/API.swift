@@ -114,6 +114,9 @@ public enum API {
     /// A router for `node`, with authentication.
     public static func router(node: Node) -> Router<TallyRequestContext> {
         let router = Router(context: TallyRequestContext.self)
+        // Outermost: every answer, refusals included, is counted, timed and carries its request id.
+        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: RequestIDMiddleware())
         if let observation = node.selfObservation {
             router.add(middleware: SelfObservationMiddleware(observation: observation, clock: { node.currentTime() }))
         }
@@ -243,11 +246,14 @@ public enum API {
         // A query whose client has gone stops (within a few thousand buckets read), and is counted.
         let presence = await ClientPresenceHandler.presence(on: context.channel)
         let stopping: @Sendable () -> Bool = { presence?.isGone ?? false }
+        let started = ContinuousClock.now
         switch value("consistency") ?? "local" {
         case "local":
             break
         case "global":
-            return try await Self.globalQuery(query, node: node, stopping: stopping)
+            let response = try await Self.globalQuery(query, node: node, stopping: stopping)
+            if response.status == .ok { node.metrics.answeredQuery(after: ContinuousClock.now - started, global: true) }
+            return response
         case let other:
             return Self.error(.badRequest, "consistency: '\(other)' is neither local nor global")
         }
@@ -255,6 +261,7 @@ public enum API {
         let version: UInt64
         do {
             (result, version) = try await node.query(query, stopping: stopping)
+            node.metrics.answeredQuery(after: ContinuousClock.now - started, global: false)
         } catch .stopped {
             return await Self.stopped(node: node)
         } catch {

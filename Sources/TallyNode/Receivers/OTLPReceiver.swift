@@ -23,6 +23,8 @@ public enum OTLPReceiver {
     /// The router for the OTLP listener.
     public static func router(node: Node, config: OTLPConfig) -> Router<TallyRequestContext> {
         let router = Router(context: TallyRequestContext.self)
+        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: RequestIDMiddleware())
         let decoder = config.traceDecoder(node.config.limits)
         router.post("/v1/traces") { request, _ in
             await Self.traces(request, node: node, config: config, decoder: decoder)

@@ -173,6 +173,8 @@ public actor EventStore {
     private var writing = false
     private var failure: StoreError?
     private let onFailure: @Sendable (StoreError) -> Void
+    /// Told how long each transaction took: a group commit of log entries, a checkpoint, or both.
+    private let onWrite: @Sendable (_ commit: Duration?, _ checkpoint: Duration?) -> Void
 
     /// The highest sequence such that it and every sequence below it are committed.
     ///
@@ -202,7 +204,8 @@ public actor EventStore {
     static let trimEntriesMax = 64
 
     /// Opens (creating if needed) the store in `directory`.
-    public init(directory: String, onFailure: @escaping @Sendable (StoreError) -> Void = { _ in }) throws {
+    public init(directory: String, onFailure: @escaping @Sendable (StoreError) -> Void = { _ in },
+                onWrite: @escaping @Sendable (_ commit: Duration?, _ checkpoint: Duration?) -> Void = { _, _ in }) throws {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -227,6 +230,7 @@ public actor EventStore {
             throw StoreError.failed("the store \(self.path) cannot be opened: \(error)")
         }
         self.onFailure = onFailure
+        self.onWrite = onWrite
     }
 
     /// Reads the stored image and the log after it, for recovery at start-up: restore the image
@@ -456,6 +460,7 @@ public actor EventStore {
                 self.checkpointDuration += elapsed
                 self.checkpointSequence = last.sequence
             }
+            self.onWrite(batch.isEmpty ? nil : elapsed, ready.isEmpty ? nil : elapsed)
             for (sequence, _) in batch { self.committedAhead.insert(sequence) }
             while self.committedAhead.remove(self.durableSequence + 1) != nil { self.durableSequence += 1 }
             let released = self.waiters.filter { $0.sequence <= self.durableSequence }
