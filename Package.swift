@@ -40,6 +40,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "TallyAggregates"),
+        // The system's OpenSSL 3 (libssl-dev), for the peer transport's TLS.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "TallyReplica", dependencies: ["TallyAggregates"]),
         // SLOs: objectives, error budgets, burn-rate alerts, windows; pure values over the replica's counts.
         .target(name: "TallySLO", dependencies: ["TallyReplica", "TallyAggregates", .product(name: "Yams", package: "Yams")]),
@@ -71,6 +73,7 @@ let package = Package(
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Yams", package: "Yams"),
+                "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -84,7 +87,6 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CompressNIO", package: "compress-nio"),
             ]

@@ -3,7 +3,6 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import NIOSSL
 import NIOTLS
 import TallyNodeCore
 
@@ -131,45 +130,34 @@ public final class PeerTransport: Sendable {
 
     /// What a connection is made with: this node's certificate and key, the cluster CA, the peers.
     struct Security {
-        var serverContext: NIOSSLContext
-        var clientContext: NIOSSLContext
+        var serverContext: OpenSSLContext
+        var clientContext: OpenSSLContext
         var verifier: PeerVerifier
         /// The PEM bytes the contexts were made from: a reload that changes none keeps connections.
         var files: [[UInt8]]
 
         init(certificatePath: String, keyPath: String, caPath: String, peers: [PeerEndpoint]) throws {
-            // Each file named, with what is wrong with it: NIOSSL alone says "failedToLoadCertificate".
-            func load<T>(_ key: String, _ path: String, _ body: () throws -> T) throws -> T {
+            // Each file named, with what is wrong with it.
+            for (key, path) in [("certificate", certificatePath), ("key", keyPath), ("ca", caPath)] {
                 guard FileManager.default.isReadableFile(atPath: path) else {
                     throw TLSFileError(key: key, path: path, problem: FileManager.default.fileExists(atPath: path)
                         ? "cannot be read (permissions?)" : "does not exist")
                 }
+            }
+            // The system's OpenSSL: it verifies the peer's chain against the CA; `PeerVerifier` then
+            // checks the tally:// identity against the config, which replaces host-name checks
+            // (peers dial each other by address as often as by name).
+            func context(server: Bool) throws -> OpenSSLContext {
                 do {
-                    return try body()
-                } catch {
-                    throw TLSFileError(key: key, path: path, problem: "is not a PEM \(key == "key" ? "private key" : "certificate"): \(error)")
+                    return try OpenSSLContext(server: server, certificatePath: certificatePath, keyPath: keyPath,
+                                              caPath: caPath)
+                } catch let error as OpenSSLContext.FileError {
+                    let path = ["certificate": certificatePath, "key": keyPath, "ca": caPath][error.key] ?? ""
+                    throw TLSFileError(key: error.key, path: path, problem: error.problem)
                 }
             }
-            let chain = try load("certificate", certificatePath) {
-                try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
-            }
-            let key = try load("key", keyPath) { try NIOSSLPrivateKey(file: keyPath, format: .pem) }
-            let roots = try load("ca", caPath) { try NIOSSLCertificate.fromPEMFile(caPath) }
-            func tls(_ base: TLSConfiguration) -> TLSConfiguration {
-                var tls = base
-                tls.certificateChain = chain
-                tls.privateKey = .privateKey(key)
-                tls.minimumTLSVersion = .tlsv13
-                tls.maximumTLSVersion = .tlsv13
-                // Identity is checked by `PeerVerifier` (the tally:// name against the config), which
-                // replaces host-name checks: peers dial each other by address as often as by name.
-                tls.certificateVerification = .noHostnameVerification
-                tls.trustRoots = .certificates(roots)
-                return tls
-            }
-            self.serverContext = try NIOSSLContext(configuration: tls(.makeServerConfiguration(
-                certificateChain: chain, privateKey: .privateKey(key))))
-            self.clientContext = try NIOSSLContext(configuration: tls(.makeClientConfiguration()))
+            self.serverContext = try context(server: true)
+            self.clientContext = try context(server: false)
             let ca = try ClusterCertificates.readCertificate(caPath)
             self.verifier = PeerVerifier(ca: ca, peers: Set(peers.map(\.identity)))
             self.files = try [certificatePath, keyPath, caPath].map { path in
@@ -380,25 +368,21 @@ public final class PeerTransport: Sendable {
                 PeerChannelHandler(transport: self, verified: verified, dialed: dialed, insecure: true))
             return
         }
-        let callback: NIOSSLCustomVerificationCallback = { certificates, promise in
-            let chain = certificates.compactMap { try? $0.toDERBytes() }
-            let remote = channel.remoteAddress.map { "\($0)" } ?? "unknown"
-            let verifier = security.verifier
-            Task {
-                switch await verifier.verify(chain: chain, expected: dialed, now: Date()) {
-                case .success(let identity):
-                    verified.withLockedValue { $0 = identity }
-                    promise.succeed(.certificateVerified)
-                case .failure(let refusal):
-                    self.refuse(remote: remote, reason: refusal.description)
-                    promise.succeed(.failed)
-                }
+        let remote = channel.remoteAddress.map { "\($0)" } ?? "unknown"
+        let verifier = security.verifier
+        // OpenSSL has verified the chain against the cluster CA; this is the identity check.
+        let approve: OpenSSLHandler.Approve = { chain in
+            switch await verifier.verify(chain: chain, expected: dialed, now: Date()) {
+            case .success(let identity):
+                verified.withLockedValue { $0 = identity }
+                return nil
+            case .failure(let refusal):
+                self.refuse(remote: remote, reason: refusal.description)
+                return refusal.description
             }
         }
-        let tls: ChannelHandler = dialed == nil
-            ? NIOSSLServerHandler(context: security.serverContext, customVerificationCallback: callback)
-            : try NIOSSLClientHandler(context: security.clientContext, serverHostname: nil,
-                                      customVerificationCallback: callback)
+        let tls = try OpenSSLHandler(context: dialed == nil ? security.serverContext : security.clientContext,
+                                     approve: approve)
         try channel.pipeline.syncOperations.addHandler(tls)
         try channel.pipeline.syncOperations.addHandler(
             PeerChannelHandler(transport: self, verified: verified, dialed: dialed, insecure: false))
@@ -735,9 +719,16 @@ final class PeerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let error = error as? NIOSSLError, case .handshakeFailed = error, self.peer == nil {
-            let remote = context.remoteAddress.map { "\($0)" } ?? "unknown"
-            self.refuse(remote: remote, reason: "TLS handshake failed: \(error)")
+        if let error = error as? OpenSSLHandlerError, self.peer == nil {
+            switch error {
+            case .handshakeFailed:
+                let remote = context.remoteAddress.map { "\($0)" } ?? "unknown"
+                self.refuse(remote: remote, reason: error.description)
+            case .refused:
+                self.refused = true  // the identity check listed it already
+            case .truncated, .failed:
+                break
+            }
         }
         self.close(context: context, reason: "\(error)")
     }
