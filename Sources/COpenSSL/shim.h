@@ -32,6 +32,12 @@ static inline SSL *tally_ssl_of_store_ctx(X509_STORE_CTX *store) {
 
 static inline size_t tally_bio_pending(BIO *bio) { return BIO_ctrl_pending(bio); }
 
+/// A certificate's DER length (or -1).
+static inline int tally_x509_der_length(X509 *certificate) {
+    int length = i2d_X509(certificate, NULL);
+    return length > 0 ? length : -1;
+}
+
 /// A certificate in DER: writes up to `capacity` bytes to `out`, returns the length (or -1).
 static inline int tally_x509_der(X509 *certificate, unsigned char *out, int capacity) {
     int length = i2d_X509(certificate, NULL);

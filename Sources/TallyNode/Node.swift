@@ -729,10 +729,6 @@ public actor Node {
         return outcome
     }
 
-    func recordRefused(status: Int) {
-        self.metrics.refusedRequest(status: status)
-    }
-
     /// Counts what the node did with a batch of StatsD items (`tally_statsd_items_total`).
     func recordStatsD(_ outcome: IngestOutcome, items: Int) {
         switch outcome {

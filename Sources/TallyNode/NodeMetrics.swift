@@ -20,6 +20,9 @@ public final class NodeMetrics: Sendable {
     static let otlpPointOutcomes = ["accepted", "rejected", "skipped", "refused"]
     static let statsdLineOutcomes = ["mapped", "invalid", "skipped", "dropped"]
     static let statsdItemOutcomes = ["accepted", "rejected", "refused"]
+    /// What the API and the OTLP receiver refuse with before ingest.
+    static let refusalStatuses = [400, 401, 404, 405, 413, 415, 429, 503]
+    static let refusedHelp = "Requests refused before ingest, by status."
     /// Latency buckets: 100 µs to 10 s, roughly x2.5 apart.
     static let latencyBuckets: [Duration] = [
         .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
@@ -32,6 +35,7 @@ public final class NodeMetrics: Sendable {
     private let eventsRejected: [String: Counter]
     private let batches: [String: Counter]
     private let refusedReads: Counter
+    private let refusedRequests: [Int: Counter]
     private let queriesStopped: Counter
     private let otlpSpans: [String: Counter]
     private let otlpPoints: [String: Counter]
@@ -60,6 +64,10 @@ public final class NodeMetrics: Sendable {
             name: "tally_ingest_events_duplicate_total",
             help: "Events not counted again: their OTLP span was counted within the span window.")
         self.batches = counters("tally_ingest_batches_total", "outcome", Self.batchOutcomes, "Ingest batches, by outcome.")
+        self.refusedRequests = Dictionary(uniqueKeysWithValues: Self.refusalStatuses.map {
+            ($0, registry.makeCounter(name: "tally_http_requests_refused_total", labels: [("status", "\($0)")],
+                                      help: Self.refusedHelp))
+        })
         self.refusedReads = registry.makeCounter(name: "tally_global_read_frames_refused_total",
                                                  help: "Global-read frames from peers that did not decode.")
         self.queriesStopped = registry.makeCounter(name: "tally_queries_stopped_total",
@@ -113,9 +121,15 @@ public final class NodeMetrics: Sendable {
         self.batches[outcome]?.increment()
     }
 
+    /// A request refused before ingest. The statuses the API and receivers answer have their
+    /// counters made up front (no registry lookup, under its lock, per refusal); another is made once.
     func refusedRequest(status: Int) {
-        self.registry.makeCounter(name: "tally_http_requests_refused_total", labels: [("status", "\(status)")],
-                                  help: "Requests refused before ingest, by status.").increment()
+        if let counter = self.refusedRequests[status] {
+            counter.increment()
+        } else {
+            self.registry.makeCounter(name: "tally_http_requests_refused_total", labels: [("status", "\(status)")],
+                                      help: Self.refusedHelp).increment()
+        }
     }
 
     func refusedRead() { self.refusedReads.increment() }

@@ -293,7 +293,12 @@ import TallyReplica
                 #expect($0.status == .unauthorized)
             }
             try await client.execute(uri: "/metrics", method: .get, headers: Self.auth) { response in
-                #expect(String(buffer: response.body).contains("tally_http_requests_refused_total{status=\"401\"} 2"))
+                let text = String(buffer: response.body)
+                #expect(text.contains("tally_http_requests_refused_total{status=\"401\"} 2"))
+                // Every status the node refuses with is there from the start, so rate() sees the first one.
+                for status in NodeMetrics.refusalStatuses where status != 401 {
+                    #expect(text.contains("tally_http_requests_refused_total{status=\"\(status)\"} 0"), "\(status)")
+                }
             }
         }
     }

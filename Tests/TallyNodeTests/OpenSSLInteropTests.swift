@@ -10,30 +10,16 @@ import Testing
 /// implementation would speak it): `s_client` and `s_server` with the cluster's certificates are
 /// accepted; another CA, an expired certificate, TLS 1.2 and no client certificate are refused,
 /// each with its reason.
-@Suite(.serialized) struct OpenSSLInteropTests {
+@Suite(.serialized) struct OpenSSLInteropTests: CertificateFixture {
     let directory: String
     let ca: ClusterCertificates.Issued
     let usEast: NodeIdentity
     let euWest: NodeIdentity
 
     init() throws {
-        self.directory = NSTemporaryDirectory() + "tally-interop-\(UUID().uuidString)"
-        self.ca = try ClusterCertificates.makeCA(name: "test CA", now: Date(), validFor: 30)
-        try ClusterCertificates.writeCA(self.ca, to: self.directory, overwrite: false)
+        (self.directory, self.ca) = try Self.makeCA(prefix: "tally-interop")
         self.usEast = try NodeIdentity(region: "us-east", node: "n1")
         self.euWest = try NodeIdentity(region: "eu-west", node: "n1")
-    }
-
-    var caPath: String { self.directory + "/ca.pem" }
-
-    func certificate(_ identity: NodeIdentity, name: String, ca: ClusterCertificates.Issued? = nil,
-                     issuedAt: Date = Date()) throws -> (certificate: String, key: String)
-    {
-        let issued = try ClusterCertificates.issueNode(identity, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"],
-                                                       ca: ca ?? self.ca, now: issuedAt, validFor: 1)
-        let path = self.directory + "/" + name
-        try ClusterCertificates.writeNode(issued, identity: identity, ca: self.ca.certificate, to: path, overwrite: true)
-        return (path + "/\(identity.node).pem", path + "/\(identity.node)-key.pem")
     }
 
     func transport(_ identity: NodeIdentity, files: (certificate: String, key: String), peers: [PeerEndpoint])

@@ -8,30 +8,16 @@ import Testing
 @testable import TallyNode
 
 /// Two transports on loopback with real certificates: one dials, the other accepts.
-@Suite(.serialized) struct PeerTransportTests {
+@Suite(.serialized) struct PeerTransportTests: CertificateFixture {
     let directory: String
     let ca: ClusterCertificates.Issued
     let usEast: NodeIdentity
     let euWest: NodeIdentity
 
     init() throws {
-        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("tally-tls-\(UUID().uuidString)").path
-        self.ca = try ClusterCertificates.makeCA(name: "test CA", now: Date(), validFor: 30)
-        try ClusterCertificates.writeCA(self.ca, to: self.directory, overwrite: false)
+        (self.directory, self.ca) = try Self.makeCA(prefix: "tally-tls")
         self.usEast = try NodeIdentity(region: "us-east", node: "n1")
         self.euWest = try NodeIdentity(region: "eu-west", node: "n1")
-    }
-
-    /// Writes a certificate for `identity` (signed by `ca`, or the cluster CA) into its own directory.
-    func certificate(_ identity: NodeIdentity, name: String, ca: ClusterCertificates.Issued? = nil,
-                     issuedAt: Date = Date(), days: Int = 1) throws -> (certificate: String, key: String)
-    {
-        let path = (self.directory as NSString).appendingPathComponent(name)
-        let issued = try ClusterCertificates.issueNode(identity, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"],
-                                                       ca: ca ?? self.ca, now: issuedAt, validFor: days)
-        try ClusterCertificates.writeNode(issued, identity: identity, ca: self.ca.certificate, to: path, overwrite: true)
-        return ((path as NSString).appendingPathComponent("\(identity.node).pem"),
-                (path as NSString).appendingPathComponent("\(identity.node)-key.pem"))
     }
 
     func transport(_ identity: NodeIdentity, files: (certificate: String, key: String), peers: [PeerEndpoint],
@@ -39,7 +25,7 @@ import Testing
     {
         var configuration = PeerTransport.Configuration(
             identity: identity, incarnation: 1, certificatePath: files.certificate, keyPath: files.key,
-            caPath: (self.directory as NSString).appendingPathComponent("ca.pem"), peers: peers)
+            caPath: self.caPath, peers: peers)
         configuration.reconnectInitial = .milliseconds(20)
         configuration.reconnectMax = .milliseconds(200)
         return try PeerTransport(configuration: configuration, group: group, logger: Logger(label: "test")) { peer, bytes in
@@ -180,8 +166,6 @@ import Testing
         _ = try await client.start(host: "127.0.0.1", port: 0)
         return (server, client, serverFiles)
     }
-
-    var caPath: String { (self.directory as NSString).appendingPathComponent("ca.pem") }
 
     /// A peer that accepted this node once and then refuses it (a reload removed it there) is
     /// redialed with the backoff: it was redialed about 13 times a second, because the backoff

@@ -39,7 +39,7 @@ struct APIKeyMiddleware: RouterMiddleware {
             header.prefix(7).lowercased() == "bearer ",
             let key = self.config.apiKey(forSecret: String(header.dropFirst(7).drop { $0 == " " }))
         else {
-            await self.node.refused(status: 401)
+            self.node.refused(status: 401)
             return API.error(.unauthorized, "a valid API key is required: Authorization: Bearer <key>",
                              headers: [.wwwAuthenticate: "Bearer"])
         }
@@ -58,11 +58,11 @@ struct RouteMiddleware: RouterMiddleware {
                 next: (Request, TallyRequestContext) async throws -> Response) async throws -> Response
     {
         guard let methods = API.methods(for: request.uri.path) else {
-            await self.node.refused(status: 404)
+            self.node.refused(status: 404)
             return API.error(.notFound, "no such path: \(ConfigError.quote(request.uri.path)); see docs/api.md")
         }
         guard methods.contains(request.method) || (request.method == .head && methods.contains(.get)) else {
-            await self.node.refused(status: 405)
+            self.node.refused(status: 405)
             let allowed = methods.map(\.rawValue).sorted().joined(separator: ", ")
             return API.error(.methodNotAllowed, "\(request.uri.path) takes \(allowed), not \(request.method.rawValue)",
                              headers: [.allow: allowed])
@@ -174,7 +174,7 @@ public enum API {
         } else if contentType.hasPrefix("application/json") {
             format = .jsonArray
         } else {
-            await node.refused(status: 415)
+            node.refused(status: 415)
             return Self.error(.unsupportedMediaType,
                               "Content-Type must be application/json (an array) or application/x-ndjson")
         }
@@ -183,7 +183,7 @@ public enum API {
         do {
             body = try await request.body.collect(upTo: config.bodyBytesMax)
         } catch is NIOTooManyBytesError {
-            await node.refused(status: 413)
+            node.refused(status: 413)
             return Self.error(.contentTooLarge, "the body is larger than \(config.bodyBytesMax) bytes")
         }
         let bytes = body.readBytes(length: body.readableBytes) ?? []
@@ -194,7 +194,7 @@ public enum API {
                 stringBytesMax: max(config.limits.nameBytesMax, config.limits.userBytesMax) * 4)
         } catch {
             let tooMany = error.message.hasPrefix("more than")
-            await node.refused(status: tooMany ? 413 : 400)
+            node.refused(status: tooMany ? 413 : 400)
             return Self.error(tooMany ? .contentTooLarge : .badRequest, "malformed body: \(error)")
         }
         let key = request.headers[.idempotencyKey]
@@ -481,8 +481,10 @@ extension HTTPField.Name {
 }
 
 extension Node {
-    func refused(status: Int) {
-        self.recordRefused(status: status)
+    /// Counts a request refused before ingest. Off the actor: a storm of refusals (a client with
+    /// a wrong key) must not queue behind ingest, nor ingest behind it.
+    nonisolated func refused(status: Int) {
+        self.metrics.refusedRequest(status: status)
     }
 }
 

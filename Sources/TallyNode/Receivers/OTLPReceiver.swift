@@ -109,7 +109,7 @@ public enum OTLPReceiver {
     {
         let encoding = OTLPEncoding(contentType: request.headers[.contentType] ?? "") ?? .protobuf
         func refuse(_ status: HTTPResponse.Status, _ message: String) async -> Response {
-            await node.refused(status: Int(status.code))
+            node.refused(status: Int(status.code))
             return Self.error(status, message, encoding: encoding)
         }
         guard let client = Self.client(request, node: node, config: config) else {

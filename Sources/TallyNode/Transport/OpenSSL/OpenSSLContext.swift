@@ -110,12 +110,13 @@ private func openSSLVerifyCallback(_ ok: Int32, _ store: OpaquePointer?) -> Int3
     return ok
 }
 
-/// A certificate's DER encoding.
+/// A certificate's DER encoding, in a buffer of its own size.
 func derBytes(_ certificate: OpaquePointer) -> [UInt8]? {
-    var bytes = [UInt8](repeating: 0, count: 16_384)
+    let size = tally_x509_der_length(certificate)
+    guard size > 0 else { return nil }
+    var bytes = [UInt8](repeating: 0, count: Int(size))
     let length = bytes.withUnsafeMutableBufferPointer {
         tally_x509_der(certificate, $0.baseAddress, Int32($0.count))
     }
-    guard length > 0 else { return nil }
-    return Array(bytes.prefix(Int(length)))
+    return length == size ? bytes : nil
 }

@@ -40,8 +40,14 @@ final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var receivedCloseNotify = false
     /// Largest plaintext read per SSL_read (one TLS record holds at most 16 KiB).
     private static let readChunk = 16_384
+    /// Most ciphertext held unread while the identity check decides. In TLS 1.3 the client is
+    /// done first and may send what its transport queued (at most `sendQueueBytesMax`, 4 MiB by
+    /// default) before this side has approved it; anything past that is a peer to drop.
+    private let heldWhileApprovingMax: Int
+    static let defaultHeldWhileApprovingMax = 16 << 20
 
-    init(context: OpenSSLContext, approve: @escaping Approve) throws(OpenSSLError) {
+    init(context: OpenSSLContext, approve: @escaping Approve,
+         heldWhileApprovingMax: Int = OpenSSLHandler.defaultHeldWhileApprovingMax) throws(OpenSSLError) {
         guard let ssl = SSL_new(context.pointer) else { throw OpenSSLError("cannot create an OpenSSL connection") }
         guard let network = BIO_new(BIO_s_mem()), let output = BIO_new(BIO_s_mem()) else {
             SSL_free(ssl)
@@ -54,6 +60,7 @@ final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.network = network
         self.output = output
         self.approve = approve
+        self.heldWhileApprovingMax = heldWhileApprovingMax
         _ = tally_ssl_set_app_data(ssl, Unmanaged.passUnretained(self.record).toOpaque())
     }
 
@@ -82,7 +89,12 @@ final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch self.state {
         case .handshaking: self.handshake(context: context)
         case .open: self.readPlaintext(context: context)
-        case .approving, .closed: break  // held in the BIO until approved
+        case .approving:  // held in the BIO until approved, up to a limit
+            if tally_bio_pending(self.network) > self.heldWhileApprovingMax {
+                self.fail(context: context, OpenSSLHandlerError.failed(
+                    "the peer sent more than \(self.heldWhileApprovingMax) bytes before its identity was approved"))
+            }
+        case .closed: break
         }
     }
 
@@ -97,6 +109,7 @@ final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func handshake(context: ChannelHandlerContext) {
+        ERR_clear_error()  // SSL_get_error reads the thread's queue: another connection's leftovers would mislead it
         let result = SSL_do_handshake(self.ssl)
         self.flushOutput(context: context, promise: nil)
         guard result == 1 else {
@@ -167,6 +180,7 @@ final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
             var buffer = context.channel.allocator.buffer(capacity: Self.readChunk)
             var result: Int32 = 0
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.readChunk) { bytes in
+                ERR_clear_error()
                 result = SSL_read(self.ssl, bytes.baseAddress, Int32(min(bytes.count, Int(Int32.max))))
                 return Int(max(0, result))
             }
@@ -224,6 +238,7 @@ final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func encrypt(_ buffer: ByteBuffer, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         var buffer = buffer
         while buffer.readableBytes > 0 {
+            ERR_clear_error()
             let written = buffer.withUnsafeReadableBytes {
                 SSL_write(self.ssl, $0.baseAddress, Int32(min($0.count, Int(Int32.max))))
             }
@@ -259,6 +274,7 @@ final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func shutdownAndClose(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         if self.state == .open || self.state == .approving {
             _ = SSL_shutdown(self.ssl)  // queues our close_notify
+            ERR_clear_error()  // a shutdown's complaints (the peer already gone) are not the next call's
             self.flushOutput(context: context, promise: nil)
         }
         self.state = .closed
