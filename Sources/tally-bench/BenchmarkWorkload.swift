@@ -29,12 +29,21 @@ struct BenchmarkWorkload {
         return stride(from: 0, to: self.requests.count, by: size).map { offset in
             EventBatch(id: BatchID(UInt64(offset)), client: "bench",
                        events: (offset..<min(offset + size, self.requests.count)).map {
-                let request = self.requests[$0]
-                return Event(service: "svc-\(request.service)", operation: "op-\(request.operation)",
-                             status: request.status, latencyMicros: Double(request.latencyMicros),
-                             user: userNames[request.user], timestamp: self.times[$0])
+                self.requests[$0].event(users: userNames, at: self.times[$0])
             })
         }
+    }
+}
+
+extension Workload.Request {
+    /// This request as the event the HTTP layer would decode: service and operation named as the
+    /// benchmarks name them (`svc-3`, `op-7`) unless given, the user from `users`.
+    func event(users: [String], at timestamp: Timestamp, service: String? = nil, operation: String? = nil,
+               status: UInt16? = nil) -> Event
+    {
+        Event(service: service ?? "svc-\(self.service)", operation: operation ?? "op-\(self.operation)",
+              status: status ?? self.status, latencyMicros: Double(self.latencyMicros), user: users[self.user],
+              timestamp: timestamp)
     }
 }
 

@@ -92,9 +92,8 @@ struct CapacityBenchmark: ParsableCommand {
                 for series in 0..<self.series {
                     let request = workload.request(using: &random)
                     let at = start + .milliseconds(Int64(minute) * 60_000 + Int64(index) * 60_000 / Int64(self.perMinute))
-                    batch.append(Event(service: "svc", operation: "op-\(series)", status: 200,
-                                       latencyMicros: Double(request.latencyMicros), user: userNames[request.user],
-                                       timestamp: at))
+                    batch.append(request.event(users: userNames, at: at, service: "svc", operation: "op-\(series)",
+                                               status: 200))
                     if batch.count == 1_000 {
                         batchNumber += 1
                         _ = replica.ingest(EventBatch(id: BatchID(batchNumber), client: "bench", events: batch), now: now)
@@ -175,10 +174,8 @@ struct CapacityBenchmark: ParsableCommand {
             events.reserveCapacity(1_000)
             for index in 0..<perRound {
                 let request = workload.request(using: &random)
-                events.append(Event(service: "svc-\(request.service)", operation: "op-\(request.operation)",
-                                    status: request.status, latencyMicros: Double(request.latencyMicros),
-                                    user: userNames[request.user],
-                                    timestamp: now + .milliseconds(Int64(index) * 250 / Int64(perRound))))
+                events.append(request.event(users: userNames,
+                                            at: now + .milliseconds(Int64(index) * 250 / Int64(perRound))))
                 if events.count == 1_000 || index == perRound - 1 {
                     batchNumber += 1
                     carry(replicas["a"]!.ingest(EventBatch(id: BatchID(batchNumber), client: "bench", events: events),
