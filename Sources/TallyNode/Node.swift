@@ -46,6 +46,8 @@ public actor Node {
     private var reads: [UInt64: CheckedContinuation<NodeCore.GlobalRead, Never>] = [:]
     /// Each peer's connection as last told to the core.
     private var peerStates: [String: NodeCore.PeerState] = [:]
+    /// The origin each peer's last hello named, as last told to the core.
+    private var peerOrigins: [String: UInt64] = [:]
     /// Where alerts go (nil: no Alertmanager configured; alerts are still tracked and reported).
     public nonisolated let alertmanager: AlertmanagerClient?
     /// The node's own requests as events (nil: `observe_self` is off).
@@ -85,7 +87,7 @@ public actor Node {
         }
         let started = ContinuousClock.now
         let (image, entries) = try await store.recover()
-        let identity = try await Self.identity(
+        let (identity, ranBefore) = try await Self.identity(
             directory: config.dataDirectory, config: config, store: store,
             storeHoldsData: image.sequence > 0 || !entries.isEmpty, clock: clock, logger: logger)
         var replicaConfig = ReplicaConfig(
@@ -104,7 +106,7 @@ public actor Node {
         for entry in entries { replica.replay(entry) }
         let core = NodeCore(replica: replica, config: config.core(
             frameBytesMax: config.cluster?.frameBytesMax ?? Frame.defaultBytesMax), imageTakenAt: image.takenAt,
-            now: clock())
+            now: clock(), region: config.region, ranBefore: ranBefore)
         logger.info("recovered", metadata: [
             "checkpoint_sequence": "\(image.sequence)", "time_buckets": "\(image.buckets.count)",
             "log_entries": "\(entries.count)", "sequence": "\(replica.lastSequence)",
@@ -575,8 +577,12 @@ public actor Node {
     /// This node's replica id: region, node and the incarnation its store belongs to
     /// (`Incarnation.choose`): a node whose store was lost comes back as a new origin, whatever
     /// the identity file beside it says. The file is kept in step for operators to read.
+    /// Also returns the origin the identity file named when the node starts as another: it ran as
+    /// that one before, and it is retired (`OriginDirectory`).
     static func identity(directory: String, config: NodeConfig, store: EventStore, storeHoldsData: Bool,
-                         clock: () -> Timestamp, logger: Logger) async throws -> ReplicaID {
+                         clock: () -> Timestamp, logger: Logger) async throws
+        -> (id: ReplicaID, ranBefore: [ReplicaID])
+    {
         let path = (directory as NSString).appendingPathComponent("incarnation")
         let file = (try? String(contentsOfFile: path, encoding: .utf8))
             .flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
@@ -604,7 +610,9 @@ public actor Node {
                 throw NodeStartError(reason: "cannot write the identity file \(path): \(error.localizedDescription)")
             }
         }
-        return ReplicaID(region: config.region, node: config.node, incarnation: decision.incarnation)
+        let ranBefore = file.flatMap { $0 == decision.incarnation ? nil : [
+            ReplicaID(region: config.region, node: config.node, incarnation: $0)] } ?? []
+        return (ReplicaID(region: config.region, node: config.node, incarnation: decision.incarnation), ranBefore)
     }
 
     /// A number this data directory never handed out before: the replica's version epoch, so that
@@ -657,10 +665,15 @@ public actor Node {
             let region = peer.identity.region
             let state = NodeCore.PeerState(connected: peer.connected && peer.protocolVersion != nil,
                                            protocolVersion: peer.protocolVersion)
-            guard self.peerStates[region] != state else { continue }
+            // A peer that restarted as a new origin between two looks is still connected, at the
+            // same protocol: its hello's origin tells the core anyway.
+            let originChanged = state.connected && peer.origin != nil && self.peerOrigins[region] != peer.origin
+            guard self.peerStates[region] != state || originChanged else { continue }
             self.peerStates[region] = state
             if state.connected, let version = state.protocolVersion {
-                self.carryOut(self.core.peerConnected(region, protocolVersion: version, now: now))
+                if let origin = peer.origin { self.peerOrigins[region] = origin }
+                self.carryOut(self.core.peerConnected(region, protocolVersion: version, origin: peer.origin.map { ReplicaID($0) },
+                                                      now: now))
             } else {
                 self.carryOut(self.core.peerDisconnected(region, reason: peer.lastError ?? "not connected", now: now))
             }

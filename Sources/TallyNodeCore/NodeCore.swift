@@ -237,9 +237,20 @@ public struct NodeCore: Sendable {
 
     /// A node around `replica`, restored from its durable image and log (everything in it is
     /// durable). `imageTakenAt`: when the stored image's checkpoint was taken, so the checkpoint
-    /// interval counts across restarts (nil: no image yet).
-    public init(replica: Replica, config: Config, imageTakenAt: Timestamp?, now: Timestamp) {
+    /// interval counts across restarts (nil: no image yet). `region`: the region this node runs,
+    /// announced as its origin's (`OriginDirectory`), after `ranBefore`, the origins it ran as
+    /// before that its image does not name (a lost store's, from the identity file): those are
+    /// retired, and never counted as behind.
+    public init(replica: Replica, config: Config, imageTakenAt: Timestamp?, now: Timestamp,
+                region: String? = nil, ranBefore: [ReplicaID] = [])
+    {
         self.replica = replica
+        if let region {
+            for old in ranBefore where old != replica.config.id && !replica.originDirectory.knows(old) {
+                self.replica.announce(old, region: region)
+            }
+            self.replica.announce(replica.config.id, region: region)
+        }
         self.config = config
         self.durableThrough = replica.lastSequence
         self.replica.durable(through: replica.lastSequence)
@@ -448,9 +459,13 @@ public struct NodeCore: Sendable {
     // MARK: - Peers
 
     /// The connection this node sends to `region` on is up, at `protocolVersion`: replication
-    /// messages to it are encoded at the wire version that protocol carries from now on.
-    public mutating func peerConnected(_ region: String, protocolVersion: UInt16, now: Timestamp) -> [Action] {
+    /// messages to it are encoded at the wire version that protocol carries from now on. `origin`:
+    /// the origin the peer's hello names, which `region` runs as from now on (`OriginDirectory`).
+    public mutating func peerConnected(_ region: String, protocolVersion: UInt16, origin: ReplicaID? = nil,
+                                       now: Timestamp) -> [Action]
+    {
         guard self.peers[region] != nil else { return [] }
+        if let origin { self.replica.announce(origin, region: region) }
         self.peers[region] = PeerState(connected: true, protocolVersion: protocolVersion)
         self.replica.setWireVersion(Self.wireVersion(forProtocol: protocolVersion), for: region)
         return []

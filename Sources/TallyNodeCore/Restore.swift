@@ -22,7 +22,10 @@ import TallyReplica
 ///   had replicated. What they held that X never replicated is lost, as with a lost disk
 ///   (docs/tradeoffs.md). A node without peers keeps it: nobody else counted those events, so
 ///   replaying them under Y counts each once;
-/// - drops the **own chain**: X's recent batches are not Y's, and Y's chain starts afresh.
+/// - drops the **own chain**: X's recent batches are not Y's, and Y's chain starts afresh;
+/// - names X in the **origin directory** as the region's (if the backup's did not already), so
+///   that once Y announces itself X is retired: X never publishes again, and its staleness would
+///   otherwise grow for good and page somebody (`OriginDirectory`).
 ///
 /// The store carries this out on its tables (`EventStore.restore`); the simulator's `restore`
 /// fault applies `image(ofBackup:)` to its disk model, and the scenario
@@ -38,11 +41,14 @@ public enum Restore {
     /// have counted those events already.
     public static func keepsLog(clustered: Bool) -> Bool { !clustered }
 
-    /// The image a node restored from `backup` (the image of origin `origin`'s store) starts from;
-    /// its log is empty.
-    public static func image(ofBackup backup: ReplicaSnapshot, origin: ReplicaID) -> ReplicaSnapshot {
+    /// The image a node of `region` restored from `backup` (the image of origin `origin`'s store)
+    /// starts from; its log is empty.
+    public static func image(ofBackup backup: ReplicaSnapshot, origin: ReplicaID, region: String) -> ReplicaSnapshot {
         var image = backup
         image.ownChain = nil
+        if !image.originDirectory.contains(where: { $0.origin == origin }) {
+            image.originDirectory.append(OriginDirectory.Entry(origin: origin, region: region, announced: 0))
+        }
         if let takenAt = backup.takenAt, let own = image.origins.firstIndex(where: { $0.origin == origin }) {
             image.origins[own].currentAsOf = max(image.origins[own].currentAsOf, takenAt)
         }

@@ -61,6 +61,9 @@ public struct Simulation {
         /// The highest incarnation this region ever started as: a fresh one is above it (in a
         /// real node, the clock supplies a fresh one).
         var incarnationsUsed: UInt64 = 0
+        /// Own origins this region forgot with its whole data directory (store and identity file):
+        /// nothing tells the new process they were its own, so it may still report them as behind.
+        var forgottenOrigins: Set<ReplicaID> = []
         /// Bumped when the process dies: events scheduled for the old process are void.
         var generation = 0
         /// The peer protocols of the release the process runs (a rolling upgrade changes it).
@@ -272,6 +275,10 @@ public struct Simulation {
             state.timeline.append("\(Self.format(.milliseconds(state.now))): \(state.regions[index].name) starts as a new origin: \(reason)")
         }
         state.regions[index].incarnationsUsed = max(state.regions[index].incarnationsUsed, decision.incarnation)
+        // The origin the identity file named, when the process starts as another (as the node's
+        // `identity` reports it): retired in the origin directory.
+        let ranBefore = state.regions[index].identityFile.flatMap { $0 == decision.incarnation ? nil : [
+            self.config(index, incarnation: $0, state).id] } ?? []
         state.regions[index].disk.incarnation = decision.incarnation
         state.regions[index].identityFile = decision.incarnation
         var replica = Replica(config: self.config(index, incarnation: decision.incarnation, state), restoring: disk.image)
@@ -283,7 +290,7 @@ public struct Simulation {
             replica: replica,
             config: NodeCore.Config(pendingBatchesMax: self.scenario.node.pendingBatchesMax,
                                     checkpointInterval: self.scenario.checkpointInterval),
-            imageTakenAt: disk.image.takenAt, now: now)
+            imageTakenAt: disk.image.takenAt, now: now, region: state.regions[index].name, ranBefore: ranBefore)
         // Every start loads the scenario's SLOs; the first tick (scheduled below) evaluates them.
         for case .sendAlerts in node.setSLOs(self.scenario.slos, now: now) {
             preconditionFailure("a starting process has no alerts to resolve")
@@ -292,14 +299,18 @@ public struct Simulation {
         // sees the new connection too (after an upgrade, at a newer protocol).
         for (peer, name) in self.scenario.regions.enumerated() where peer != index {
             let version = self.brokenHandshake ? state.regions[index].release.upperBound : self.agreed(index, peer, state)
-            _ = node.peerConnected(name, protocolVersion: version, now: now)
+            // The hello names the peer's origin; a peer that is down sends none yet.
+            _ = node.peerConnected(name, protocolVersion: version, origin: state.regions[peer].replica?.config.id, now: now)
         }
         state.regions[index].node = node
         for peer in state.regions.indices where peer != index && state.regions[peer].isUp {
             let version = self.agreed(index, peer, state)
             let peerNow = self.localTime(peer, state)
             let name = state.regions[index].name
-            let actions = Self.mutate(&state.regions[peer]) { $0.peerConnected(name, protocolVersion: version, now: peerNow) }
+            let origin = node.replica.config.id
+            let actions = Self.mutate(&state.regions[peer]) {
+                $0.peerConnected(name, protocolVersion: version, origin: origin, now: peerNow)
+            }
             self.carryOut(actions, from: peer, &state)
         }
         state.regions[index].lastRead = 0
@@ -770,6 +781,9 @@ public struct Simulation {
             let lost = state.regions[region].disk
             state.regions[region].disk = Disk()
             state.regions[region].disk.epoch = lost.epoch
+            if let incarnation = lost.incarnation {
+                state.regions[region].forgottenOrigins.insert(self.config(region, incarnation: incarnation, state).id)
+            }
             state.regions[region].identityFile = nil  // the whole data directory is gone
             self.start(region, &state)
         case .storeLoss(let name):
@@ -797,7 +811,7 @@ public struct Simulation {
             var restored = Disk()
             restored.image = Restore.image(
                 ofBackup: backup.image,
-                origin: self.config(region, incarnation: backup.incarnation ?? 0, state).id)
+                origin: self.config(region, incarnation: backup.incarnation ?? 0, state).id, region: name)
             restored.epoch = epoch
             var incarnation = Restore.incarnation(replacing: backup.incarnation,
                                                   fresh: state.regions[region].incarnationsUsed + 1)

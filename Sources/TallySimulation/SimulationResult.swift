@@ -129,6 +129,23 @@ extension Simulation {
                     + "\(state.alertmanager.received) alerts from the regions and showed \(shown.count), "
                     + "each as the scenario expects"))
         }
+        // Staleness names only origins that still run: one a region replaced (a lost store, a
+        // restore) never publishes again, and reported it would look behind for good. The one
+        // exception is a region's own origin lost with its whole data directory, at that region:
+        // nothing it has left says the origin was its own (its peers do know, from hellos).
+        var retiredReported: [String] = []
+        if state.convergedAt != nil {
+            let live = Set(state.regions.map { $0.replica!.config.id })  // all up when converged
+            for region in state.regions {
+                let stale = region.replica!.staleness(now: Timestamp(millisecondsSinceEpoch: state.now))
+                    .map(\.origin).filter { !live.contains($0) && !region.forgottenOrigins.contains($0) }
+                if !stale.isEmpty { retiredReported.append("\(region.name) reports \(stale.count) retired origins") }
+            }
+        }
+        checks.append(.init(
+            name: "staleness", passed: retiredReported.isEmpty,
+            detail: retiredReported.first ?? (state.convergedAt == nil ? "not checked: no convergence"
+                : "every region reports staleness for running origins only")))
         let other = state.violations.filter {
             !["monotonic", "acknowledgement", "overload", "global reads", "slo"].contains(where: $0.hasPrefix)
         }

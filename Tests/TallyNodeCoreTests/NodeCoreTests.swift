@@ -232,4 +232,33 @@ import TallyAggregates
         _ = try core.startGlobalRead(query, now: Self.now)
         #expect(throws: NodeCore.GlobalReadRefusal.self) { try core.startGlobalRead(query, now: Self.now) }
     }
+
+    /// The origin directory as the core keeps it: a starting node announces its own origin after
+    /// the ones it ran as before (retired), a peer's hello names what that region runs as, and a
+    /// region's earlier origin drops out of staleness once its hello names another.
+    @Test func helloOriginsRetireWhatARegionRanAsBefore() {
+        let lost = ReplicaID(region: "a", node: "n1", incarnation: 0)
+        var core = NodeCore(replica: Replica(config: ReplicaConfig(id: Self.me, peers: ["b"])), config: NodeCore.Config(),
+                            imageTakenAt: nil, now: Self.now, region: "a", ranBefore: [lost, Self.me])
+        #expect(core.replica.originDirectory.currentOrigin(of: "a") == Self.me)
+        #expect(core.replica.originDirectory.isRetired(lost))
+        let first = ReplicaID(region: "b", node: "n1", incarnation: 1)
+        let second = ReplicaID(region: "b", node: "n1", incarnation: 2)
+        _ = core.peerConnected("b", protocolVersion: 4, origin: first, now: Self.now)
+        #expect(core.replica.originDirectory.currentOrigin(of: "b") == first)
+        _ = core.peerConnected("b", protocolVersion: 4, origin: second, now: Self.now)
+        #expect(core.replica.originDirectory.isRetired(first) && !core.replica.originDirectory.isRetired(second))
+        _ = core.peerConnected("z", protocolVersion: 4, origin: ReplicaID(region: "z", node: "n1", incarnation: 1),
+                               now: Self.now)
+        #expect(core.replica.originDirectory.currentOrigin(of: "z") == nil, "not a peer: its hello names nothing")
+        // A restart keeps what it learned (through the checkpoint), and does not announce a
+        // ran-before origin its image already names (that would make it current again).
+        var image = ReplicaSnapshot()
+        for case .storeCheckpoint(let checkpoint) in core.stopping(now: Self.now) { image.apply(checkpoint) }
+        #expect(!image.originDirectory.isEmpty)
+        let restarted = NodeCore(replica: Replica(config: ReplicaConfig(id: Self.me, peers: ["b"]), restoring: image),
+                                 config: NodeCore.Config(), imageTakenAt: nil, now: Self.now, region: "a",
+                                 ranBefore: [lost])
+        #expect(restarted.replica.originDirectory == core.replica.originDirectory)
+    }
 }

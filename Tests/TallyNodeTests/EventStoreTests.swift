@@ -196,4 +196,33 @@ import TallyAggregates
             #expect(error.description.contains("own batch \(expected.sealed)"), "\(error)")
         }
     }
+
+    /// The origin directory goes into the store with the checkpoint that changed it, comes back
+    /// whole, is left as it was by one that did not, and a row that is not a region is named.
+    @Test func originDirectoryIsStoredWithCheckpointsThatChangeIt() async throws {
+        let directory = NSTemporaryDirectory() + "tally-store-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var replica = Replica(config: ReplicaConfig(id: Self.origin, peers: ["b"]))
+        replica.announce(Self.origin, region: "r")
+        replica.announce(ReplicaID(region: "b", node: "n", incarnation: 1), region: "b")
+        replica.announce(ReplicaID(region: "b", node: "n", incarnation: 2), region: "b")
+        let store = try EventStore(directory: directory)
+        try await store.store(await EncodedCheckpoint.encode(replica.checkpoint(now: Self.now)))
+        try await store.store(await EncodedCheckpoint.encode(replica.checkpoint(now: Self.now + .seconds(1))))
+        try await Self.waitUntil { await store.checkpointsWritten == 2 }
+        let (image, _) = try await EventStore(directory: directory).recover()
+        #expect(OriginDirectory(entries: image.originDirectory) == replica.originDirectory)
+        #expect(image.originDirectory.count == 3)
+
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        let pool = try DatabasePool(path: store.path, configuration: configuration)
+        try await pool.write { db in try db.execute(sql: "UPDATE origin_directory SET region = '' WHERE announced = 2") }
+        do {
+            _ = try await EventStore(directory: directory).recover()
+            Issue.record("recovery accepted an origin directory row without a region")
+        } catch let error as EventStore.StoreError {
+            #expect(error.description.contains("origin_directory"), "\(error)")
+        }
+    }
 }

@@ -133,6 +133,18 @@ public actor EventStore {
                 );
                 """)
         }
+        migrator.registerMigration("v8: origin directory") { db in
+            // Which origin each region runs as (`OriginDirectory`): the origins a region ran as
+            // before are retired, and staleness leaves them out. Written whole with a checkpoint
+            // when it changed.
+            try db.execute(sql: """
+                CREATE TABLE origin_directory (
+                    origin INTEGER PRIMARY KEY,
+                    region TEXT NOT NULL,
+                    announced INTEGER NOT NULL
+                )
+                """)
+        }
         return migrator
     }()
 
@@ -304,6 +316,16 @@ public actor EventStore {
                 currentAsOf: try time(row["current_as_of"], "origin")))
         }
         image.origins.sort { $0.origin < $1.origin }
+        let directory = try Row.fetchCursor(db, sql: "SELECT origin, region, announced FROM origin_directory")
+        while let row = try directory.next() {
+            let origin = ReplicaID(UInt64(bitPattern: row["origin"]))
+            let region: String = row["region"]
+            guard !region.isEmpty, region.utf8.count <= 255 else {
+                throw StoreError.corrupt(row: "origin_directory (origin \(origin))", reason: "region \"\(region.prefix(64))\" is not a region name")
+            }
+            image.originDirectory.append(OriginDirectory.Entry(
+                origin: origin, region: region, announced: UInt64(bitPattern: row["announced"])))
+        }
         if let row = try Row.fetchOne(db, sql: "SELECT sequence, sealed FROM own_chain WHERE id = 1"),
             UInt64(bitPattern: row["sequence"]) == image.sequence
         {
@@ -519,6 +541,7 @@ public struct EncodedCheckpoint: Sendable {
     let expiredBefore: [Int64]
     let origins: [OriginVersion]
     let ownChain: OwnChain?
+    let originDirectory: [OriginDirectory.Entry]?
     /// Time buckets it writes.
     public var bucketCount: Int { self.buckets.count }
 
@@ -562,6 +585,7 @@ public struct EncodedCheckpoint: Sendable {
         self.expiredBefore = checkpoint.expiredBefore
         self.origins = checkpoint.origins
         self.ownChain = checkpoint.ownChain
+        self.originDirectory = checkpoint.originDirectory
     }
 
     /// Stores it as `ReplicaSnapshot.apply` would. The log entries it covers are left for the
@@ -607,6 +631,15 @@ public struct EncodedCheckpoint: Sendable {
                 Int64(bitPattern: origin.origin.rawValue), Int64(bitPattern: origin.version),
                 origin.currentAsOf.millisecondsSinceEpoch,
             ])
+        }
+        if let directory = self.originDirectory {
+            try db.execute(sql: "DELETE FROM origin_directory")
+            let insert = try db.cachedStatement(
+                sql: "INSERT INTO origin_directory (origin, region, announced) VALUES (?, ?, ?)")
+            for entry in directory {
+                try insert.execute(arguments: [Int64(bitPattern: entry.origin.rawValue), entry.region,
+                                               Int64(bitPattern: entry.announced)])
+            }
         }
         // As `OwnChain.apply`: the batches the buffer dropped go, the new ones are added. Versions
         // are stored by bit pattern; their order holds while epochs stay below 2^31 (one a restart).
@@ -732,7 +765,9 @@ extension EventStore {
                     INSERT OR REPLACE INTO identity (id, incarnation) VALUES (1, ?);
                     UPDATE origin SET current_as_of = max(current_as_of, (SELECT taken_at FROM checkpoint WHERE id = 1))
                         WHERE origin = ? AND EXISTS (SELECT 1 FROM checkpoint WHERE id = 1);
-                    """, arguments: [Int64(bitPattern: incarnation), Int64(bitPattern: old.rawValue)])
+                    INSERT OR IGNORE INTO origin_directory (origin, region, announced) VALUES (?, ?, 0);
+                    """, arguments: [Int64(bitPattern: incarnation), Int64(bitPattern: old.rawValue),
+                                     Int64(bitPattern: old.rawValue), region])
             }
             try to.close()
             let identityFile = (directory as NSString).appendingPathComponent("incarnation")

@@ -40,11 +40,14 @@ public struct Checkpoint: Sendable {
     /// without peers, which seals nothing): the batches sealed since the previous checkpoint, which
     /// the image adds to those it keeps (`OwnChain.apply`).
     public var ownChain: OwnChain?
+    /// Which origin each region runs as (`OriginDirectory`), whole (at most a thousand rows);
+    /// nil when it did not change since the previous checkpoint.
+    public var originDirectory: [OriginDirectory.Entry]? = nil
 
     /// True when storing it would change nothing but the expiry of old rows.
     public var isEmpty: Bool {
         self.newSeries.isEmpty && self.buckets.isEmpty && self.idempotencyKeys.isEmpty
-            && self.spanFingerprints.isEmpty && self.metricStreams.isEmpty
+            && self.spanFingerprints.isEmpty && self.metricStreams.isEmpty && self.originDirectory == nil
     }
 }
 
@@ -165,6 +168,8 @@ public struct ReplicaSnapshot: Sendable {
     public var origins: [OriginVersion] = []
     /// The replica's own chain as of the last checkpoint that kept one.
     public var ownChain: OwnChain?
+    /// The origin directory as of the last checkpoint.
+    public var originDirectory: [OriginDirectory.Entry] = []
 
     public init() {}
 
@@ -206,6 +211,7 @@ public struct ReplicaSnapshot: Sendable {
         self.stateVersion = checkpoint.stateVersion
         self.takenAt = checkpoint.takenAt
         self.origins = checkpoint.origins
+        if let directory = checkpoint.originDirectory { self.originDirectory = directory }
         if let newer = checkpoint.ownChain, self.ownChain != nil {
             self.ownChain!.apply(newer)
         } else {
@@ -245,7 +251,14 @@ extension Replica {
             },
             metricStreams: self.streams.takeChanged(), metricStreamsSeenAfter: now - self.config.limits.metricStreamWindow,
             expiredBefore: expiredBefore, origins: origins,
-            ownChain: replicating ? self.takeOwnChain() : nil)
+            ownChain: replicating ? self.takeOwnChain() : nil, originDirectory: self.takeOriginDirectory())
+    }
+
+    /// The origin directory when it changed since the last checkpoint (nil: it did not).
+    private mutating func takeOriginDirectory() -> [OriginDirectory.Entry]? {
+        guard self.replication.directoryChanged else { return nil }
+        self.replication.directoryChanged = false
+        return self.replication.directory.entries
     }
 
     /// The own chain as a checkpoint taken now keeps it: the batches sealed since the last one,
@@ -296,6 +309,7 @@ extension Replica {
             state.currentAsOf = stored.currentAsOf
             self.replication.origins[stored.origin] = state
         }
+        self.replication.directory = OriginDirectory(entries: snapshot.originDirectory)
         self.continueOwnChain(snapshot)
         self.savedSeriesCount = self.series.count
         self.lastSequence = snapshot.sequence

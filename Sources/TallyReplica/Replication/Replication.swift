@@ -140,6 +140,10 @@ struct ReplicationState: Sendable {
     /// The wire version each peer is sent, from the protocol its connection agreed; a peer not
     /// named here gets the highest this replica speaks.
     var peerWire: [String: UInt8] = [:]
+    /// Which origin each region runs as now (`OriginDirectory`): retired ones are not behind.
+    var directory = OriginDirectory()
+    /// The directory changed since the last checkpoint took it.
+    var directoryChanged = false
 
     init(_ config: ReplicaConfig) {
         self.epochBase = UInt64(config.versionEpoch) << 32
@@ -309,6 +313,15 @@ extension Replica {
 
     /// Messages from peers that did not decode.
     public var refusedMessages: UInt64 { self.replication.refused }
+
+    /// `origin` is what `region` runs as from now on: a peer's hello said so, or this node is
+    /// starting as it. The origin `region` ran as before is retired (`OriginDirectory`).
+    public mutating func announce(_ origin: ReplicaID, region: String) {
+        if self.replication.directory.announce(origin, region: region) { self.replication.directoryChanged = true }
+    }
+
+    /// Which origin each region runs as, as far as this replica has heard.
+    public var originDirectory: OriginDirectory { self.replication.directory }
 
     /// True when a batch with this header continues its origin's chain here, a state transfer
     /// under way or not: a peer whose buffer reaches back to this replica's version sends batches,
@@ -492,9 +505,12 @@ extension Replica {
     // MARK: - Observing
 
     /// Per other origin (sorted): how far behind it this replica is, as of `now`. Includes clock
-    /// skew between the regions; nil for an origin this replica holds nothing of yet.
+    /// skew between the regions; nil for an origin this replica holds nothing of yet. Origins
+    /// their region has replaced (`OriginDirectory`) are left out: they never publish again.
     public func staleness(now: Timestamp) -> [(origin: ReplicaID, behind: Duration?)] {
-        self.replication.origins.keys.sorted().filter { $0 != self.config.id }.map { origin in
+        self.replication.origins.keys.sorted().filter {
+            $0 != self.config.id && !self.replication.directory.isRetired($0)
+        }.map { origin in
             let state = self.replication.origins[origin]!  // key from the same dictionary
             return (origin, state.version == 0 ? nil : now - state.currentAsOf)
         }
