@@ -39,7 +39,8 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
     ],
     targets: [
-        .target(name: "TallyAggregates"),
+        .target(name: "CTallyBucketTables"),
+        .target(name: "TallyAggregates", dependencies: ["CTallyBucketTables"]),
         // The system's OpenSSL 3 (libssl-dev), for the peer transport's TLS.
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "TallyReplica", dependencies: ["TallyAggregates"]),

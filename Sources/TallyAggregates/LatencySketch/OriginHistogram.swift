@@ -56,7 +56,7 @@ struct OriginHistogram: Sendable, Equatable {
     /// Counts one value. Returns the bucket it went to with its new count, or nil for the zero bucket.
     ///
     /// - Precondition: `value` is finite and its sign bit is clear (`LatencySketch` checks).
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func record(_ value: Double, scale: Int, bucketsMax: Int) -> LatencySketch.Bucket? {
         self.sum += value
         if value < self.minimum { self.minimum = value }
