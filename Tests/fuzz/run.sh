@@ -10,7 +10,17 @@ cd "$(dirname "$0")/../.."
 seconds=${1:-60}
 work=${2:-$(mktemp -d /tmp/tally-fuzz.XXXXXX)}
 mkdir -p "$work/corpus"
-flags=(-sanitize=fuzzer,address -parse-as-library -O -g -swift-version 6 -package-name tally)
+# The C bucket tables are header-only (static const arrays): a module map over the header is all
+# the Swift modules need to import them.
+mkdir -p "$work/CTallyBucketTables"
+cat > "$work/CTallyBucketTables/module.modulemap" <<MAP
+module CTallyBucketTables {
+    header "$PWD/Sources/CTallyBucketTables/include/tally_bucket_tables.h"
+    export *
+}
+MAP
+flags=(-sanitize=fuzzer,address -parse-as-library -O -g -swift-version 6 -package-name tally
+    -I "$work/CTallyBucketTables")
 shopt -s globstar
 swiftc "${flags[@]}" -emit-module -emit-library -static -module-name TallyAggregates \
     -emit-module-path "$work/TallyAggregates.swiftmodule" -o "$work/libTallyAggregates.a" \
