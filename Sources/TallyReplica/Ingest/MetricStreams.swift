@@ -109,28 +109,85 @@ struct MetricStreams: Sendable {
         return (delta, state)
     }
 
-    /// `current - previous` bucket by bucket; nil (`.none` wrapped) when any count went down.
-    /// The outer optional is nil on a decrease; the inner is nil when there are no latencies.
+    /// `current - previous` bucket by bucket. The outer optional is nil on a reset (fewer values
+    /// than before); the inner is nil when there are no latencies.
+    ///
+    /// A cumulative exponential histogram lowers its scale when its range outgrows its buckets
+    /// (OpenTelemetry SDKs keep at most 160): the stream goes on, its old buckets merged in pairs.
+    /// The decoder places each point's buckets at the sketch's scale by their middles, so after a
+    /// downscale a merged bucket lands where neither of its halves did and some sketch buckets
+    /// seem to shrink. That is not a reset (the start time says when a stream restarts): the
+    /// difference is taken at the finest scale where no bucket shrinks, and its buckets placed
+    /// back at the sketch's scale by their middles. Counts and the sum stay exact; only the
+    /// latencies recorded across a downscale lose precision, once in the stream's life per halving.
     static func difference(_ current: LatencyBuckets?, _ previous: LatencyBuckets?) -> LatencyBuckets?? {
         guard let current else { return previous == nil || previous?.count == 0 ? .some(nil) : nil }
         guard let previous else { return .some(current) }
-        guard current.scale == previous.scale, current.zeroCount >= previous.zeroCount else { return nil }
-        var old: [Int32: UInt64] = [:]
-        for bucket in previous.buckets { old[bucket.index] = bucket.count }
-        var buckets: [LatencySketch.Bucket] = []
-        for bucket in current.buckets {
-            let before = old.removeValue(forKey: bucket.index) ?? 0
-            guard bucket.count >= before else { return nil }
-            if bucket.count > before { buckets.append(LatencySketch.Bucket(index: bucket.index, count: bucket.count - before)) }
+        guard current.zeroCount >= previous.zeroCount, current.count >= previous.count else { return nil }
+        let scale = Swift.min(current.scale, previous.scale)
+        for coarse in stride(from: scale, through: ExponentialBuckets.scaleMin, by: -1) {
+            guard let coarseBuckets = Self.subtract(Self.buckets(of: previous, at: coarse),
+                                                    from: Self.buckets(of: current, at: coarse))
+            else { continue }
+            var buckets: [LatencySketch.Bucket] = []
+            buckets.reserveCapacity(coarseBuckets.count)
+            for bucket in coarseBuckets {
+                // The middle of a coarse bucket is inside it, so the fine indices keep their order.
+                let index = coarse == scale ? bucket.index : ExponentialBuckets.index(
+                    of: ExponentialBuckets.representative(of: bucket.index, scale: coarse), scale: scale)
+                if let last = buckets.last, last.index >= index {
+                    buckets[buckets.count - 1].count = last.count + bucket.count  // both within 2^62
+                } else {
+                    buckets.append(LatencySketch.Bucket(index: index, count: bucket.count))
+                }
+            }
+            let zero = current.zeroCount - previous.zeroCount
+            func value(_ index: Int32) -> Double { ExponentialBuckets.representative(of: index, scale: scale) }
+            let lowest = zero > 0 ? 0 : buckets.first.map { value($0.index) } ?? 0
+            let highest = buckets.last.map { value($0.index) } ?? lowest
+            return .some(try? LatencyBuckets(
+                scale: scale, zeroCount: zero, buckets: buckets, sum: Swift.max(0, current.sum - previous.sum),
+                minimum: Swift.max(lowest, current.minimum),
+                maximum: Swift.max(Swift.min(highest, current.maximum), Swift.max(lowest, current.minimum))))
         }
-        guard old.isEmpty else { return nil }  // a bucket disappeared: a reset
-        let zero = current.zeroCount - previous.zeroCount
-        let scale = current.scale
-        func value(_ index: Int32) -> Double { ExponentialBuckets.representative(of: index, scale: scale) }
-        let lowest = zero > 0 ? 0 : buckets.first.map { value($0.index) } ?? 0
-        let highest = buckets.last.map { value($0.index) } ?? lowest
-        return .some(try? LatencyBuckets(
-            scale: scale, zeroCount: zero, buckets: buckets, sum: Swift.max(0, current.sum - previous.sum),
-            minimum: Swift.max(lowest, current.minimum), maximum: Swift.max(Swift.min(highest, current.maximum), Swift.max(lowest, current.minimum))))
+        return nil  // no scale where nothing shrinks: a reset
+    }
+
+    /// `current - previous` bucket by bucket (both in index order, at one scale); nil when a
+    /// bucket's count went down or a bucket disappeared.
+    static func subtract(_ previous: [LatencySketch.Bucket], from current: [LatencySketch.Bucket])
+        -> [LatencySketch.Bucket]?
+    {
+        var result: [LatencySketch.Bucket] = []
+        var old = previous.startIndex
+        for bucket in current {
+            var before: UInt64 = 0
+            if old < previous.endIndex, previous[old].index < bucket.index { return nil }  // disappeared
+            if old < previous.endIndex, previous[old].index == bucket.index {
+                before = previous[old].count
+                old += 1
+            }
+            guard bucket.count >= before else { return nil }
+            if bucket.count > before { result.append(LatencySketch.Bucket(index: bucket.index, count: bucket.count - before)) }
+        }
+        return old == previous.endIndex ? result : nil
+    }
+
+    /// The buckets of `point` at `scale` (at most its own): each index shifted right by the
+    /// difference, equal indices summed. Indices stay increasing, so the result is in order.
+    static func buckets(of point: LatencyBuckets, at scale: Int) -> [LatencySketch.Bucket] {
+        let shift = point.scale - scale
+        guard shift > 0 else { return point.buckets }
+        var merged: [LatencySketch.Bucket] = []
+        merged.reserveCapacity(point.buckets.count)
+        for bucket in point.buckets {
+            let index = bucket.index >> Int32(shift)
+            if let last = merged.last, last.index == index {
+                merged[merged.count - 1].count = last.count + bucket.count  // both within 2^62
+            } else {
+                merged.append(LatencySketch.Bucket(index: index, count: bucket.count))
+            }
+        }
+        return merged
     }
 }
