@@ -129,17 +129,9 @@ struct MetricStreams: Sendable {
             guard let coarseBuckets = Self.subtract(Self.buckets(of: previous, at: coarse),
                                                     from: Self.buckets(of: current, at: coarse))
             else { continue }
-            var buckets: [LatencySketch.Bucket] = []
-            buckets.reserveCapacity(coarseBuckets.count)
-            for bucket in coarseBuckets {
-                // The middle of a coarse bucket is inside it, so the fine indices keep their order.
-                let index = coarse == scale ? bucket.index : ExponentialBuckets.index(
-                    of: ExponentialBuckets.representative(of: bucket.index, scale: coarse), scale: scale)
-                if let last = buckets.last, last.index >= index {
-                    buckets[buckets.count - 1].count = last.count + bucket.count  // both within 2^62
-                } else {
-                    buckets.append(LatencySketch.Bucket(index: index, count: bucket.count))
-                }
+            // The middle of a coarse bucket is inside it, so the fine indices keep their order.
+            let buckets = coarse == scale ? coarseBuckets : Self.merged(coarseBuckets) {
+                ExponentialBuckets.index(of: ExponentialBuckets.representative(of: $0, scale: coarse), scale: scale)
             }
             let zero = current.zeroCount - previous.zeroCount
             func value(_ index: Int32) -> Double { ExponentialBuckets.representative(of: index, scale: scale) }
@@ -174,18 +166,24 @@ struct MetricStreams: Sendable {
     }
 
     /// The buckets of `point` at `scale` (at most its own): each index shifted right by the
-    /// difference, equal indices summed. Indices stay increasing, so the result is in order.
+    /// difference, equal indices summed.
     static func buckets(of point: LatencyBuckets, at scale: Int) -> [LatencySketch.Bucket] {
         let shift = point.scale - scale
         guard shift > 0 else { return point.buckets }
+        return Self.merged(point.buckets) { $0 >> Int32(shift) }
+    }
+
+    /// `buckets` (in index order) moved to `index(old)`, an order-keeping map; buckets that land
+    /// together summed (every count is within 2^62, and so is their total: one point's values).
+    static func merged(_ buckets: [LatencySketch.Bucket], index: (Int32) -> Int32) -> [LatencySketch.Bucket] {
         var merged: [LatencySketch.Bucket] = []
-        merged.reserveCapacity(point.buckets.count)
-        for bucket in point.buckets {
-            let index = bucket.index >> Int32(shift)
-            if let last = merged.last, last.index == index {
-                merged[merged.count - 1].count = last.count + bucket.count  // both within 2^62
+        merged.reserveCapacity(buckets.count)
+        for bucket in buckets {
+            let moved = index(bucket.index)
+            if let last = merged.last, last.index >= moved {
+                merged[merged.count - 1].count = last.count + bucket.count
             } else {
-                merged.append(LatencySketch.Bucket(index: index, count: bucket.count))
+                merged.append(LatencySketch.Bucket(index: moved, count: bucket.count))
             }
         }
         return merged
