@@ -341,4 +341,23 @@ import TallyAggregates
         _ = replayed.ingest(EventBatch(id: BatchID(9), client: "otlp", items: [Self.point(9, start: 2)]), now: Self.now)
         #expect(replayed.buckets.filter { $0.key.resolution == .minute }.reduce(0) { $0 + $1.aggregate.requests.value } == 34)
     }
+
+    /// Two hostile points of one stream whose buckets first agree at a very coarse scale: the
+    /// difference is placed back without computing a value (a representative there is subnormal
+    /// or infinite, and `ExponentialBuckets.index(of:)` trapped on it), and counts stay exact.
+    @Test func extremeBucketsThatAgreeOnlyWhenCoarseDoNotTrap() {
+        func point(_ buckets: [LatencySketch.Bucket], _ requests: UInt64) -> BatchItem {
+            .cumulative(CumulativePoint(stream: 1, start: 1, totals: RequestCounts(
+                service: "cart", operation: "GET /", status: 200, timestamp: Self.now, requests: requests,
+                latency: try! LatencyBuckets(scale: 6, zeroCount: 0, buckets: buckets, sum: 10, minimum: 1, maximum: 1_000))))
+        }
+        var replica = Replica(config: ReplicaConfig(id: Self.origin))
+        // 5 values near 2^-1000, then those 5 near 2^-990 and 3 near 2^1000 (indices at scale 6).
+        _ = replica.ingest(EventBatch(id: BatchID(1), client: "otlp", items: [point([.init(index: -64_000, count: 5)], 5)]),
+                           now: Self.now)
+        _ = replica.ingest(EventBatch(id: BatchID(2), client: "otlp", items: [
+            point([.init(index: -63_360, count: 5), .init(index: 64_000, count: 3)], 8)]), now: Self.now)
+        let minute = replica.buckets.filter { $0.key.resolution == .minute }
+        #expect(minute.reduce(0) { $0 + $1.aggregate.requests.value } == 8)
+    }
 }

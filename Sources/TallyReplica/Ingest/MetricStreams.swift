@@ -129,9 +129,14 @@ struct MetricStreams: Sendable {
             guard let coarseBuckets = Self.subtract(Self.buckets(of: previous, at: coarse),
                                                     from: Self.buckets(of: current, at: coarse))
             else { continue }
-            // The middle of a coarse bucket is inside it, so the fine indices keep their order.
+            // Each coarse bucket at its representative, which is inside it: order is kept. At a
+            // very coarse scale an extreme bucket's representative is subnormal or infinite and has
+            // no bucket; that one goes to the middle of its fine buckets, by index arithmetic.
+            let shift = Int32(scale - coarse)
             let buckets = coarse == scale ? coarseBuckets : Self.merged(coarseBuckets) {
-                ExponentialBuckets.index(of: ExponentialBuckets.representative(of: $0, scale: coarse), scale: scale)
+                let value = ExponentialBuckets.representative(of: $0, scale: coarse)
+                return value.isFinite && value >= ExponentialBuckets.valueMin
+                    ? ExponentialBuckets.index(of: value, scale: scale) : ($0 &<< shift) &+ (1 &<< (shift &- 1))
             }
             let zero = current.zeroCount - previous.zeroCount
             func value(_ index: Int32) -> Double { ExponentialBuckets.representative(of: index, scale: scale) }
